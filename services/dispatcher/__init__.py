@@ -1,0 +1,1 @@
+"""`dispatch`: the user's command line. It never imports torch, nnunetv2 or torchvision."""

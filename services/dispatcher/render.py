@@ -1,0 +1,96 @@
+"""How runs and jobs look in a terminal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+STATE_COLOURS = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+
+
+def state(text: str) -> str:
+    return click.style(text, fg=STATE_COLOURS.get(text))
+
+
+def age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def progress_text(progress: dict[str, Any]) -> str:
+    if progress["total"]:
+        return f"{progress['step']}/{progress['total']}"
+    return ""
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(click.unstyle(str(row[i]))) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(str(cell) + " " * (width - len(click.unstyle(str(cell)))) for cell, width in
+                         zip(row, widths, strict=True)).rstrip()
+
+    return "\n".join([click.style(line(header), bold=True), *(line(row) for row in rows)])
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> str:
+    rows = [[f"r{job['run_id']}", job["ref"], job["kind"], state(job["state"]), str(job["attempt"]),
+             job["worker"] or "", progress_text(job["progress"]), age(job["age_s"]), job["name"]]
+            for job in jobs]
+    return table(rows, ["RUN", "JOB", "KIND", "STATE", "ATTEMPT", "WORKER", "PROGRESS", "AGE", "NAME"])
+
+
+def bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / total) if total else 0
+    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
+
+
+def run_line(run: dict[str, Any]) -> str:
+    progress = run["progress"]
+    running = [job for job in run["jobs"] if job["state"] == "running"]
+    current = f"  {running[0]['name']}: {running[0]['progress']['message'] or ''}" if running else ""
+    return (f"run {run['ref']} {run['kind']} {state(run['state'])} {bar(progress['done'], progress['total'])} "
+            f"jobs {progress['jobs_done']}/{progress['jobs']}{current}")
+
+
+def _mapping(title: str, content: dict[str, Any]) -> list[str]:
+    if not content:
+        return []
+    lines = [f"{title}:"]
+    for key, value in content.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            text = "\n    ".join(["", *value]) if len(value) > 1 else value[0]
+        lines.append(f"  {key}: {text}")
+    return lines
+
+
+def show_run(run: dict[str, Any]) -> str:
+    lines = [f"run {run['ref']}  {run['kind']}  {state(run['state'])}  created {run['created_at']}"]
+    lines += _mapping("parameters", run["params"])
+    if run["error"]:
+        lines.append(click.style(f"error: {run['error']}", fg="red"))
+    lines += _mapping("metrics", run["metrics"])
+    lines += _mapping("artifacts", run["artifacts"])
+    lines += ["", jobs_table(run["jobs"])]
+    return "\n".join(lines)
+
+
+def show_job(job: dict[str, Any]) -> str:
+    lines = [f"job {job['ref']} of run r{job['run_id']}  {job['kind']}  {state(job['state'])}  "
+             f"attempt {job['attempt']}",
+             f"task {job['task']} on queue {job['queue']}  celery id {job['celery_task_id'] or '-'}",
+             f"worker {job['worker'] or '-'}  gpu {job['gpu'] or '-'}  heartbeat {job['heartbeat_at'] or '-'}",
+             f"progress {progress_text(job['progress']) or '-'}  {job['progress']['message'] or ''}",
+             f"created {job['created_at']}  started {job['started_at'] or '-'}  finished {job['finished_at'] or '-'}"]
+    if job["error"]:
+        lines.append(click.style(f"error: {job['error']}", fg="red"))
+    lines += _mapping("parameters", job["params"])
+    lines += _mapping("metrics", job["metrics"])
+    lines += _mapping("artifacts", job["artifacts"])
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Flower settings (the Celery side of the system, on FLOWER_PORT)."""

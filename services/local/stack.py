@@ -1,0 +1,181 @@
+"""`make up / down / status / logs` without Docker: supervisord runs the stack's processes."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from services.local.plan import Program, flower_auth, programs, redis_answers, shared_environment
+from shared.db.migrate import upgrade_to_head
+from shared.settings import Settings, get_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT_S = 90
+
+
+def _paths(settings: Settings) -> dict[str, Path]:
+    stack = settings.stack_dir
+    return {"conf": stack / "supervisord.conf", "sock": stack / "supervisor.sock",
+            "pid": stack / "supervisord.pid", "logs": settings.root / "logs"}
+
+
+def _supervisor_escape(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def _environment_line(environment: dict[str, str]) -> str:
+    return ",".join(f'{key}="{_supervisor_escape(value)}"' for key, value in environment.items())
+
+
+def write_config(settings: Settings, stack: list[Program]) -> Path:
+    paths = _paths(settings)
+    paths["logs"].mkdir(parents=True, exist_ok=True)
+    config = configparser.RawConfigParser()
+    config["unix_http_server"] = {"file": str(paths["sock"])}
+    config["supervisord"] = {"pidfile": str(paths["pid"]), "logfile": str(paths["logs"] / "supervisord.log"),
+                             "directory": str(PROJECT_ROOT), "nodaemon": "false"}
+    config["rpcinterface:supervisor"] = {
+        "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"}
+    config["supervisorctl"] = {"serverurl": f"unix://{paths['sock']}"}
+    common = shared_environment(settings)
+    for program in stack:
+        config[f"program:{program.name}"] = {
+            "command": " ".join(_supervisor_escape(_quote(part)) for part in program.command),
+            "environment": _environment_line({**common, **program.environment}),
+            "directory": str(PROJECT_ROOT),
+            "autorestart": "true",
+            "startsecs": "2",
+            # Celery's warm shutdown lets running tasks finish or re-queue them (acks_late).
+            "stopsignal": "TERM",
+            "stopwaitsecs": "30",
+            "stopasgroup": "true",
+            "killasgroup": "true",
+            "redirect_stderr": "true",
+            "stdout_logfile": str(paths["logs"] / f"{program.name}.log"),
+            "stdout_logfile_maxbytes": "20MB",
+        }
+    with paths["conf"].open("w") as handle:
+        config.write(handle)
+    return paths["conf"]
+
+
+def _quote(part: str) -> str:
+    return f'"{part}"' if " " in part else part
+
+
+def _supervisorctl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(_paths(settings)["conf"]),
+                           *args], capture_output=True, text=True)
+
+
+def is_up(settings: Settings) -> bool:
+    paths = _paths(settings)
+    return paths["conf"].exists() and _supervisorctl(settings, "pid").returncode == 0
+
+
+def up(settings: Settings) -> None:
+    settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    if is_up(settings):
+        click.echo(f"the local stack is already up (supervisord under {settings.stack_dir}); `make down` stops it")
+        return
+    start_redis = not redis_answers(settings.broker_url)
+    stack = programs(settings, start_redis)
+    conf = write_config(settings, stack)
+    click.echo(f"local stack (no Docker engine answers): {', '.join(p.name for p in stack)}")
+    click.echo(f"broker {settings.broker_url} ({'started here' if start_redis else 'already running'}), "
+               f"job table {settings.db_url}")
+    # The job table is migrated before any worker starts.
+    upgrade_to_head(settings.db_url)
+    env = {**os.environ, **shared_environment(settings)}
+    subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)], check=True, env=env)
+    _wait_for_broker(settings)
+    workers = _wait_for_workers(settings, sum(1 for p in stack if "worker" in p.name))
+    click.echo(f"workers online: {', '.join(workers)}")
+    user, password = flower_auth(settings).split(":", 1)
+    click.echo(f"Flower: http://127.0.0.1:{settings.flower_port}  (user {user}, password {password})")
+    click.echo(f"logs: {_paths(settings)['logs']}   next: .venv/bin/dispatch demo --wait")
+
+
+def _wait_for_broker(settings: Settings) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not redis_answers(settings.broker_url):
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"the broker at {settings.broker_url} did not come up; see `make logs`")
+        time.sleep(0.2)
+
+
+def _wait_for_workers(settings: Settings, expected: int) -> list[str]:
+    from shared.celery_app import app
+
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    names: list[str] = []
+    while time.monotonic() < deadline:
+        names = sorted(name for reply in (app.control.ping(timeout=1.0) or []) for name in reply)
+        if len(names) >= expected:
+            return names
+    raise click.ClickException(
+        f"{len(names)} of {expected} workers answered within {READY_TIMEOUT_S}s; see `make logs`"
+    )
+
+
+def down(settings: Settings) -> None:
+    if not is_up(settings):
+        click.echo("the local stack is not running")
+        return
+    _supervisorctl(settings, "shutdown")
+    pid_file = _paths(settings)["pid"]
+    deadline = time.monotonic() + 60
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    click.echo("local stack stopped")
+
+
+def status(settings: Settings) -> int:
+    if not is_up(settings):
+        click.echo("the local stack is not running; `make up` starts it")
+        return 3
+    result = _supervisorctl(settings, "status")
+    click.echo(result.stdout.rstrip())
+    return 0 if result.returncode == 0 else 1
+
+
+def logs(settings: Settings, lines: int) -> None:
+    for path in sorted(_paths(settings)["logs"].glob("*.log")):
+        click.echo(click.style(f"==> {path} <==", bold=True))
+        click.echo("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+
+
+@click.group()
+def cli() -> None:
+    """The local stack (supervisord)."""
+
+
+@cli.command("up")
+def up_command() -> None:
+    up(get_settings())
+
+
+@cli.command("down")
+def down_command() -> None:
+    down(get_settings())
+
+
+@cli.command("status")
+def status_command() -> None:
+    raise SystemExit(status(get_settings()))
+
+
+@cli.command("logs")
+@click.option("--lines", default=40, show_default=True)
+def logs_command(lines: int) -> None:
+    logs(get_settings(), lines)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,43 @@
+"""The one Celery app: queues, routes and the reliability settings of DESIGN.md, named in one place.
+
+The dispatcher imports this module to send tasks by name; only workers import the task modules.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from shared.settings import get_settings
+from shared.tasknames import QUEUE_OF, REAP
+
+settings = get_settings()
+
+app = Celery("fracatlas", broker=settings.broker_url, backend=settings.backend_url)
+app.conf.update(
+    # JSON only: no pickle from the broker.
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    # A task is acknowledged after it ran, and re-delivered if its worker died under it.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    # Events feed Flower.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    task_track_started=True,
+    task_queues=(Queue("cpu"), Queue("gpu")),
+    task_default_queue="cpu",
+    task_routes={name: {"queue": queue} for name, queue in QUEUE_OF.items()},
+    broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+    result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+    result_expires=7 * 24 * 3600,
+    broker_connection_retry_on_startup=True,
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+    include=["workers.maintenance", "workers.cpu.tasks"],
+    beat_schedule={
+        "reap-lost-jobs": {"task": REAP, "schedule": settings.reap_interval_seconds},
+    },
+    timezone="UTC",
+)

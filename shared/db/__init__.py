@@ -1,0 +1,1 @@
+"""The job table: SQLAlchemy models, engine and Alembic migrations."""

@@ -1,0 +1,15 @@
+"""Send a job's Celery message and remember its task id in the job row."""
+
+from __future__ import annotations
+
+from shared.jobs import JobRef, set_task_id
+
+
+def send(job: JobRef) -> str:
+    from shared.celery_app import app  # Celery is imported only by those who send.
+
+    result = app.send_task(
+        job.task_name, kwargs={"job_id": job.job_id, "attempt": job.attempt}, queue=job.queue
+    )
+    set_task_id(job.job_id, job.attempt, result.id)
+    return result.id

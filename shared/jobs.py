@@ -1,0 +1,294 @@
+"""The job lifecycle. Every state change is one guarded UPDATE, so two deliveries of one Celery message,
+a cancel racing a finish, or a late worker after the reaper re-queued its job can never both win.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.orm import Session, aliased
+
+from shared.db.engine import session_scope
+from shared.db.models import OPEN, Job, Run, State, utcnow
+from shared.settings import get_settings
+from shared.tasknames import QUEUE_OF
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(LookupError):
+    """A run or job id that the table does not hold."""
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What a Celery message carries: which job, and which attempt of it."""
+
+    job_id: int
+    attempt: int
+    task_name: str
+    queue: str
+
+
+def create_run(session: Session, kind: str, params: dict[str, Any]) -> Run:
+    run = Run(kind=kind, params=params, state=State.QUEUED, metrics={}, artifacts={})
+    session.add(run)
+    session.flush()
+    return run
+
+
+def add_job(
+    session: Session,
+    run_id: int,
+    kind: str,
+    name: str,
+    task_name: str,
+    params: dict[str, Any] | None = None,
+    state: State = State.QUEUED,
+) -> Job:
+    job = Job(
+        run_id=run_id,
+        kind=kind,
+        name=name,
+        task_name=task_name,
+        queue=QUEUE_OF[task_name],
+        params=params or {},
+        state=state,
+        attempt=1,
+        metrics={},
+        artifacts={},
+        progress_step=0,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def ref(job: Job) -> JobRef:
+    return JobRef(job.id, job.attempt, job.task_name, job.queue)
+
+
+def _guarded(session: Session, job_id: int, attempt: int, states: tuple[State, ...], **values: Any) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.attempt == attempt, Job.state.in_(states))
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def claim(job_id: int, attempt: int, worker: str, gpu: str | None) -> bool:
+    """queued -> running for this attempt only; False means another delivery already has it."""
+    now = utcnow()
+    with session_scope() as session:
+        if not _guarded(
+            session, job_id, attempt, (State.QUEUED,),
+            state=State.RUNNING, worker=worker, gpu=gpu, started_at=now, heartbeat_at=now,
+            finished_at=None, error=None,
+        ):
+            return False
+        run_id = session.scalar(select(Job.run_id).where(Job.id == job_id))
+        session.execute(
+            update(Run).where(Run.id == run_id, Run.state == State.QUEUED).values(state=State.RUNNING, started_at=now)
+        )
+        return True
+
+
+def beat(job_id: int, attempt: int) -> bool:
+    """Refresh the lease; False means the job was cancelled or handed to a later attempt."""
+    with session_scope() as session:
+        return _guarded(session, job_id, attempt, (State.RUNNING,), heartbeat_at=utcnow())
+
+
+def progress(job_id: int, attempt: int, step: int, total: int | None, message: str | None = None) -> bool:
+    with session_scope() as session:
+        return _guarded(
+            session, job_id, attempt, (State.RUNNING,),
+            progress_step=step, progress_total=total, progress_message=message, heartbeat_at=utcnow(),
+        )
+
+
+def succeed(
+    job_id: int,
+    attempt: int,
+    metrics: dict[str, Any] | None = None,
+    artifacts: dict[str, Any] | None = None,
+    run_metrics: dict[str, Any] | None = None,
+    run_artifacts: dict[str, Any] | None = None,
+) -> bool:
+    """running -> succeeded; what the job found for the whole run is merged into the run's row."""
+    now = utcnow()
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id}")
+        done = _guarded(
+            session, job_id, attempt, (State.RUNNING,),
+            state=State.SUCCEEDED, finished_at=now, heartbeat_at=now,
+            metrics=metrics or {}, artifacts=artifacts or {},
+            progress_step=job.progress_total or job.progress_step,
+        )
+        if done:
+            if run_metrics or run_artifacts:
+                run = session.get(Run, job.run_id)
+                assert run is not None
+                run.metrics = {**run.metrics, **(run_metrics or {})}
+                run.artifacts = {**run.artifacts, **(run_artifacts or {})}
+                session.flush()
+            _finish_run_if_done(session, job.run_id)
+        return done
+
+
+def fail(job_id: int, attempt: int, error: str) -> bool:
+    """running -> failed; the run fails with the same message and its other open jobs are cancelled."""
+    now = utcnow()
+    with session_scope() as session:
+        if not _guarded(
+            session, job_id, attempt, (State.QUEUED, State.RUNNING),
+            state=State.FAILED, error=error, finished_at=now,
+        ):
+            return False
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.execute(
+            update(Job)
+            .where(Job.run_id == job.run_id, Job.state.in_(OPEN))
+            .values(state=State.CANCELLED, error=f"cancelled because job {job_id} failed", finished_at=now)
+        )
+        session.execute(
+            update(Run)
+            .where(Run.id == job.run_id, Run.state.in_((State.QUEUED, State.RUNNING)))
+            .values(state=State.FAILED, error=f"job {job_id} ({job.name}): {error}", finished_at=now)
+        )
+        return True
+
+
+def _finish_run_if_done(session: Session, run_id: int) -> None:
+    other = aliased(Job)
+    session.execute(
+        update(Run)
+        .where(
+            Run.id == run_id,
+            Run.state.in_((State.QUEUED, State.RUNNING)),
+            ~exists().where(other.run_id == run_id, other.state != State.SUCCEEDED),
+        )
+        .values(state=State.SUCCEEDED, finished_at=utcnow())
+    )
+
+
+def release_waiting(run_id: int) -> list[JobRef]:
+    """Queue the waiting jobs of a run once every other job of it has succeeded (the run's fan-in).
+
+    Called by each job as it succeeds; the guard lets exactly one caller release each waiting job.
+    """
+    other = aliased(Job)
+    released = []
+    with session_scope() as session:
+        waiting = session.scalars(select(Job).where(Job.run_id == run_id, Job.state == State.WAITING)).all()
+        for job in waiting:
+            result = session.execute(
+                update(Job)
+                .where(
+                    Job.id == job.id,
+                    Job.state == State.WAITING,
+                    ~exists().where(
+                        and_(
+                            other.run_id == run_id,
+                            other.id != job.id,
+                            other.state != State.WAITING,
+                            other.state != State.SUCCEEDED,
+                        )
+                    ),
+                )
+                .values(state=State.QUEUED)
+            )
+            if result.rowcount == 1:
+                released.append(JobRef(job.id, job.attempt, job.task_name, job.queue))
+    return released
+
+
+def run_state(run_id: int) -> str:
+    with session_scope() as session:
+        state = session.scalar(select(Run.state).where(Run.id == run_id))
+        if state is None:
+            raise NotFound(f"run {run_id}")
+        return state
+
+
+def set_task_id(job_id: int, attempt: int, task_id: str) -> None:
+    with session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == job_id, Job.attempt == attempt).values(celery_task_id=task_id)
+        )
+
+
+def cancel(run_id: int | None = None, job_id: int | None = None) -> list[str]:
+    """Cancel one job or every open job of a run; returns the Celery task ids to revoke."""
+    now = utcnow()
+    with session_scope() as session:
+        if job_id is not None:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFound(f"job {job_id}")
+            condition = Job.id == job_id
+            run_id = job.run_id
+        else:
+            if session.get(Run, run_id) is None:
+                raise NotFound(f"run {run_id}")
+            condition = Job.run_id == run_id
+        task_ids = [
+            t for t in session.scalars(select(Job.celery_task_id).where(condition, Job.state.in_(OPEN))) if t
+        ]
+        session.execute(
+            update(Job).where(condition, Job.state.in_(OPEN)).values(
+                state=State.CANCELLED, error="cancelled by the user", finished_at=now
+            )
+        )
+        # A run ends as cancelled when the cancel leaves it nothing to do that could still succeed.
+        other = aliased(Job)
+        session.execute(
+            update(Run)
+            .where(
+                Run.id == run_id,
+                Run.state.in_((State.QUEUED, State.RUNNING)),
+                exists().where(other.run_id == run_id, other.state == State.CANCELLED),
+                ~exists().where(other.run_id == run_id, other.state.in_(OPEN)),
+            )
+            .values(state=State.CANCELLED, error="cancelled by the user", finished_at=now)
+        )
+        return task_ids
+
+
+def reap(now: datetime | None = None) -> list[JobRef]:
+    """Re-queue running jobs whose heartbeat is older than the lease, as the next attempt.
+
+    A job that has used up its attempts fails instead, with a message saying so.
+    """
+    settings = get_settings()
+    now = now or utcnow()
+    deadline = now - timedelta(seconds=settings.lease_seconds)
+    requeued: list[JobRef] = []
+    exhausted: list[tuple[int, int, str]] = []
+    with session_scope() as session:
+        lost = session.scalars(select(Job).where(Job.state == State.RUNNING, Job.heartbeat_at < deadline)).all()
+        for job in lost:
+            if job.attempt >= settings.max_attempts:
+                exhausted.append((job.id, job.attempt, (
+                    f"lost its worker ({job.worker}) on each of {job.attempt} attempts; "
+                    "read that worker's log (make logs), fix the cause and dispatch the run again"
+                )))
+            elif _guarded(
+                session, job.id, job.attempt, (State.RUNNING,),
+                state=State.QUEUED, attempt=job.attempt + 1, worker=None, gpu=None, heartbeat_at=None,
+                progress_message=f"re-queued: worker {job.worker} stopped beating",
+            ):
+                log.warning("job %s lost with worker %s; re-queued as attempt %s", job.id, job.worker,
+                            job.attempt + 1)
+                requeued.append(JobRef(job.id, job.attempt + 1, job.task_name, job.queue))
+    for job_id, attempt, message in exhausted:
+        fail(job_id, attempt, message)
+    return requeued

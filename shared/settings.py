@@ -1,0 +1,93 @@
+"""Every setting of the system, read from the environment in one place.
+
+The defaults serve the local mode: a data root under ./var, a SQLite job table inside it and the Redis
+on localhost. docker-compose and other hosts set the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    data_root: Path = Field(default=Path("var"), alias="DATA_ROOT")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", alias="BROKER_URL")
+    result_backend: str | None = Field(default=None, alias="RESULT_BACKEND")
+    # A running job beats this often; one silent for longer than the lease is re-queued by the reaper.
+    heartbeat_seconds: float = Field(default=5.0, alias="HEARTBEAT_SECONDS")
+    lease_seconds: float = Field(default=120.0, alias="LEASE_SECONDS")
+    reap_interval_seconds: float = Field(default=30.0, alias="REAP_INTERVAL_SECONDS")
+    max_attempts: int = Field(default=3, alias="MAX_ATTEMPTS")
+    # Above the longest fold: the lease, not this, bounds recovery time (DESIGN.md).
+    visibility_timeout_seconds: int = Field(default=7 * 24 * 3600, alias="VISIBILITY_TIMEOUT_SECONDS")
+    flower_port: int = Field(default=5555, alias="FLOWER_PORT")
+    flower_basic_auth: str | None = Field(default=None, alias="FLOWER_BASIC_AUTH")
+    gpu_workers: int | None = Field(default=None, alias="GPU_WORKERS")
+    cpu_concurrency: int | None = Field(default=None, alias="CPU_CONCURRENCY")
+    ingest_chunk_size: int = Field(default=128, alias="INGEST_CHUNK_SIZE")
+
+    @property
+    def root(self) -> Path:
+        return self.data_root.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        url = self.database_url or f"sqlite:///{self.root / 'jobs.sqlite'}"
+        # The plain postgresql:// scheme would pick psycopg2; the project ships psycopg 3.
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    @property
+    def backend_url(self) -> str:
+        return self.result_backend or self.broker_url
+
+    @property
+    def nnunet_raw(self) -> Path:
+        return self.root / "nnUNet_raw"
+
+    @property
+    def nnunet_preprocessed(self) -> Path:
+        return self.root / "nnUNet_preprocessed"
+
+    @property
+    def nnunet_results(self) -> Path:
+        return self.root / "nnUNet_results"
+
+    @property
+    def classification_dir(self) -> Path:
+        return self.root / "classification"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.root / "stack"
+
+    def nnunet_environ(self) -> dict[str, str]:
+        return {
+            "nnUNet_raw": str(self.nnunet_raw),
+            "nnUNet_preprocessed": str(self.nnunet_preprocessed),
+            "nnUNet_results": str(self.nnunet_results),
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def export_nnunet_environ(settings: Settings | None = None) -> None:
+    """nnU-Net reads its folders from the environment at import time: set them before importing it."""
+    for key, value in (settings or get_settings()).nnunet_environ().items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,88 @@
+"""Read side of the job table: runs and jobs as plain dicts for the dispatcher and for tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from shared.db.engine import session_scope
+from shared.db.models import OPEN, Job, Run, utcnow
+from shared.jobs import NotFound
+
+
+def _iso(value: datetime | None) -> str | None:
+    return _aware(value).isoformat(timespec="seconds") if value else None
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands timestamps back without their zone; they were written in UTC.
+    return value if value.tzinfo else value.replace(tzinfo=utcnow().tzinfo)
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id, "ref": f"j{job.id}", "run_id": job.run_id, "kind": job.kind, "name": job.name,
+        "task": job.task_name, "queue": job.queue, "state": job.state, "attempt": job.attempt,
+        "celery_task_id": job.celery_task_id, "worker": job.worker, "gpu": job.gpu,
+        "progress": {"step": job.progress_step, "total": job.progress_total, "message": job.progress_message},
+        "params": job.params, "metrics": job.metrics, "artifacts": job.artifacts, "error": job.error,
+        "heartbeat_at": _iso(job.heartbeat_at), "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "age_s": round((utcnow() - _aware(job.created_at)).total_seconds(), 1),
+    }
+
+
+def run_dict(run: Run, with_jobs: bool = True) -> dict[str, Any]:
+    content = {
+        "id": run.id, "ref": f"r{run.id}", "kind": run.kind, "state": run.state, "params": run.params,
+        "metrics": run.metrics, "artifacts": run.artifacts, "error": run.error,
+        "created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+    }
+    if with_jobs:
+        content["jobs"] = [job_dict(job) for job in run.jobs]
+        content["progress"] = run_progress(run.jobs)
+    return content
+
+
+def run_progress(jobs: list[Job]) -> dict[str, int]:
+    """Steps done over steps known, summed over the run's jobs; a job without a total counts as one step."""
+    done = total = 0
+    for job in jobs:
+        job_total = job.progress_total or 1
+        total += job_total
+        done += job_total if job.state == "succeeded" else min(job.progress_step, job_total)
+    return {"done": done, "total": total, "jobs_done": sum(1 for j in jobs if j.state == "succeeded"),
+            "jobs": len(jobs)}
+
+
+def get_run(run_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        run = session.scalar(select(Run).where(Run.id == run_id).options(selectinload(Run.jobs)))
+        if run is None:
+            raise NotFound(f"run r{run_id}")
+        return run_dict(run)
+
+
+def get_job(job_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job j{job_id}")
+        return job_dict(job)
+
+
+def list_jobs(run_id: int | None = None, include_finished_runs: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+    """Jobs, newest run first; by default only runs that are still open, plus the latest one."""
+    with session_scope() as session:
+        query = select(Job).order_by(Job.run_id.desc(), Job.id).limit(limit)
+        if run_id is not None:
+            query = query.where(Job.run_id == run_id)
+        elif not include_finished_runs:
+            latest = session.scalar(select(Run.id).order_by(Run.id.desc()).limit(1))
+            open_runs = select(Run.id).where(Run.state.in_(OPEN))
+            query = query.where(Job.run_id.in_(open_runs) | (Job.run_id == latest))
+        return [job_dict(job) for job in session.scalars(query)]

@@ -1,0 +1,1 @@
+"""Celery tasks and the domain code they run (workers/cpu, workers/gpu)."""

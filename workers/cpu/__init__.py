@@ -1,0 +1,1 @@
+"""CPU work: reading the FracAtlas release, COCO -> nnU-Net conversion, splits."""

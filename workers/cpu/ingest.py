@@ -1,0 +1,254 @@
+"""FracAtlas release -> nnU-Net v2 raw dataset + classification cache, in three steps that workers share:
+
+plan      read and check the release, split it, write plan.json into a staging folder
+convert   decode one chunk of pictures, write its NIfTI cases and its slice of the classification cache
+assemble  write dataset.json, the manifest and the cache, then rename both into place
+
+Nothing appears under nnUNet_raw until the final rename, so a failed ingest leaves no half dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.cpu.masks import fracture_mask
+from workers.cpu.nifti import write_case
+from workers.cpu.pictures import load_picture
+from workers.cpu.release import REGIONS, read_release
+from workers.cpu.split import TEST, TRAIN, official_split, stratified_split
+from workers.errors import InputError
+
+PLAN_FILE = "plan.json"
+MIN_CHUNKS = 8
+CLASSIFICATION = "classification"
+FOLDERS = {TRAIN: ("imagesTr", "labelsTr"), TEST: ("imagesTs", "labelsTs")}
+ATTRIBUTE_COLUMNS = (*REGIONS, "hardware", "multiscan", "fracture_count", "frontal", "lateral", "oblique")
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    source: str
+    dataset_id: int = 921
+    size: int = 224
+    test_fraction: float = 0.2
+    seed: int = 0
+    split: str = "stratified"  # or "official": the release's Utilities/Fracture Split
+    overwrite: bool = False
+
+    @property
+    def dataset_name(self) -> str:
+        return f"Dataset{self.dataset_id:03d}_FracAtlas"
+
+
+def _write_json(path: Path, content: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(content, indent=1))
+    os.replace(tmp, path)
+
+
+def _existing_datasets(raw_root: Path, dataset_id: int) -> list[Path]:
+    return sorted(raw_root.glob(f"Dataset{dataset_id:03d}_*")) if raw_root.is_dir() else []
+
+
+def plan(request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int) -> dict[str, Any]:
+    """Check the release and the target, split, and lay out the staging folder; returns plan metrics."""
+    if not 32 <= request.size <= 2048:
+        raise InputError(f"--size {request.size} must lie between 32 and 2048 pixels")
+    existing = _existing_datasets(raw_root, request.dataset_id)
+    if existing and not request.overwrite:
+        raise InputError(
+            f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id"
+        )
+    release = read_release(Path(request.source))
+    warnings = list(release.warnings)
+    cases = {image.case_id: image.region for image in release.fractured if image.polygons}
+    if request.split == "official":
+        split = official_split(sorted(cases), release.official_split, warnings)
+    else:
+        split = stratified_split(cases, request.test_fraction, request.seed)
+    items = [
+        {
+            "file_name": image.file_name,
+            "path": str(image.path.resolve()),
+            "case_id": image.case_id,
+            "fractured": image.fractured,
+            "region": image.region,
+            "attributes": image.attributes,
+            "coco_id": image.coco_id,
+            "coco_size": image.coco_size,
+            "polygons": image.polygons,
+            "split": split.get(image.case_id) if image.polygons else None,
+        }
+        for image in release.images
+    ]
+    shutil.rmtree(staging, ignore_errors=True)
+    for folder in (*FOLDERS[TRAIN], *FOLDERS[TEST]):
+        (staging / request.dataset_name / folder).mkdir(parents=True)
+    (staging / CLASSIFICATION).mkdir()
+    # At least MIN_CHUNKS chunks, so that a small release still spreads over the workers.
+    chunk_size = max(1, min(chunk_size, math.ceil(len(items) / MIN_CHUNKS)))
+    chunks = [[start, min(start + chunk_size, len(items))] for start in range(0, len(items), chunk_size)]
+    _write_json(staging / PLAN_FILE, {"request": asdict(request), "items": items, "chunks": chunks,
+                                      "warnings": warnings})
+    n_test = sum(1 for value in split.values() if value == TEST)
+    return {"images": len(items), "cases": len(split), "train": len(split) - n_test, "test": n_test,
+            "chunks": chunks, "warnings": warnings}
+
+
+def read_plan(staging: Path) -> dict[str, Any]:
+    return json.loads((staging / PLAN_FILE).read_text())
+
+
+def convert_chunk(staging: Path, start: int, stop: int, progress: Progress) -> dict[str, Any]:
+    """Decode items [start, stop) of the plan; write their cases and their classification slice."""
+    content = read_plan(staging)
+    request = IngestRequest(**content["request"])
+    items = content["items"][start:stop]
+    size = request.size
+    pixels = np.empty((len(items), size, size), np.uint8)
+    records = []
+    for index, item in enumerate(items):
+        progress(index, len(items), item["file_name"])
+        picture = load_picture(Path(item["path"]), size)
+        pixels[index] = picture.pixels
+        record = {"file_name": item["file_name"], "width": picture.oriented_size[0],
+                  "height": picture.oriented_size[1], "warning": picture.warning, "foreground": None}
+        if item["split"] is not None:
+            record["foreground"] = _write_segmentation_case(staging / request.dataset_name, item, picture, size)
+        records.append(record)
+    np.save(staging / CLASSIFICATION / f".chunk_{start:06d}.tmp.npy", pixels)
+    os.replace(staging / CLASSIFICATION / f".chunk_{start:06d}.tmp.npy", staging / CLASSIFICATION / f"chunk_{start:06d}.npy")
+    _write_json(staging / CLASSIFICATION / f"chunk_{start:06d}.json", records)
+    progress(len(items), len(items), "chunk written")
+    return {"images": len(items), "cases": sum(1 for r in records if r["foreground"] is not None),
+            "warnings": [f"{r['file_name']}: {r['warning']}" for r in records if r["warning"]]}
+
+
+def _write_segmentation_case(dataset: Path, item: dict[str, Any], picture: Any, size: int) -> int:
+    width, height = item["coco_size"]
+    if tuple(picture.oriented_size) != (width, height):
+        raise InputError(
+            f"{item['path']} is {picture.oriented_size[0]}x{picture.oriented_size[1]} after its EXIF "
+            f"orientation, but COCO image id {item['coco_id']} says {width}x{height}; the polygons would not "
+            "fit it: replace the picture with the release's or correct the COCO entry"
+        )
+    mask = fracture_mask(item["polygons"], width, height, size)
+    images, labels = FOLDERS[item["split"]]
+    write_case(dataset / images / f"{item['case_id']}_0000.nii.gz", picture.pixels)
+    write_case(dataset / labels / f"{item['case_id']}.nii.gz", mask)
+    return int(mask.sum())
+
+
+def assemble(staging: Path, raw_root: Path, classification_root: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Write dataset.json, the manifest, the split and the cache, then rename them into place."""
+    content = read_plan(staging)
+    request = IngestRequest(**content["request"])
+    items = content["items"]
+    records, arrays = [], []
+    for start, _stop in content["chunks"]:
+        records.extend(json.loads((staging / CLASSIFICATION / f"chunk_{start:06d}.json").read_text()))
+        arrays.append(np.load(staging / CLASSIFICATION / f"chunk_{start:06d}.npy"))
+    dataset = staging / request.dataset_name
+    cases = [item for item in items if item["split"] is not None]
+    train = sorted(item["case_id"] for item in cases if item["split"] == TRAIN)
+    test = sorted(item["case_id"] for item in cases if item["split"] == TEST)
+    _write_json(dataset / "dataset.json", {
+        "name": request.dataset_name,
+        "description": "FracAtlas fracture segmentation: COCO polygons scaled to the output size",
+        "reference": "Abedeen et al., Scientific Data 10, 521 (2023), doi:10.1038/s41597-023-02432-4",
+        "licence": "CC BY 4.0",
+        "channel_names": {"0": "X-ray"},
+        "labels": {"background": 0, "fracture": 1},
+        "numTraining": len(train),
+        "file_ending": ".nii.gz",
+    })
+    _write_json(dataset / "split.json", {"method": request.split, "seed": request.seed,
+                                         "test_fraction": request.test_fraction, "train": train, "test": test})
+    warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
+    _write_manifest(dataset / "manifest.csv", cases, records, warnings)
+    cache = staging / CLASSIFICATION
+    np.save(cache / ".images.tmp.npy", np.concatenate(arrays))
+    os.replace(cache / ".images.tmp.npy", cache / "images.npy")
+    _write_labels(cache / "labels.csv", items, warnings)
+    for start, _stop in content["chunks"]:
+        (cache / f"chunk_{start:06d}.npy").unlink()
+        (cache / f"chunk_{start:06d}.json").unlink()
+    targets = {"dataset": raw_root / request.dataset_name, "classification": classification_root / request.dataset_name}
+    _move_into_place(cache, targets["classification"], request, staging)
+    for old in _existing_datasets(raw_root, request.dataset_id):
+        # nnU-Net refuses two folders with one dataset id, whatever their names.
+        _make_room(old, request, staging)
+    _move_into_place(dataset, targets["dataset"], request, staging)
+    metrics = {"images": len(items), "positives": sum(1 for item in items if item["fractured"]),
+               "cases": len(cases), "train": len(train), "test": len(test),
+               "warnings": content["warnings"] + [f"{name}: {text}" for name, text in sorted(warnings.items())]}
+    artifacts = {
+        "dataset": str(targets["dataset"]),
+        "dataset_json": str(targets["dataset"] / "dataset.json"),
+        "manifest": str(targets["dataset"] / "manifest.csv"),
+        "split": str(targets["dataset"] / "split.json"),
+        "classification_images": str(targets["classification"] / "images.npy"),
+        "classification_labels": str(targets["classification"] / "labels.csv"),
+    }
+    shutil.rmtree(staging, ignore_errors=True)
+    return metrics, artifacts
+
+
+def _write_manifest(path: Path, cases: list[dict[str, Any]], records: list[dict[str, Any]],
+                    warnings: dict[str, str]) -> None:
+    by_name = {record["file_name"]: record for record in records}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "source_file", "width", "height", "polygons", "foreground_pixels", "split",
+                         "warning"])
+        for item in sorted(cases, key=lambda item: item["case_id"]):
+            width, height = item["coco_size"]
+            writer.writerow([item["case_id"], item["path"], width, height, json.dumps(item["polygons"]),
+                             by_name[item["file_name"]]["foreground"], item["split"],
+                             warnings.get(item["file_name"], "")])
+    os.replace(tmp, path)
+
+
+def _write_labels(path: Path, items: list[dict[str, Any]], warnings: dict[str, str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "image_id", "label", "region", "segmentation_split", *ATTRIBUTE_COLUMNS, "warning"])
+        for index, item in enumerate(items):
+            writer.writerow([index, item["file_name"], int(item["fractured"]), item["region"], item["split"] or "",
+                             *(item["attributes"].get(column, "") for column in ATTRIBUTE_COLUMNS),
+                             warnings.get(item["file_name"], "")])
+    os.replace(tmp, path)
+
+
+def _discard(path: Path, staging: Path) -> None:
+    # Rename first (atomic), delete after: nnU-Net never sees a half-deleted dataset.
+    trash = staging / f"replaced-{path.name}"
+    os.replace(path, trash)
+    shutil.rmtree(trash)
+
+
+def _make_room(target: Path, request: IngestRequest, staging: Path) -> None:
+    if target.exists():
+        if not request.overwrite:
+            raise InputError(f"{target} exists already; pass --overwrite to replace it or choose another --dataset-id")
+        _discard(target, staging)
+
+
+def _move_into_place(source: Path, target: Path, request: IngestRequest, staging: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_room(target, request, staging)
+    os.replace(source, target)
