@@ -34,6 +34,10 @@ app.conf.update(
     result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
     result_expires=7 * 24 * 3600,
     broker_connection_retry_on_startup=True,
+    # A sender facing a dead broker gives up within seconds and says so, instead of hanging.
+    task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+    redis_socket_connect_timeout=3,
+    broker_connection_timeout=3,
     worker_cancel_long_running_tasks_on_connection_loss=False,
     include=["workers.maintenance", "workers.cpu.tasks"],
     beat_schedule={

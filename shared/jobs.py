@@ -72,11 +72,9 @@ def ref(job: Job) -> JobRef:
     return JobRef(job.id, job.attempt, job.task_name, job.queue)
 
 
-def _guarded(session: Session, job_id: int, attempt: int, states: tuple[State, ...], **values: Any) -> bool:
+def _guarded(session: Session, job_id: int, attempt: int, states: tuple[State, ...], /, **values: Any) -> bool:
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.attempt == attempt, Job.state.in_(states))
-        .values(**values)
+        update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.state.in_(states)).values(**values)
     )
     return result.rowcount == 1
 
@@ -86,9 +84,17 @@ def claim(job_id: int, attempt: int, worker: str, gpu: str | None) -> bool:
     now = utcnow()
     with session_scope() as session:
         if not _guarded(
-            session, job_id, attempt, (State.QUEUED,),
-            state=State.RUNNING, worker=worker, gpu=gpu, started_at=now, heartbeat_at=now,
-            finished_at=None, error=None,
+            session,
+            job_id,
+            attempt,
+            (State.QUEUED,),
+            state=State.RUNNING,
+            worker=worker,
+            gpu=gpu,
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=None,
+            error=None,
         ):
             return False
         run_id = session.scalar(select(Job.run_id).where(Job.id == job_id))
@@ -107,8 +113,14 @@ def beat(job_id: int, attempt: int) -> bool:
 def progress(job_id: int, attempt: int, step: int, total: int | None, message: str | None = None) -> bool:
     with session_scope() as session:
         return _guarded(
-            session, job_id, attempt, (State.RUNNING,),
-            progress_step=step, progress_total=total, progress_message=message, heartbeat_at=utcnow(),
+            session,
+            job_id,
+            attempt,
+            (State.RUNNING,),
+            progress_step=step,
+            progress_total=total,
+            progress_message=message,
+            heartbeat_at=utcnow(),
         )
 
 
@@ -127,9 +139,15 @@ def succeed(
         if job is None:
             raise NotFound(f"job {job_id}")
         done = _guarded(
-            session, job_id, attempt, (State.RUNNING,),
-            state=State.SUCCEEDED, finished_at=now, heartbeat_at=now,
-            metrics=metrics or {}, artifacts=artifacts or {},
+            session,
+            job_id,
+            attempt,
+            (State.RUNNING,),
+            state=State.SUCCEEDED,
+            finished_at=now,
+            heartbeat_at=now,
+            metrics=metrics or {},
+            artifacts=artifacts or {},
             progress_step=job.progress_total or job.progress_step,
         )
         if done:
@@ -148,8 +166,13 @@ def fail(job_id: int, attempt: int, error: str) -> bool:
     now = utcnow()
     with session_scope() as session:
         if not _guarded(
-            session, job_id, attempt, (State.QUEUED, State.RUNNING),
-            state=State.FAILED, error=error, finished_at=now,
+            session,
+            job_id,
+            attempt,
+            (State.QUEUED, State.RUNNING),
+            state=State.FAILED,
+            error=error,
+            finished_at=now,
         ):
             return False
         job = session.get(Job, job_id)
@@ -221,13 +244,17 @@ def run_state(run_id: int) -> str:
 
 def set_task_id(job_id: int, attempt: int, task_id: str) -> None:
     with session_scope() as session:
-        session.execute(
-            update(Job).where(Job.id == job_id, Job.attempt == attempt).values(celery_task_id=task_id)
-        )
+        session.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt).values(celery_task_id=task_id))
 
 
-def cancel(run_id: int | None = None, job_id: int | None = None) -> list[str]:
-    """Cancel one job or every open job of a run; returns the Celery task ids to revoke."""
+@dataclass(frozen=True)
+class Cancelled:
+    jobs: int
+    task_ids: list[str]  # to revoke, so that workers skip messages still queued
+
+
+def cancel(run_id: int | None = None, job_id: int | None = None) -> Cancelled:
+    """Cancel one job or every open job of a run."""
     now = utcnow()
     with session_scope() as session:
         if job_id is not None:
@@ -240,14 +267,12 @@ def cancel(run_id: int | None = None, job_id: int | None = None) -> list[str]:
             if session.get(Run, run_id) is None:
                 raise NotFound(f"run {run_id}")
             condition = Job.run_id == run_id
-        task_ids = [
-            t for t in session.scalars(select(Job.celery_task_id).where(condition, Job.state.in_(OPEN))) if t
-        ]
-        session.execute(
-            update(Job).where(condition, Job.state.in_(OPEN)).values(
-                state=State.CANCELLED, error="cancelled by the user", finished_at=now
-            )
-        )
+        task_ids = [t for t in session.scalars(select(Job.celery_task_id).where(condition, Job.state.in_(OPEN))) if t]
+        cancelled = session.execute(
+            update(Job)
+            .where(condition, Job.state.in_(OPEN))
+            .values(state=State.CANCELLED, error="cancelled by the user", finished_at=now)
+        ).rowcount
         # A run ends as cancelled when the cancel leaves it nothing to do that could still succeed.
         other = aliased(Job)
         session.execute(
@@ -260,7 +285,7 @@ def cancel(run_id: int | None = None, job_id: int | None = None) -> list[str]:
             )
             .values(state=State.CANCELLED, error="cancelled by the user", finished_at=now)
         )
-        return task_ids
+        return Cancelled(cancelled, task_ids)
 
 
 def reap(now: datetime | None = None) -> list[JobRef]:
@@ -277,18 +302,33 @@ def reap(now: datetime | None = None) -> list[JobRef]:
         lost = session.scalars(select(Job).where(Job.state == State.RUNNING, Job.heartbeat_at < deadline)).all()
         for job in lost:
             if job.attempt >= settings.max_attempts:
-                exhausted.append((job.id, job.attempt, (
-                    f"lost its worker ({job.worker}) on each of {job.attempt} attempts; "
-                    "read that worker's log (make logs), fix the cause and dispatch the run again"
-                )))
-            elif _guarded(
-                session, job.id, job.attempt, (State.RUNNING,),
-                state=State.QUEUED, attempt=job.attempt + 1, worker=None, gpu=None, heartbeat_at=None,
-                progress_message=f"re-queued: worker {job.worker} stopped beating",
+                exhausted.append(
+                    (
+                        job.id,
+                        job.attempt,
+                        (
+                            f"lost its worker ({job.worker}) on each of {job.attempt} attempts; "
+                            "read that worker's log (make logs), fix the cause and dispatch the run again"
+                        ),
+                    )
+                )
+                continue
+            # Read before the UPDATE: the session refreshes `job` with the new values.
+            job_id, attempt, worker = job.id, job.attempt, job.worker
+            if _guarded(
+                session,
+                job_id,
+                attempt,
+                (State.RUNNING,),
+                state=State.QUEUED,
+                attempt=attempt + 1,
+                worker=None,
+                gpu=None,
+                heartbeat_at=None,
+                progress_message=f"re-queued: worker {worker} stopped beating",
             ):
-                log.warning("job %s lost with worker %s; re-queued as attempt %s", job.id, job.worker,
-                            job.attempt + 1)
-                requeued.append(JobRef(job.id, job.attempt + 1, job.task_name, job.queue))
+                log.warning("job %s lost with worker %s; re-queued as attempt %s", job_id, worker, attempt + 1)
+                requeued.append(JobRef(job_id, attempt + 1, job.task_name, job.queue))
     for job_id, attempt, message in exhausted:
         fail(job_id, attempt, message)
     return requeued

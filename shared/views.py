@@ -24,22 +24,43 @@ def _aware(value: datetime) -> datetime:
 
 def job_dict(job: Job) -> dict[str, Any]:
     return {
-        "id": job.id, "ref": f"j{job.id}", "run_id": job.run_id, "kind": job.kind, "name": job.name,
-        "task": job.task_name, "queue": job.queue, "state": job.state, "attempt": job.attempt,
-        "celery_task_id": job.celery_task_id, "worker": job.worker, "gpu": job.gpu,
+        "id": job.id,
+        "ref": f"j{job.id}",
+        "run_id": job.run_id,
+        "kind": job.kind,
+        "name": job.name,
+        "task": job.task_name,
+        "queue": job.queue,
+        "state": job.state,
+        "attempt": job.attempt,
+        "celery_task_id": job.celery_task_id,
+        "worker": job.worker,
+        "gpu": job.gpu,
         "progress": {"step": job.progress_step, "total": job.progress_total, "message": job.progress_message},
-        "params": job.params, "metrics": job.metrics, "artifacts": job.artifacts, "error": job.error,
-        "heartbeat_at": _iso(job.heartbeat_at), "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at), "finished_at": _iso(job.finished_at),
+        "params": job.params,
+        "metrics": job.metrics,
+        "artifacts": job.artifacts,
+        "error": job.error,
+        "heartbeat_at": _iso(job.heartbeat_at),
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
         "age_s": round((utcnow() - _aware(job.created_at)).total_seconds(), 1),
     }
 
 
 def run_dict(run: Run, with_jobs: bool = True) -> dict[str, Any]:
     content = {
-        "id": run.id, "ref": f"r{run.id}", "kind": run.kind, "state": run.state, "params": run.params,
-        "metrics": run.metrics, "artifacts": run.artifacts, "error": run.error,
-        "created_at": _iso(run.created_at), "started_at": _iso(run.started_at),
+        "id": run.id,
+        "ref": f"r{run.id}",
+        "kind": run.kind,
+        "state": run.state,
+        "params": run.params,
+        "metrics": run.metrics,
+        "artifacts": run.artifacts,
+        "error": run.error,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
     }
     if with_jobs:
@@ -55,8 +76,12 @@ def run_progress(jobs: list[Job]) -> dict[str, int]:
         job_total = job.progress_total or 1
         total += job_total
         done += job_total if job.state == "succeeded" else min(job.progress_step, job_total)
-    return {"done": done, "total": total, "jobs_done": sum(1 for j in jobs if j.state == "succeeded"),
-            "jobs": len(jobs)}
+    return {
+        "done": done,
+        "total": total,
+        "jobs_done": sum(1 for j in jobs if j.state == "succeeded"),
+        "jobs": len(jobs),
+    }
 
 
 def get_run(run_id: int) -> dict[str, Any]:

@@ -93,8 +93,7 @@ def _beat_until(ctx: JobContext, done: threading.Event) -> None:
 def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup | None = None) -> str:
     worker = task.request.hostname or "unknown"
     if not jobs.claim(job_id, attempt, worker, os.environ.get("CUDA_VISIBLE_DEVICES")):
-        log.warning("dropped a delivery of job %s attempt %s: another delivery has it or it has ended",
-                    job_id, attempt)
+        log.warning("dropped a delivery of job %s attempt %s: another delivery has it or it has ended", job_id, attempt)
         return "dropped"
     with session_scope() as session:
         job = session.get(Job, job_id)
@@ -119,10 +118,10 @@ def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup 
         return "failed"
     finally:
         done.set()
-    if not jobs.succeed(job_id, attempt, outcome.metrics, outcome.artifacts, outcome.run_metrics,
-                        outcome.run_artifacts):
-        log.info("job %s attempt %s finished after it was cancelled or re-queued; result dropped",
-                 job_id, attempt)
+    if not jobs.succeed(
+        job_id, attempt, outcome.metrics, outcome.artifacts, outcome.run_metrics, outcome.run_artifacts
+    ):
+        log.info("job %s attempt %s finished after it was cancelled or re-queued; result dropped", job_id, attempt)
         return "stopped"
     for waiting in jobs.release_waiting(ctx.run_id):
         send(waiting)

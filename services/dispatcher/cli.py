@@ -64,8 +64,7 @@ def _warn_if_no_workers(as_json: bool) -> None:
     from services.dispatcher.submit import workers_online
 
     if not workers_online() and not as_json:
-        click.echo("warning: no worker answers; the run waits in the queue until `make up` starts some",
-                   err=True)
+        click.echo("warning: no worker answers; the run waits in the queue until `make up` starts some", err=True)
 
 
 def _enqueue_ingest(params: dict[str, Any], wait: bool, as_json: bool) -> None:
@@ -87,7 +86,9 @@ class DispatchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NotFound as error:
-            raise click.ClickException(f"no {error.args[0]} in the job table; `dispatch jobs --all` lists them")
+            raise click.ClickException(
+                f"no {error.args[0]} in the job table; `dispatch jobs --all` lists them"
+            ) from error
         except click.ClickException:
             raise
         except Exception as error:
@@ -117,26 +118,47 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print a mach
 
 
 def ingest_options(function: Any) -> Any:
-    for option in reversed([
-        click.option("--dataset-id", default=921, show_default=True, type=click.IntRange(1, 999),
-                     help="nnU-Net dataset id: writes nnUNet_raw/Dataset<ID>_FracAtlas."),
-        click.option("--size", default=224, show_default=True, type=int, help="Output width and height."),
-        click.option("--test-fraction", default=0.2, show_default=True, type=float,
-                     help="Share of fractured cases held out as imagesTs (stratified split)."),
-        click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split."),
-        click.option("--split", type=click.Choice(["stratified", "official"]), default="stratified",
-                     show_default=True, help="Seeded stratified split, or the release's Utilities/Fracture Split."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing dataset with this id."),
-        wait_option,
-        json_option,
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--dataset-id",
+                default=921,
+                show_default=True,
+                type=click.IntRange(1, 999),
+                help="nnU-Net dataset id: writes nnUNet_raw/Dataset<ID>_FracAtlas.",
+            ),
+            click.option("--size", default=224, show_default=True, type=int, help="Output width and height."),
+            click.option(
+                "--test-fraction",
+                default=0.2,
+                show_default=True,
+                type=float,
+                help="Share of fractured cases held out as imagesTs (stratified split).",
+            ),
+            click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split."),
+            click.option(
+                "--split",
+                type=click.Choice(["stratified", "official"]),
+                default="stratified",
+                show_default=True,
+                help="Seeded stratified split, or the release's Utilities/Fracture Split.",
+            ),
+            click.option("--overwrite", is_flag=True, help="Replace an existing dataset with this id."),
+            wait_option,
+            json_option,
+        ]
+    ):
         function = option(function)
     return function
 
 
 @main.command()
-@click.option("--source", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The unpacked FracAtlas release (holds images/, Annotations/, dataset.csv).")
+@click.option(
+    "--source",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The unpacked FracAtlas release (holds images/, Annotations/, dataset.csv).",
+)
 @ingest_options
 def ingest(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
     """Convert a FracAtlas release into an nnU-Net raw dataset and a classification cache."""
@@ -148,8 +170,12 @@ def ingest(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
 
 
 @main.command()
-@click.option("--source", default="synthetic", show_default=True,
-              help="'synthetic' builds a small release under DATA_ROOT; or a release folder.")
+@click.option(
+    "--source",
+    default="synthetic",
+    show_default=True,
+    help="'synthetic' builds a small release under DATA_ROOT; or a release folder.",
+)
 @ingest_options
 def demo(source: str, wait: bool, as_json: bool, **params: Any) -> None:
     """The demo pipeline: ingest a synthetic (or given) release."""
@@ -215,13 +241,13 @@ def cancel(ref: str, as_json: bool) -> None:
     from shared.celery_app import app
 
     kind, number = parse_ref(ref)
-    task_ids = jobs.cancel(run_id=number) if kind == "run" else jobs.cancel(job_id=number)
-    for task_id in task_ids:
+    result = jobs.cancel(run_id=number) if kind == "run" else jobs.cancel(job_id=number)
+    for task_id in result.task_ids:
         app.control.revoke(task_id)
     if as_json:
-        _emit_json({"cancelled": ref, "tasks_revoked": task_ids})
+        _emit_json({"ref": ref, "cancelled_jobs": result.jobs, "revoked_tasks": result.task_ids})
     else:
-        click.echo(f"{ref}: {len(task_ids)} open job(s) cancelled" if task_ids else f"{ref}: nothing open to cancel")
+        click.echo(f"{ref}: {result.jobs} open job(s) cancelled" if result.jobs else f"{ref}: nothing open to cancel")
 
 
 @main.command()
@@ -233,18 +259,39 @@ def workers(as_json: bool) -> None:
     inspector = app.control.inspect(timeout=1.0)
     queues = inspector.active_queues() or {}
     stats = inspector.stats() or {}
-    info = {name: reply for reply_set in (app.control.broadcast("worker_info", reply=True, timeout=1.0) or [])
-            for name, reply in reply_set.items()}
-    rows = [{"worker": name, "queues": sorted(q["name"] for q in queues.get(name, [])),
-             "concurrency": stats.get(name, {}).get("pool", {}).get("max-concurrency"),
-             "gpu": info.get(name, {}).get("gpu"), "pid": stats.get(name, {}).get("pid")}
-            for name in sorted(set(queues) | set(stats))]
+    info = {
+        name: reply
+        for reply_set in (app.control.broadcast("worker_info", reply=True, timeout=1.0) or [])
+        for name, reply in reply_set.items()
+    }
+    rows = [
+        {
+            "worker": name,
+            "queues": sorted(q["name"] for q in queues.get(name, [])),
+            "concurrency": stats.get(name, {}).get("pool", {}).get("max-concurrency"),
+            "gpu": info.get(name, {}).get("gpu"),
+            "pid": stats.get(name, {}).get("pid"),
+        }
+        for name in sorted(set(queues) | set(stats))
+    ]
     if as_json:
         _emit_json(rows)
     elif rows:
-        click.echo(render.table([[r["worker"], ",".join(r["queues"]), str(r["concurrency"] or ""),
-                                  r["gpu"] or "-", str(r["pid"] or "")] for r in rows],
-                                ["WORKER", "QUEUES", "CONCURRENCY", "GPU", "PID"]))
+        click.echo(
+            render.table(
+                [
+                    [
+                        r["worker"],
+                        ",".join(r["queues"]),
+                        str(r["concurrency"] or ""),
+                        r["gpu"] or "-",
+                        str(r["pid"] or ""),
+                    ]
+                    for r in rows
+                ],
+                ["WORKER", "QUEUES", "CONCURRENCY", "GPU", "PID"],
+            )
+        )
     else:
         click.echo("no worker answers; start the stack with `make up`")
         raise SystemExit(1)

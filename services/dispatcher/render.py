@@ -32,16 +32,28 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(click.unstyle(str(row[i]))) for row in [header, *rows]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(str(cell) + " " * (width - len(click.unstyle(str(cell)))) for cell, width in
-                         zip(row, widths, strict=True)).rstrip()
+        return "  ".join(
+            str(cell) + " " * (width - len(click.unstyle(str(cell)))) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
 
     return "\n".join([click.style(line(header), bold=True), *(line(row) for row in rows)])
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> str:
-    rows = [[f"r{job['run_id']}", job["ref"], job["kind"], state(job["state"]), str(job["attempt"]),
-             job["worker"] or "", progress_text(job["progress"]), age(job["age_s"]), job["name"]]
-            for job in jobs]
+    rows = [
+        [
+            f"r{job['run_id']}",
+            job["ref"],
+            job["kind"],
+            state(job["state"]),
+            str(job["attempt"]),
+            job["worker"] or "",
+            progress_text(job["progress"]),
+            age(job["age_s"]),
+            job["name"],
+        ]
+        for job in jobs
+    ]
     return table(rows, ["RUN", "JOB", "KIND", "STATE", "ATTEMPT", "WORKER", "PROGRESS", "AGE", "NAME"])
 
 
@@ -54,8 +66,10 @@ def run_line(run: dict[str, Any]) -> str:
     progress = run["progress"]
     running = [job for job in run["jobs"] if job["state"] == "running"]
     current = f"  {running[0]['name']}: {running[0]['progress']['message'] or ''}" if running else ""
-    return (f"run {run['ref']} {run['kind']} {state(run['state'])} {bar(progress['done'], progress['total'])} "
-            f"jobs {progress['jobs_done']}/{progress['jobs']}{current}")
+    return (
+        f"run {run['ref']} {run['kind']} {state(run['state'])} {bar(progress['done'], progress['total'])} "
+        f"jobs {progress['jobs_done']}/{progress['jobs']}{current}"
+    )
 
 
 def _mapping(title: str, content: dict[str, Any]) -> list[str]:
@@ -82,12 +96,13 @@ def show_run(run: dict[str, Any]) -> str:
 
 
 def show_job(job: dict[str, Any]) -> str:
-    lines = [f"job {job['ref']} of run r{job['run_id']}  {job['kind']}  {state(job['state'])}  "
-             f"attempt {job['attempt']}",
-             f"task {job['task']} on queue {job['queue']}  celery id {job['celery_task_id'] or '-'}",
-             f"worker {job['worker'] or '-'}  gpu {job['gpu'] or '-'}  heartbeat {job['heartbeat_at'] or '-'}",
-             f"progress {progress_text(job['progress']) or '-'}  {job['progress']['message'] or ''}",
-             f"created {job['created_at']}  started {job['started_at'] or '-'}  finished {job['finished_at'] or '-'}"]
+    lines = [
+        f"job {job['ref']} of run r{job['run_id']}  {job['kind']}  {state(job['state'])}  attempt {job['attempt']}",
+        f"task {job['task']} on queue {job['queue']}  celery id {job['celery_task_id'] or '-'}",
+        f"worker {job['worker'] or '-'}  gpu {job['gpu'] or '-'}  heartbeat {job['heartbeat_at'] or '-'}",
+        f"progress {progress_text(job['progress']) or '-'}  {job['progress']['message'] or ''}",
+        f"created {job['created_at']}  started {job['started_at'] or '-'}  finished {job['finished_at'] or '-'}",
+    ]
     if job["error"]:
         lines.append(click.style(f"error: {job['error']}", fg="red"))
     lines += _mapping("parameters", job["params"])

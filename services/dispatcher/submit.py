@@ -19,16 +19,20 @@ def submit(kind: str, params: dict[str, Any], job_kind: str, job_name: str, task
         run = jobs.create_run(session, kind, params)
         job = jobs.ref(jobs.add_job(session, run.id, job_kind, job_name, task_name))
         run_id = run.id
+    from celery.exceptions import BackendError
     from kombu.exceptions import OperationalError
+    from redis.exceptions import RedisError
 
     from shared.enqueue import send
     from shared.settings import get_settings
 
     try:
         send(job)
-    except OperationalError as error:
-        message = (f"cannot reach the broker at {get_settings().broker_url} ({error}); "
-                   "start the stack with `make up` or set BROKER_URL")
+    except (OperationalError, BackendError, RedisError, ConnectionError) as error:
+        message = (
+            f"cannot reach the broker at {get_settings().broker_url} ({error}); "
+            "start the stack with `make up` or set BROKER_URL"
+        )
         jobs.fail(job.job_id, job.attempt, message)
         raise BrokerUnreachable(message) from error
     return run_id

@@ -72,22 +72,50 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
         url = urlparse(settings.broker_url)
         redis_dir = settings.root / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
-        result.append(Program("redis", [redis_binary(), "--bind", url.hostname or "127.0.0.1", "--port",
-                                        str(url.port or 6379), "--dir", str(redis_dir), "--appendonly", "yes",
-                                        "--save", ""]))
-    result.append(Program("cpu-worker", [*CELERY, "worker", "-Q", "cpu", "-c", str(cpu_concurrency),
-                                         "-n", "cpu@%h", "-E", "--loglevel", "INFO"]))
+        result.append(
+            Program(
+                "redis",
+                [
+                    redis_binary(),
+                    "--bind",
+                    url.hostname or "127.0.0.1",
+                    "--port",
+                    str(url.port or 6379),
+                    "--dir",
+                    str(redis_dir),
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                ],
+            )
+        )
+    result.append(
+        Program(
+            "cpu-worker",
+            [*CELERY, "worker", "-Q", "cpu", "-c", str(cpu_concurrency), "-n", "cpu@%h", "-E", "--loglevel", "INFO"],
+        )
+    )
     for index in range(gpu_workers):
         # Without a GPU the gpu queue is still served, by a worker that trains on the CPU.
         device = str(index) if index < gpus else ""
-        result.append(Program(f"gpu-worker-{index}",
-                              [*CELERY, "worker", "-Q", "gpu", "-c", "1", "-n", f"gpu{index}@%h", "-E",
-                               "--loglevel", "INFO"],
-                              {"CUDA_VISIBLE_DEVICES": device}))
-    result.append(Program("beat", [*CELERY, "beat", "-s", str(settings.stack_dir / "celerybeat-schedule"),
-                                   "--loglevel", "INFO"]))
-    result.append(Program("flower", [*CELERY, "flower", f"--conf={FLOWER_CONFIG}"],
-                          {"FLOWER_BASIC_AUTH": flower_auth(settings), "FLOWER_PORT": str(settings.flower_port)}))
+        result.append(
+            Program(
+                f"gpu-worker-{index}",
+                [*CELERY, "worker", "-Q", "gpu", "-c", "1", "-n", f"gpu{index}@%h", "-E", "--loglevel", "INFO"],
+                {"CUDA_VISIBLE_DEVICES": device},
+            )
+        )
+    result.append(
+        Program("beat", [*CELERY, "beat", "-s", str(settings.stack_dir / "celerybeat-schedule"), "--loglevel", "INFO"])
+    )
+    result.append(
+        Program(
+            "flower",
+            [*CELERY, "flower", f"--conf={FLOWER_CONFIG}"],
+            {"FLOWER_BASIC_AUTH": flower_auth(settings), "FLOWER_PORT": str(settings.flower_port)},
+        )
+    )
     return result
 
 

@@ -21,8 +21,12 @@ READY_TIMEOUT_S = 90
 
 def _paths(settings: Settings) -> dict[str, Path]:
     stack = settings.stack_dir
-    return {"conf": stack / "supervisord.conf", "sock": stack / "supervisor.sock",
-            "pid": stack / "supervisord.pid", "logs": settings.root / "logs"}
+    return {
+        "conf": stack / "supervisord.conf",
+        "sock": stack / "supervisor.sock",
+        "pid": stack / "supervisord.pid",
+        "logs": settings.root / "logs",
+    }
 
 
 def _supervisor_escape(text: str) -> str:
@@ -38,10 +42,15 @@ def write_config(settings: Settings, stack: list[Program]) -> Path:
     paths["logs"].mkdir(parents=True, exist_ok=True)
     config = configparser.RawConfigParser()
     config["unix_http_server"] = {"file": str(paths["sock"])}
-    config["supervisord"] = {"pidfile": str(paths["pid"]), "logfile": str(paths["logs"] / "supervisord.log"),
-                             "directory": str(PROJECT_ROOT), "nodaemon": "false"}
+    config["supervisord"] = {
+        "pidfile": str(paths["pid"]),
+        "logfile": str(paths["logs"] / "supervisord.log"),
+        "directory": str(PROJECT_ROOT),
+        "nodaemon": "false",
+    }
     config["rpcinterface:supervisor"] = {
-        "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"}
+        "supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"
+    }
     config["supervisorctl"] = {"serverurl": f"unix://{paths['sock']}"}
     common = shared_environment(settings)
     for program in stack:
@@ -70,8 +79,11 @@ def _quote(part: str) -> str:
 
 
 def _supervisorctl(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(_paths(settings)["conf"]),
-                           *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(_paths(settings)["conf"]), *args],
+        capture_output=True,
+        text=True,
+    )
 
 
 def is_up(settings: Settings) -> bool:
@@ -88,8 +100,10 @@ def up(settings: Settings) -> None:
     stack = programs(settings, start_redis)
     conf = write_config(settings, stack)
     click.echo(f"local stack (no Docker engine answers): {', '.join(p.name for p in stack)}")
-    click.echo(f"broker {settings.broker_url} ({'started here' if start_redis else 'already running'}), "
-               f"job table {settings.db_url}")
+    click.echo(
+        f"broker {settings.broker_url} ({'started here' if start_redis else 'already running'}), "
+        f"job table {settings.db_url}"
+    )
     # The job table is migrated before any worker starts.
     upgrade_to_head(settings.db_url)
     env = {**os.environ, **shared_environment(settings)}

@@ -68,9 +68,7 @@ def plan(request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int)
         raise InputError(f"--size {request.size} must lie between 32 and 2048 pixels")
     existing = _existing_datasets(raw_root, request.dataset_id)
     if existing and not request.overwrite:
-        raise InputError(
-            f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id"
-        )
+        raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
     release = read_release(Path(request.source))
     warnings = list(release.warnings)
     cases = {image.case_id: image.region for image in release.fractured if image.polygons}
@@ -100,11 +98,18 @@ def plan(request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int)
     # At least MIN_CHUNKS chunks, so that a small release still spreads over the workers.
     chunk_size = max(1, min(chunk_size, math.ceil(len(items) / MIN_CHUNKS)))
     chunks = [[start, min(start + chunk_size, len(items))] for start in range(0, len(items), chunk_size)]
-    _write_json(staging / PLAN_FILE, {"request": asdict(request), "items": items, "chunks": chunks,
-                                      "warnings": warnings})
+    _write_json(
+        staging / PLAN_FILE, {"request": asdict(request), "items": items, "chunks": chunks, "warnings": warnings}
+    )
     n_test = sum(1 for value in split.values() if value == TEST)
-    return {"images": len(items), "cases": len(split), "train": len(split) - n_test, "test": n_test,
-            "chunks": chunks, "warnings": warnings}
+    return {
+        "images": len(items),
+        "cases": len(split),
+        "train": len(split) - n_test,
+        "test": n_test,
+        "chunks": chunks,
+        "warnings": warnings,
+    }
 
 
 def read_plan(staging: Path) -> dict[str, Any]:
@@ -123,17 +128,26 @@ def convert_chunk(staging: Path, start: int, stop: int, progress: Progress) -> d
         progress(index, len(items), item["file_name"])
         picture = load_picture(Path(item["path"]), size)
         pixels[index] = picture.pixels
-        record = {"file_name": item["file_name"], "width": picture.oriented_size[0],
-                  "height": picture.oriented_size[1], "warning": picture.warning, "foreground": None}
+        record = {
+            "file_name": item["file_name"],
+            "width": picture.oriented_size[0],
+            "height": picture.oriented_size[1],
+            "warning": picture.warning,
+            "foreground": None,
+        }
         if item["split"] is not None:
             record["foreground"] = _write_segmentation_case(staging / request.dataset_name, item, picture, size)
         records.append(record)
-    np.save(staging / CLASSIFICATION / f".chunk_{start:06d}.tmp.npy", pixels)
-    os.replace(staging / CLASSIFICATION / f".chunk_{start:06d}.tmp.npy", staging / CLASSIFICATION / f"chunk_{start:06d}.npy")
+    slice_path = staging / CLASSIFICATION / f"chunk_{start:06d}.npy"
+    np.save(slice_path.with_name(f".{slice_path.stem}.tmp.npy"), pixels)
+    os.replace(slice_path.with_name(f".{slice_path.stem}.tmp.npy"), slice_path)
     _write_json(staging / CLASSIFICATION / f"chunk_{start:06d}.json", records)
     progress(len(items), len(items), "chunk written")
-    return {"images": len(items), "cases": sum(1 for r in records if r["foreground"] is not None),
-            "warnings": [f"{r['file_name']}: {r['warning']}" for r in records if r["warning"]]}
+    return {
+        "images": len(items),
+        "cases": sum(1 for r in records if r["foreground"] is not None),
+        "warnings": [f"{r['file_name']}: {r['warning']}" for r in records if r["warning"]],
+    }
 
 
 def _write_segmentation_case(dataset: Path, item: dict[str, Any], picture: Any, size: int) -> int:
@@ -164,18 +178,29 @@ def assemble(staging: Path, raw_root: Path, classification_root: Path) -> tuple[
     cases = [item for item in items if item["split"] is not None]
     train = sorted(item["case_id"] for item in cases if item["split"] == TRAIN)
     test = sorted(item["case_id"] for item in cases if item["split"] == TEST)
-    _write_json(dataset / "dataset.json", {
-        "name": request.dataset_name,
-        "description": "FracAtlas fracture segmentation: COCO polygons scaled to the output size",
-        "reference": "Abedeen et al., Scientific Data 10, 521 (2023), doi:10.1038/s41597-023-02432-4",
-        "licence": "CC BY 4.0",
-        "channel_names": {"0": "X-ray"},
-        "labels": {"background": 0, "fracture": 1},
-        "numTraining": len(train),
-        "file_ending": ".nii.gz",
-    })
-    _write_json(dataset / "split.json", {"method": request.split, "seed": request.seed,
-                                         "test_fraction": request.test_fraction, "train": train, "test": test})
+    _write_json(
+        dataset / "dataset.json",
+        {
+            "name": request.dataset_name,
+            "description": "FracAtlas fracture segmentation: COCO polygons scaled to the output size",
+            "reference": "Abedeen et al., Scientific Data 10, 521 (2023), doi:10.1038/s41597-023-02432-4",
+            "licence": "CC BY 4.0",
+            "channel_names": {"0": "X-ray"},
+            "labels": {"background": 0, "fracture": 1},
+            "numTraining": len(train),
+            "file_ending": ".nii.gz",
+        },
+    )
+    _write_json(
+        dataset / "split.json",
+        {
+            "method": request.split,
+            "seed": request.seed,
+            "test_fraction": request.test_fraction,
+            "train": train,
+            "test": test,
+        },
+    )
     warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
     _write_manifest(dataset / "manifest.csv", cases, records, warnings)
     cache = staging / CLASSIFICATION
@@ -191,9 +216,14 @@ def assemble(staging: Path, raw_root: Path, classification_root: Path) -> tuple[
         # nnU-Net refuses two folders with one dataset id, whatever their names.
         _make_room(old, request, staging)
     _move_into_place(dataset, targets["dataset"], request, staging)
-    metrics = {"images": len(items), "positives": sum(1 for item in items if item["fractured"]),
-               "cases": len(cases), "train": len(train), "test": len(test),
-               "warnings": content["warnings"] + [f"{name}: {text}" for name, text in sorted(warnings.items())]}
+    metrics = {
+        "images": len(items),
+        "positives": sum(1 for item in items if item["fractured"]),
+        "cases": len(cases),
+        "train": len(train),
+        "test": len(test),
+        "warnings": content["warnings"] + [f"{name}: {text}" for name, text in sorted(warnings.items())],
+    }
     artifacts = {
         "dataset": str(targets["dataset"]),
         "dataset_json": str(targets["dataset"] / "dataset.json"),
@@ -206,19 +236,30 @@ def assemble(staging: Path, raw_root: Path, classification_root: Path) -> tuple[
     return metrics, artifacts
 
 
-def _write_manifest(path: Path, cases: list[dict[str, Any]], records: list[dict[str, Any]],
-                    warnings: dict[str, str]) -> None:
+def _write_manifest(
+    path: Path, cases: list[dict[str, Any]], records: list[dict[str, Any]], warnings: dict[str, str]
+) -> None:
     by_name = {record["file_name"]: record for record in records}
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["case_id", "source_file", "width", "height", "polygons", "foreground_pixels", "split",
-                         "warning"])
+        writer.writerow(
+            ["case_id", "source_file", "width", "height", "polygons", "foreground_pixels", "split", "warning"]
+        )
         for item in sorted(cases, key=lambda item: item["case_id"]):
             width, height = item["coco_size"]
-            writer.writerow([item["case_id"], item["path"], width, height, json.dumps(item["polygons"]),
-                             by_name[item["file_name"]]["foreground"], item["split"],
-                             warnings.get(item["file_name"], "")])
+            writer.writerow(
+                [
+                    item["case_id"],
+                    item["path"],
+                    width,
+                    height,
+                    json.dumps(item["polygons"]),
+                    by_name[item["file_name"]]["foreground"],
+                    item["split"],
+                    warnings.get(item["file_name"], ""),
+                ]
+            )
     os.replace(tmp, path)
 
 
@@ -228,9 +269,17 @@ def _write_labels(path: Path, items: list[dict[str, Any]], warnings: dict[str, s
         writer = csv.writer(handle)
         writer.writerow(["index", "image_id", "label", "region", "segmentation_split", *ATTRIBUTE_COLUMNS, "warning"])
         for index, item in enumerate(items):
-            writer.writerow([index, item["file_name"], int(item["fractured"]), item["region"], item["split"] or "",
-                             *(item["attributes"].get(column, "") for column in ATTRIBUTE_COLUMNS),
-                             warnings.get(item["file_name"], "")])
+            writer.writerow(
+                [
+                    index,
+                    item["file_name"],
+                    int(item["fractured"]),
+                    item["region"],
+                    item["split"] or "",
+                    *(item["attributes"].get(column, "") for column in ATTRIBUTE_COLUMNS),
+                    warnings.get(item["file_name"], ""),
+                ]
+            )
     os.replace(tmp, path)
 
 

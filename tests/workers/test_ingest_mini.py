@@ -1,0 +1,90 @@
+"""The real FracAtlas mini set (../shared) through the stack: correct, aligned labels nnU-Net accepts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import Stack
+from PIL import Image, ImageOps
+
+from workers.cpu.masks import rasterize
+from workers.cpu.nifti import read_case
+from workers.cpu.release import COCO_RELATIVE, load_coco
+
+SIZE = 224
+
+
+def reference_label(coco_path: Path, file_name: str) -> np.ndarray:
+    """pycocotools' own rasterisation at the original size, resized to the output size."""
+    coco = load_coco(coco_path)
+    info = next(image for image in coco.imgs.values() if image["file_name"] == file_name)
+    annotations = coco.loadAnns(coco.getAnnIds(imgIds=[info["id"]]))
+    full = np.zeros((info["height"], info["width"]), np.uint8)
+    for annotation in annotations:
+        full |= coco.annToMask(annotation)
+    return np.asarray(Image.fromarray(full * 255).resize((SIZE, SIZE), Image.Resampling.BILINEAR)) >= 128
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_mini_set_ingest(system: Stack, mini: Path) -> None:
+    result = system.dispatch("ingest", "--source", str(mini), "--dataset-id", "300", "--wait", "--json")
+    run = json.loads(result.stdout)
+    assert result.returncode == 0, run["error"]
+    dataset = Path(run["artifacts"]["dataset"])
+    labels = sorted((dataset / "labelsTr").glob("*.nii.gz")) + sorted((dataset / "labelsTs").glob("*.nii.gz"))
+    assert len(labels) == 80 and run["metrics"]["train"] == 64 and run["metrics"]["test"] == 16
+
+    scores = {}
+    for label_path in labels:
+        case = label_path.name.removesuffix(".nii.gz")
+        label = read_case(label_path).astype(bool)
+        assert label.shape == (SIZE, SIZE) and label.any(), f"{case} has no foreground"
+        scores[case] = iou(label, reference_label(mini / COCO_RELATIVE, f"{case}.jpg"))
+    assert min(scores.values()) >= 0.5, sorted(scores.items(), key=lambda item: item[1])[:5]
+    assert statistics.median(scores.values()) >= 0.8
+
+    # IMG0002628 is stored 373x454 with an EXIF rotation; COCO (and its label) see it as 454x373.
+    folder = "imagesTr" if (dataset / "imagesTr" / "IMG0002628_0000.nii.gz").exists() else "imagesTs"
+    picture = read_case(dataset / folder / "IMG0002628_0000.nii.gz").astype(int)
+    upright = ImageOps.exif_transpose(Image.open(mini / "images" / "Fractured" / "IMG0002628.jpg"))
+    assert upright.size == (454, 373)
+    expected = np.asarray(upright.convert("L").resize((SIZE, SIZE), Image.Resampling.BILINEAR), int)
+    assert np.abs(picture - expected).mean() < 4, "the picture is the EXIF-upright one"
+    stored = np.asarray(
+        Image.open(mini / "images" / "Fractured" / "IMG0002628.jpg")
+        .convert("L")
+        .resize((SIZE, SIZE), Image.Resampling.BILINEAR),
+        int,
+    )
+    assert np.abs(picture - stored).mean() > 4 * np.abs(picture - expected).mean()
+    assert scores["IMG0002628"] >= 0.5
+
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(dataset), num_processes=2)  # raises on any problem
+
+    cache = np.load(run["artifacts"]["classification_images"], mmap_mode="r")
+    assert cache.shape == (160, SIZE, SIZE) and cache.dtype == np.uint8
+    with open(run["artifacts"]["classification_labels"]) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 160 and sum(int(row["label"]) for row in rows) == 80
+    quirky = next(row for row in rows if row["image_id"] == "IMG0003298.jpg")
+    assert quirky["label"] == "1", "the label comes from the folder, not dataset.csv's fractured column"
+    assert sum(1 for row in rows if "truncated" in row["warning"]) >= 5
+
+
+def test_rasterisation_agrees_with_pycocotools_on_an_unscaled_polygon() -> None:
+    polygon = [10.5, 10.5, 60.0, 12.0, 55.0, 70.0, 12.0, 50.0]
+    from pycocotools import mask as mask_utils
+
+    expected = mask_utils.decode(mask_utils.frPyObjects([polygon], 80, 80))[:, :, 0]
+    assert np.array_equal(rasterize([polygon], 80, 80), expected)

@@ -1,0 +1,101 @@
+"""The ingest's parts on their own: split, masks, pictures, the synthetic release, the release reader."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from workers.cpu.masks import fracture_mask, rasterize
+from workers.cpu.pictures import load_picture
+from workers.cpu.release import COCO_RELATIVE, read_release
+from workers.cpu.split import TEST, stratified_split
+from workers.errors import InputError
+
+
+def test_split_of_the_full_release_size_gives_573_and_144() -> None:
+    strata = {f"IMG{i:04d}": ("hand", "leg", "hip", "shoulder", "mixed")[i % 5] for i in range(717)}
+    split = stratified_split(strata, 0.2, seed=7)
+    counts = Counter(split.values())
+    assert counts == {"train": 573, "test": 144}
+    per_stratum = Counter(strata[case] for case, part in split.items() if part == TEST)
+    assert max(per_stratum.values()) - min(per_stratum.values()) <= 1, "each region keeps its share"
+    assert split == stratified_split(strata, 0.2, seed=7), "the same seed gives the same split"
+    assert split != stratified_split(strata, 0.2, seed=8)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1])
+def test_split_rejects_a_fraction_outside_zero_and_one(fraction: float) -> None:
+    with pytest.raises(InputError, match="--test-fraction"):
+        stratified_split({"a": "hand", "b": "hand"}, fraction, 0)
+
+
+def test_mask_is_the_scaled_union_of_polygons() -> None:
+    square = [10.0, 10.0, 110.0, 10.0, 110.0, 110.0, 10.0, 110.0]  # 100x100 on a 400x200 picture
+    other = [300.0, 150.0, 390.0, 150.0, 390.0, 190.0]
+    mask = fracture_mask([square, other], width=400, height=200, size=100)
+    assert mask.shape == (100, 100) and set(np.unique(mask)) == {0, 1}
+    # x scales by 1/4, y by 1/2: the square covers about 25 x 50 pixels.
+    assert abs(int(mask[:60, :30].sum()) - 25 * 50) < 80
+    assert mask[80:, 75:].any(), "the second polygon is in the union"
+
+
+def test_a_sub_pixel_fracture_still_marks_its_pixels() -> None:
+    sliver = [100.0, 100.0, 100.4, 100.0, 100.2, 100.3]
+    assert rasterize([[v / 2000 * 64 for v in sliver]], 64, 64).sum() == 0, "too thin to rasterise"
+    mask = fracture_mask([sliver], 2000, 2000, 64)
+    assert mask.sum() >= 1 and mask[3, 3] == 1
+
+
+def test_synthetic_release_has_the_quirks_of_the_real_one(release: Callable[..., Path]) -> None:
+    root = release(fractured=6, non_fractured=3)
+    coco = json.loads((root / COCO_RELATIVE).read_text())
+    assert coco["categories"] == [{"id": 0, "name": "fractured"}]
+    per_image = Counter(annotation["image_id"] for annotation in coco["annotations"])
+    assert max(per_image.values()) >= 3
+    fractured = sorted((root / "images" / "Fractured").iterdir())
+    modes = {Image.open(path).mode for path in fractured}
+    assert modes == {"L", "RGB"}
+    rotated = Image.open(fractured[0])
+    assert rotated.getexif()[0x0112] == 6
+    assert ImageOps.exif_transpose(rotated).size == (coco["images"][0]["width"], coco["images"][0]["height"])
+    assert rotated.size != ImageOps.exif_transpose(rotated).size
+    assert Image.open(fractured[1]).getexif()[0x0112] == 3
+    truncated = sorted((root / "images" / "Non_fractured").iterdir())[0]
+    assert not truncated.read_bytes().endswith(b"\xff\xd9")
+    with (root / "dataset.csv").open() as handle:
+        quirky = next(row for row in csv.DictReader(handle) if row["image_id"] == "IMG0000004.jpg")
+    assert quirky["fractured"] == "0" and int(quirky["fracture_count"]) > 0, "the release's mislabelled row"
+
+
+def test_pictures_are_upright_gray_and_truncation_is_a_warning(release: Callable[..., Path]) -> None:
+    root = release(fractured=6, non_fractured=3)
+    rotated = sorted((root / "images" / "Fractured").iterdir())[0]
+    picture = load_picture(rotated, 64)
+    reference = ImageOps.exif_transpose(Image.open(rotated)).convert("L").resize((64, 64), Image.Resampling.BILINEAR)
+    assert picture.pixels.shape == (64, 64) and picture.pixels.dtype == np.uint8
+    assert np.abs(picture.pixels.astype(int) - np.asarray(reference, int)).mean() < 6
+    assert picture.oriented_size == ImageOps.exif_transpose(Image.open(rotated)).size
+    truncated = load_picture(sorted((root / "images" / "Non_fractured").iterdir())[0], 64)
+    assert truncated.warning and "truncated" in truncated.warning
+
+
+def test_undecodable_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "IMG9.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(InputError, match="IMG9.jpg cannot be decoded"):
+        load_picture(bad, 64)
+
+
+def test_release_reader_takes_labels_from_folders(release: Callable[..., Path]) -> None:
+    loaded = read_release(release(fractured=6, non_fractured=3))
+    assert len(loaded.images) == 9 and len(loaded.fractured) == 6
+    quirky = next(image for image in loaded.images if image.file_name == "IMG0000004.jpg")
+    assert quirky.fractured and quirky.attributes["fractured"] == 0
+    assert sum(len(image.polygons) for image in loaded.fractured) > 6
