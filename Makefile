@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SOURCE ?= ../shared/data/fracatlas-mini
+REPLICATE ?= 1
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
@@ -50,7 +51,7 @@ demo: up
 bench: bench-ingest
 
 bench-ingest: install
-	$(PY) -m bench.ingest --source "$(SOURCE)"
+	$(PY) -m bench.ingest --source "$(SOURCE)" --replicate $(REPLICATE)
 
 clean: down
 	rm -rf var

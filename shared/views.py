@@ -14,7 +14,7 @@ from shared.jobs import NotFound
 
 
 def _iso(value: datetime | None) -> str | None:
-    return _aware(value).isoformat(timespec="seconds") if value else None
+    return _aware(value).isoformat(timespec="milliseconds") if value else None
 
 
 def _aware(value: datetime) -> datetime:

@@ -13,7 +13,7 @@ import click
 from services.dispatcher import render
 from services.dispatcher.refs import parse_ref
 
-WAIT_POLL_S = 0.5
+WAIT_POLL_S = 0.2
 
 
 def _emit_json(content: Any) -> None:
@@ -61,9 +61,9 @@ def _finish(run_id: int, wait: bool, as_json: bool) -> None:
 
 
 def _warn_if_no_workers(as_json: bool) -> None:
-    from services.dispatcher.submit import workers_online
+    from services.dispatcher.submit import any_worker_online
 
-    if not workers_online() and not as_json:
+    if not as_json and not any_worker_online():
         click.echo("warning: no worker answers; the run waits in the queue until `make up` starts some", err=True)
 
 

@@ -88,3 +88,27 @@ def test_rasterisation_agrees_with_pycocotools_on_an_unscaled_polygon() -> None:
 
     expected = mask_utils.decode(mask_utils.frPyObjects([polygon], 80, 80))[:, :, 0]
     assert np.array_equal(rasterize([polygon], 80, 80), expected)
+
+
+def test_dropping_high_frequency_scans_changes_no_pixel(mini: Path) -> None:
+    """The ingest's shortcut for large progressive JPEGs gives exactly the full file's 1/8-scale picture."""
+    import io
+
+    from workers.cpu.jpeg_scans import low_frequency_scans
+
+    checked = 0
+    for path in sorted((mini / "images").rglob("*.jpg")):
+        with Image.open(path) as probe:
+            if not probe.info.get("progressive") or min(probe.size) < 8 * SIZE:
+                continue
+        data = path.read_bytes()
+        reduced = low_frequency_scans(data)
+        if reduced is None:  # truncated: decoded the ordinary way
+            continue
+        assert len(reduced) < len(data) / 3
+        full, fast = Image.open(io.BytesIO(data)), Image.open(io.BytesIO(reduced))
+        full.draft("L", (SIZE, SIZE))
+        fast.draft("L", (SIZE, SIZE))
+        assert np.array_equal(np.asarray(full), np.asarray(fast)), path.name
+        checked += 1
+    assert checked >= 20

@@ -1,0 +1,121 @@
+"""`make bench-ingest [SOURCE=path] [REPLICATE=k]`: ingest through the job system against the sequential
+baseline, in one run, on this machine. REPLICATE=26 turns the 160-image mini set into a release of the
+full one's size (4,160 images) by linking each picture k times under new names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from bench.baseline_ingest import baseline_ingest
+from workers.cpu.nifti import read_case
+from workers.cpu.release import COCO_RELATIVE
+
+BIN = Path(sys.executable).parent
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def replicate(source: Path, copies: int, target: Path) -> Path:
+    """A release of `copies` x the source's pictures (hard links), with the COCO file extended to match."""
+    coco = json.loads((source / COCO_RELATIVE).read_text())
+    out = {**coco, "images": [], "annotations": []}
+    for folder in ("Fractured", "Non_fractured"):
+        (target / "images" / folder).mkdir(parents=True)
+    rows = (source / "dataset.csv").read_text().splitlines()
+    csv_rows = [rows[0]]
+    for k in range(copies):
+        for path in sorted((source / "images").rglob("*.jpg")):
+            os.link(path, target / "images" / path.parent.name / f"R{k:02d}{path.name}")
+        offset = k * 100_000
+        out["images"] += [
+            {**i, "id": i["id"] + offset, "file_name": f"R{k:02d}{i['file_name']}"} for i in coco["images"]
+        ]
+        out["annotations"] += [
+            {**a, "id": a["id"] + offset, "image_id": a["image_id"] + offset} for a in coco["annotations"]
+        ]
+        csv_rows += [f"R{k:02d}{row}" for row in rows[1:]]
+    (target / COCO_RELATIVE).parent.mkdir(parents=True)
+    (target / COCO_RELATIVE).write_text(json.dumps(out))
+    (target / "dataset.csv").write_text("\n".join(csv_rows) + "\n")
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def system_ingest(source: Path, data_root: Path) -> tuple[float, dict]:
+    env = {
+        **os.environ,
+        "DATA_ROOT": str(data_root),
+        "BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "FLOWER_PORT": str(free_port()),
+        "FLOWER_BASIC_AUTH": "bench:bench",
+        "GPU_WORKERS": "0",
+    }
+    env.pop("DATABASE_URL", None)
+    stack = [sys.executable, "-m", "services.local.stack"]
+    subprocess.run([*stack, "up"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
+    try:
+        started = time.perf_counter()
+        result = subprocess.run(
+            [str(BIN / "dispatch"), "ingest", "--source", str(source), "--wait", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        subprocess.run([*stack, "down"], env=env, cwd=PROJECT, stdout=subprocess.DEVNULL)
+    run = json.loads(result.stdout)
+    if run["state"] != "succeeded":
+        raise click.ClickException(f"the ingest failed: {run['error']}")
+    return elapsed, run
+
+
+def agreement(dataset: Path, baseline_labels: Path) -> float:
+    """Median IoU between the system's labels and the baseline's."""
+    scores = []
+    for label in list((dataset / "labelsTr").glob("*.nii.gz")) + list((dataset / "labelsTs").glob("*.nii.gz")):
+        ours, theirs = read_case(label).astype(bool), read_case(baseline_labels / label.name).astype(bool)
+        scores.append((ours & theirs).sum() / max((ours | theirs).sum(), 1))
+    return float(np.median(scores))
+
+
+@click.command()
+@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--replicate", "copies", default=1, show_default=True, help="Link every picture this many times.")
+def main(source: Path, copies: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        release = replicate(source, copies, work / "release") if copies > 1 else source
+        started = time.perf_counter()
+        images = baseline_ingest(release, work / "baseline")
+        baseline_s = time.perf_counter() - started
+        system_s, run = system_ingest(release, work / "var")
+        iou = agreement(Path(run["artifacts"]["dataset"]), work / "baseline" / "labels")
+        cases = run["metrics"]["cases"]
+        click.echo(f"ingest of {images} images ({cases} into nnU-Net's layout) on {os.cpu_count()} cores")
+        click.echo(f"  baseline (sequential, full decode): {baseline_s:8.2f} s  {images / baseline_s:7.1f} images/s")
+        click.echo(f"  job system (dispatch --wait)      : {system_s:8.2f} s  {images / system_s:7.1f} images/s")
+        click.echo(f"  speed-up: {baseline_s / system_s:.2f}x   label agreement with baseline (median IoU): {iou:.3f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
