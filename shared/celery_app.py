@@ -39,7 +39,7 @@ app.conf.update(
     redis_socket_connect_timeout=3,
     broker_connection_timeout=3,
     worker_cancel_long_running_tasks_on_connection_loss=False,
-    include=["workers.maintenance", "workers.cpu.tasks"],
+    include=["workers.maintenance", "workers.cpu.tasks", "workers.gpu.tasks"],
     beat_schedule={
         "reap-lost-jobs": {"task": REAP, "schedule": settings.reap_interval_seconds},
     },

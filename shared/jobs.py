@@ -49,8 +49,10 @@ def add_job(
     task_name: str,
     params: dict[str, Any] | None = None,
     state: State = State.QUEUED,
+    stage: int = 0,
 ) -> Job:
     job = Job(
+        stage=stage,
         run_id=run_id,
         kind=kind,
         name=name,
@@ -191,47 +193,62 @@ def fail(job_id: int, attempt: int, error: str) -> bool:
 
 
 def _finish_run_if_done(session: Session, run_id: int) -> None:
-    other = aliased(Job)
+    """Once no job of the run is open: succeeded if its last stage succeeded, else cancelled.
+
+    (A failed job has failed the run already.) A run whose user cancelled one fold still succeeds when
+    its evaluation ran on the other folds.
+    """
+    states = session.execute(select(Job.stage, Job.state).where(Job.run_id == run_id)).all()
+    if not states or any(state in OPEN for _, state in states):
+        return
+    last = max(stage for stage, _ in states)
+    succeeded = all(state == State.SUCCEEDED for stage, state in states if stage == last)
     session.execute(
         update(Run)
-        .where(
-            Run.id == run_id,
-            Run.state.in_((State.QUEUED, State.RUNNING)),
-            ~exists().where(other.run_id == run_id, other.state != State.SUCCEEDED),
+        .where(Run.id == run_id, Run.state.in_((State.QUEUED, State.RUNNING)))
+        .values(
+            state=State.SUCCEEDED if succeeded else State.CANCELLED,
+            finished_at=utcnow(),
+            error=None if succeeded else "cancelled by the user",
         )
-        .values(state=State.SUCCEEDED, finished_at=utcnow())
     )
 
 
 def release_waiting(run_id: int) -> list[JobRef]:
-    """Queue the waiting jobs of a run once every other job of it has succeeded (the run's fan-in).
+    """Queue the run's waiting jobs of the earliest waiting stage once every earlier job has ended.
 
-    Called by each job as it succeeds; the guard lets exactly one caller release each waiting job.
+    Called by each job as it ends; the guard lets exactly one caller release each waiting job.
     """
-    other = aliased(Job)
+    earlier = aliased(Job)
     released = []
     with session_scope() as session:
-        waiting = session.scalars(select(Job).where(Job.run_id == run_id, Job.state == State.WAITING)).all()
+        stage = session.scalar(
+            select(Job.stage).where(Job.run_id == run_id, Job.state == State.WAITING).order_by(Job.stage).limit(1)
+        )
+        if stage is None:
+            return []
+        waiting = session.scalars(
+            select(Job).where(Job.run_id == run_id, Job.state == State.WAITING, Job.stage == stage)
+        ).all()
         for job in waiting:
             result = session.execute(
                 update(Job)
                 .where(
                     Job.id == job.id,
                     Job.state == State.WAITING,
-                    ~exists().where(
-                        and_(
-                            other.run_id == run_id,
-                            other.id != job.id,
-                            other.state != State.WAITING,
-                            other.state != State.SUCCEEDED,
-                        )
-                    ),
+                    ~exists().where(and_(earlier.run_id == run_id, earlier.stage < stage, earlier.state.in_(OPEN))),
+                    ~exists().where(and_(earlier.run_id == run_id, earlier.state == State.FAILED)),
                 )
                 .values(state=State.QUEUED)
             )
             if result.rowcount == 1:
                 released.append(JobRef(job.id, job.attempt, job.task_name, job.queue))
     return released
+
+
+def finish_run_if_done(run_id: int) -> None:
+    with session_scope() as session:
+        _finish_run_if_done(session, run_id)
 
 
 def run_state(run_id: int) -> str:
@@ -254,18 +271,18 @@ class Cancelled:
 
 
 def cancel(run_id: int | None = None, job_id: int | None = None) -> Cancelled:
-    """Cancel one job or every open job of a run."""
+    """Cancel every open job of a run (the run ends cancelled), or one job (the run goes on without it)."""
     now = utcnow()
     with session_scope() as session:
         if job_id is not None:
             job = session.get(Job, job_id)
             if job is None:
-                raise NotFound(f"job {job_id}")
+                raise NotFound(f"job j{job_id}")
             condition = Job.id == job_id
             run_id = job.run_id
+        elif session.get(Run, run_id) is None:
+            raise NotFound(f"run r{run_id}")
         else:
-            if session.get(Run, run_id) is None:
-                raise NotFound(f"run {run_id}")
             condition = Job.run_id == run_id
         task_ids = [t for t in session.scalars(select(Job.celery_task_id).where(condition, Job.state.in_(OPEN))) if t]
         cancelled = session.execute(
@@ -273,19 +290,48 @@ def cancel(run_id: int | None = None, job_id: int | None = None) -> Cancelled:
             .where(condition, Job.state.in_(OPEN))
             .values(state=State.CANCELLED, error="cancelled by the user", finished_at=now)
         ).rowcount
-        # A run ends as cancelled when the cancel leaves it nothing to do that could still succeed.
-        other = aliased(Job)
-        session.execute(
-            update(Run)
-            .where(
-                Run.id == run_id,
-                Run.state.in_((State.QUEUED, State.RUNNING)),
-                exists().where(other.run_id == run_id, other.state == State.CANCELLED),
-                ~exists().where(other.run_id == run_id, other.state.in_(OPEN)),
+        if job_id is None:
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.state.in_((State.QUEUED, State.RUNNING)))
+                .values(state=State.CANCELLED, error="cancelled by the user", finished_at=now)
             )
-            .values(state=State.CANCELLED, error="cancelled by the user", finished_at=now)
-        )
+        else:
+            _finish_run_if_done(session, run_id)
         return Cancelled(cancelled, task_ids)
+
+
+def retry(job_id: int) -> JobRef:
+    """Queue a failed or cancelled job again as its next attempt; the run's later stages wait for it again."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job j{job_id}")
+        if job.state not in (State.FAILED, State.CANCELLED):
+            raise ValueError(f"job j{job_id} is {job.state}; only a failed or cancelled job can be retried")
+        attempt, run_id, stage = job.attempt, job.run_id, job.stage
+        if not _guarded(
+            session,
+            job_id,
+            attempt,
+            (State.FAILED, State.CANCELLED),
+            state=State.QUEUED,
+            attempt=attempt + 1,
+            error=None,
+            worker=None,
+            gpu=None,
+            heartbeat_at=None,
+            finished_at=None,
+            progress_message=f"retry of attempt {attempt}",
+        ):
+            raise ValueError(f"job j{job_id} changed while it was being retried; look again with `dispatch show`")
+        session.execute(
+            update(Job)
+            .where(Job.run_id == run_id, Job.stage > stage, Job.state == State.CANCELLED)
+            .values(state=State.WAITING, error=None, finished_at=None)
+        )
+        session.execute(update(Run).where(Run.id == run_id).values(state=State.RUNNING, error=None, finished_at=None))
+        return JobRef(job_id, attempt + 1, job.task_name, job.queue)
 
 
 def reap(now: datetime | None = None) -> list[JobRef]:

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         return self.root / "staging"
 
     @property
+    def runs_dir(self) -> Path:
+        """Per-run logs and outputs: runs/r<N>/."""
+        return self.root / "runs"
+
+    @property
     def stack_dir(self) -> Path:
         return self.root / "stack"
 

@@ -3,11 +3,17 @@
 INGEST_PLAN = "ingest.plan"
 INGEST_CONVERT = "ingest.convert"
 INGEST_ASSEMBLE = "ingest.assemble"
+NNUNET_PREPROCESS = "nnunet.preprocess"
+NNUNET_TRAIN_FOLD = "nnunet.train_fold"
+NNUNET_EVALUATE = "nnunet.evaluate"
 REAP = "jobs.reap"
 
 QUEUE_OF = {
     INGEST_PLAN: "cpu",
     INGEST_CONVERT: "cpu",
     INGEST_ASSEMBLE: "cpu",
+    NNUNET_PREPROCESS: "cpu",
+    NNUNET_TRAIN_FOLD: "gpu",
+    NNUNET_EVALUATE: "gpu",
     REAP: "cpu",
 }

@@ -150,7 +150,11 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "FLOWER_PORT": str(free_port()),
         "FLOWER_BASIC_AUTH": "test:secret",
         "CPU_CONCURRENCY": "2",
-        "GPU_WORKERS": "1",
+        # Two gpu-queue workers on the CPU, so that folds can run at the same time.
+        "GPU_WORKERS": "2",
+        "OMP_NUM_THREADS": "1",
+        "nnUNet_n_proc_DA": "0",
+        "nnUNet_def_n_proc": "1",
         # Short lease and reaper period, so that recovery is seen in seconds.
         "HEARTBEAT_SECONDS": "1",
         "LEASE_SECONDS": "6",

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from celery import Task
@@ -22,7 +23,8 @@ from shared.db.engine import engine_for, session_scope
 from shared.db.models import Job, State
 from shared.enqueue import send
 from shared.settings import get_settings
-from workers.errors import InputError
+from workers.child import ChildStopped
+from workers.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +60,22 @@ class JobContext:
         self.job_id = job.id
         self.attempt = job.attempt
         self.run_id = job.run_id
+        self.stage = job.stage
         self.params: dict[str, Any] = dict(job.params)
         self.run_params: dict[str, Any] = dict(job.run.params)
         self.stopped = threading.Event()
         self._last_write = 0.0
+
+    @property
+    def folder(self) -> Path:
+        """This run's folder for logs and outputs."""
+        return get_settings().runs_dir / f"r{self.run_id}"
+
+    def log_path(self, what: str) -> Path:
+        return self.folder / f"j{self.job_id}-{what}.log"
+
+    def should_stop(self) -> bool:
+        return self.stopped.is_set()
 
     def check(self) -> None:
         if self.stopped.is_set():
@@ -103,11 +117,11 @@ def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup 
     threading.Thread(target=_beat_until, args=(ctx, done), daemon=True, name=f"beat-{job_id}").start()
     try:
         outcome = body(ctx)
-    except JobStopped:
+    except (JobStopped, ChildStopped):
         log.info("job %s attempt %s stopped: cancelled or re-queued", job_id, attempt)
         _clean_up_if_ended(ctx, cleanup)
         return "stopped"
-    except InputError as error:
+    except UserFacingError as error:
         jobs.fail(job_id, attempt, str(error))
         _clean_up_if_ended(ctx, cleanup)
         return "failed"

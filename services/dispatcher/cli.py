@@ -67,11 +67,10 @@ def _warn_if_no_workers(as_json: bool) -> None:
         click.echo("warning: no worker answers; the run waits in the queue until `make up` starts some", err=True)
 
 
-def _enqueue_ingest(params: dict[str, Any], wait: bool, as_json: bool) -> None:
+def _start(kind: str, params: dict[str, Any], specs: list[Any], wait: bool, as_json: bool) -> None:
     from services.dispatcher.submit import submit
-    from shared.tasknames import INGEST_PLAN
 
-    run_id = submit("ingest", params, "plan", "plan ingest", INGEST_PLAN)
+    run_id = submit(kind, params, specs)
     if wait:
         _warn_if_no_workers(as_json)
     _finish(run_id, wait, as_json)
@@ -81,7 +80,9 @@ class DispatchGroup(click.Group):
     """Turns the system's expected failures into one clear line and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from services.dispatcher.submit import BrokerUnreachable
         from shared.jobs import NotFound
+        from workers.errors import UserFacingError
 
         try:
             return super().invoke(ctx)
@@ -89,20 +90,19 @@ class DispatchGroup(click.Group):
             raise click.ClickException(
                 f"no {error.args[0]} in the job table; `dispatch jobs --all` lists them"
             ) from error
-        except click.ClickException:
-            raise
+        except (UserFacingError, BrokerUnreachable) as error:
+            raise click.ClickException(str(error)) from error
         except Exception as error:
-            name = type(error).__name__
-            if name in ("BrokerUnreachable",):
-                raise click.ClickException(str(error)) from error
-            if name in ("OperationalError", "InterfaceError") and "sqlalchemy" in type(error).__module__:
-                from shared.settings import get_settings
+            from sqlalchemy.exc import DBAPIError
 
-                raise click.ClickException(
-                    f"cannot use the job table at {get_settings().db_url} ({error.orig}); "
-                    "check DATABASE_URL, or run `make up`"
-                ) from error
-            raise
+            if not isinstance(error, DBAPIError):
+                raise
+            from shared.settings import get_settings
+
+            raise click.ClickException(
+                f"cannot use the job table at {get_settings().db_url} ({error.orig}); "
+                "check DATABASE_URL, or run `make up` (it migrates the table)"
+            ) from error
 
 
 @click.group(cls=DispatchGroup)
@@ -115,41 +115,114 @@ def main() -> None:
 
 wait_option = click.option("--wait", is_flag=True, help="Follow the run until it ends; exit 1 if it fails.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable object.")
+dataset_option = click.option(
+    "--dataset-id",
+    default=921,
+    show_default=True,
+    type=click.IntRange(1, 999),
+    help="nnU-Net dataset id: nnUNet_raw/Dataset<ID>_FracAtlas.",
+)
 
 
-def ingest_options(function: Any) -> Any:
-    for option in reversed(
-        [
-            click.option(
-                "--dataset-id",
-                default=921,
-                show_default=True,
-                type=click.IntRange(1, 999),
-                help="nnU-Net dataset id: writes nnUNet_raw/Dataset<ID>_FracAtlas.",
-            ),
-            click.option("--size", default=224, show_default=True, type=int, help="Output width and height."),
-            click.option(
-                "--test-fraction",
-                default=0.2,
-                show_default=True,
-                type=float,
-                help="Share of fractured cases held out as imagesTs (stratified split).",
-            ),
-            click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split."),
-            click.option(
-                "--split",
-                type=click.Choice(["stratified", "official"]),
-                default="stratified",
-                show_default=True,
-                help="Seeded stratified split, or the release's Utilities/Fracture Split.",
-            ),
-            click.option("--overwrite", is_flag=True, help="Replace an existing dataset with this id."),
-            wait_option,
-            json_option,
-        ]
-    ):
-        function = option(function)
-    return function
+def options(*decorators: Any) -> Any:
+    def apply(function: Any) -> Any:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+ingest_options = options(
+    click.option("--size", default=224, show_default=True, type=int, help="Output width and height."),
+    click.option(
+        "--test-fraction",
+        default=0.2,
+        show_default=True,
+        type=float,
+        help="Share of fractured cases held out as imagesTs (stratified split).",
+    ),
+    click.option("--seed", default=0, show_default=True, type=int, help="Seed of the splits."),
+    click.option(
+        "--split",
+        type=click.Choice(["stratified", "official"]),
+        default="stratified",
+        show_default=True,
+        help="Seeded stratified split, or the release's Utilities/Fracture Split.",
+    ),
+    click.option("--overwrite", is_flag=True, help="Replace an existing dataset with this id."),
+)
+train_options = options(
+    click.option("--folds", default="0-4", show_default=True, help="A range (0-4), a list (0,2) or 'all' (0-4)."),
+    click.option("--config", "configuration", default="2d", show_default=True, help="nnU-Net configuration."),
+    click.option(
+        "--trainer",
+        default=None,
+        help="nnU-Net trainer class [default: nnUNetTrainer; nnUNetTrainerJobs with --epochs].",
+    ),
+    click.option("--plans", default="nnUNetPlans", show_default=True, help="nnU-Net plans identifier."),
+    click.option("--epochs", type=click.IntRange(1), help="Epochs (through the project's nnUNetTrainerJobs)."),
+    click.option("--iterations", type=click.IntRange(1), help="Training iterations per epoch (nnUNetTrainerJobs)."),
+    click.option(
+        "--save-every", type=click.IntRange(1), help="Checkpoint every N epochs (nnUNetTrainerJobs; default 5)."
+    ),
+)
+
+
+def _source(source: Path) -> str:
+    if not source.expanduser().is_dir():
+        raise click.BadParameter(
+            f"{source} is not a folder; pass the unpacked FracAtlas release", param_hint="--source"
+        )
+    return str(source.expanduser().resolve())
+
+
+def _synthetic_source() -> str:
+    from shared.settings import get_settings
+    from workers.cpu.synthetic import make_synthetic_release
+
+    folder = get_settings().root / "synthetic" / "FracAtlas"
+    if not (folder / "dataset.csv").exists():
+        make_synthetic_release(folder)
+    return str(folder.resolve())
+
+
+def _train_params(params: dict[str, Any]) -> dict[str, Any]:
+    from services.dispatcher.folds import parse_folds
+    from workers.nnunet import JOBS_TRAINER
+
+    jobs_only = {name: params[name] for name in ("epochs", "iterations", "save_every") if params.get(name)}
+    trainer = params["trainer"] or (JOBS_TRAINER if jobs_only else "nnUNetTrainer")
+    if jobs_only and trainer != JOBS_TRAINER:
+        flags = ", ".join("--" + name.replace("_", "-") for name in jobs_only)
+        raise click.BadParameter(f"{flags} work through {JOBS_TRAINER}, not {trainer}", param_hint="--trainer")
+    return {**params, "trainer": trainer, "folds": parse_folds(params["folds"])}
+
+
+def _train_specs(params: dict[str, Any], first_stage: int) -> list[Any]:
+    from services.dispatcher.submit import JobSpec
+    from shared.tasknames import NNUNET_EVALUATE, NNUNET_TRAIN_FOLD
+
+    folds = [
+        JobSpec("fold", f"fold {fold}", NNUNET_TRAIN_FOLD, {"fold": fold}, first_stage) for fold in params["folds"]
+    ]
+    return [*folds, JobSpec("evaluate", "ensemble + test Dice", NNUNET_EVALUATE, stage=first_stage + 1)]
+
+
+def _ingest_specs() -> list[Any]:
+    from services.dispatcher.submit import JobSpec
+    from shared.tasknames import INGEST_PLAN
+
+    return [JobSpec("plan", "plan ingest", INGEST_PLAN)]
+
+
+def _pipeline_specs(params: dict[str, Any]) -> list[Any]:
+    from services.dispatcher.submit import JobSpec
+    from shared.tasknames import NNUNET_PREPROCESS
+
+    # The ingest's plan job adds its convert (stage 1) and assemble (stage 2) jobs itself.
+    preprocess = JobSpec("preprocess", "nnU-Net plan + preprocess", NNUNET_PREPROCESS, stage=3)
+    return [*_ingest_specs(), preprocess, *_train_specs(params, first_stage=4)]
 
 
 @main.command()
@@ -159,14 +232,62 @@ def ingest_options(function: Any) -> Any:
     type=click.Path(file_okay=False, path_type=Path),
     help="The unpacked FracAtlas release (holds images/, Annotations/, dataset.csv).",
 )
+@dataset_option
 @ingest_options
+@wait_option
+@json_option
 def ingest(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
     """Convert a FracAtlas release into an nnU-Net raw dataset and a classification cache."""
-    if not source.expanduser().is_dir():
-        raise click.BadParameter(
-            f"{source} is not a folder; pass the unpacked FracAtlas release", param_hint="--source"
-        )
-    _enqueue_ingest({"source": str(source.expanduser().resolve()), **params}, wait, as_json)
+    _start("ingest", {"source": _source(source), **params}, _ingest_specs(), wait, as_json)
+
+
+@main.command()
+@dataset_option
+@click.option("--config", "configuration", default="2d", show_default=True, help="nnU-Net configuration.")
+@click.option("--plans", default="nnUNetPlans", show_default=True, help="nnU-Net plans identifier.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the 5-fold split.")
+@wait_option
+@json_option
+def preprocess(wait: bool, as_json: bool, **params: Any) -> None:
+    """nnU-Net's plan, integrity check and preprocessing, and a fixed 5-fold split."""
+    from services.dispatcher.submit import JobSpec
+    from shared.settings import get_settings
+    from shared.tasknames import NNUNET_PREPROCESS
+    from workers.nnunet import Experiment
+
+    Experiment(params["dataset_id"], params["configuration"]).raw(get_settings())
+    specs = [JobSpec("preprocess", "nnU-Net plan + preprocess", NNUNET_PREPROCESS)]
+    _start("preprocess", params, specs, wait, as_json)
+
+
+@main.command()
+@dataset_option
+@train_options
+@wait_option
+@json_option
+def train(wait: bool, as_json: bool, **params: Any) -> None:
+    """Train nnU-Net folds in parallel (one per gpu-queue worker), then evaluate the ensemble on imagesTs."""
+    from shared.settings import get_settings
+    from workers.nnunet import experiment_of
+
+    params = _train_params(params)
+    experiment_of(params).preprocessed(get_settings())
+    _start("train", params, _train_specs(params, first_stage=0), wait, as_json)
+
+
+@main.command()
+@click.option(
+    "--source", required=True, type=click.Path(file_okay=False, path_type=Path), help="The unpacked FracAtlas release."
+)
+@dataset_option
+@ingest_options
+@train_options
+@wait_option
+@json_option
+def pipeline(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
+    """Ingest, preprocess, train the folds and evaluate, as one run."""
+    params = _train_params({"source": _source(source), **params})
+    _start("pipeline", params, _pipeline_specs(params), wait, as_json)
 
 
 @main.command()
@@ -176,23 +297,53 @@ def ingest(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
     show_default=True,
     help="'synthetic' builds a small release under DATA_ROOT; or a release folder.",
 )
-@ingest_options
+@click.option("--dataset-id", default=990, show_default=True, type=click.IntRange(1, 999))
+@click.option("--size", default=64, show_default=True, type=int)
+@click.option("--folds", default="0-4", show_default=True)
+@click.option("--epochs", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--iterations", default=20, show_default=True, type=click.IntRange(1))
+@wait_option
+@json_option
 def demo(source: str, wait: bool, as_json: bool, **params: Any) -> None:
-    """The demo pipeline: ingest a synthetic (or given) release."""
-    from shared.settings import get_settings
+    """The whole chain on a synthetic (or given) release with a short trainer; prints the Dice."""
+    release = _synthetic_source() if source == "synthetic" else _source(Path(source))
+    params = _train_params(
+        {
+            "source": release,
+            "test_fraction": 0.2,
+            "seed": 0,
+            "split": "stratified",
+            "overwrite": True,
+            "configuration": "2d",
+            "trainer": None,
+            "plans": "nnUNetPlans",
+            "save_every": 1,
+            **params,
+        }
+    )
+    _start("pipeline", params, _pipeline_specs(params), wait, as_json)
 
-    if source == "synthetic":
-        from workers.cpu.synthetic import make_synthetic_release
 
-        folder = get_settings().root / "synthetic" / "FracAtlas"
-        if not (folder / "dataset.csv").exists():
-            make_synthetic_release(folder)
-        source_path = folder
+@main.command()
+@click.argument("ref")
+@json_option
+def retry(ref: str, as_json: bool) -> None:
+    """Queue a failed or cancelled job again (a fold resumes from its newest checkpoint)."""
+    from services.dispatcher.submit import send_all
+    from shared import jobs
+
+    kind, number = parse_ref(ref)
+    if kind != "job":
+        raise click.BadParameter(f"{ref} is a run; retry takes a job (j34)")
+    try:
+        again = jobs.retry(number)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    send_all([again])
+    if as_json:
+        _emit_json({"job": f"j{number}", "attempt": again.attempt})
     else:
-        source_path = Path(source).expanduser()
-        if not source_path.is_dir():
-            raise click.BadParameter(f"{source} is not a folder", param_hint="--source")
-    _enqueue_ingest({"source": str(source_path.resolve()), **params}, wait, as_json)
+        click.echo(f"j{number} queued again as attempt {again.attempt}")
 
 
 @main.command("jobs")
@@ -237,13 +388,17 @@ def show(ref: str, as_json: bool) -> None:
 @json_option
 def cancel(ref: str, as_json: bool) -> None:
     """Cancel a run (every open job of it) or one job."""
+    from services.dispatcher.submit import send_all
     from shared import jobs
     from shared.celery_app import app
+    from shared.views import get_job
 
     kind, number = parse_ref(ref)
     result = jobs.cancel(run_id=number) if kind == "run" else jobs.cancel(job_id=number)
     for task_id in result.task_ids:
         app.control.revoke(task_id)
+    if kind == "job":  # the run goes on without this job: its next stage may be free to start now
+        send_all(jobs.release_waiting(get_job(number)["run_id"]))
     if as_json:
         _emit_json({"ref": ref, "cancelled_jobs": result.jobs, "revoked_tasks": result.task_ids})
     else:

@@ -84,12 +84,35 @@ def _mapping(title: str, content: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _dice(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def segmentation_table(metrics: dict[str, Any]) -> list[str]:
+    """Per-fold validation Dice and the ensemble's test Dice, as a training run ends with them."""
+    rows = [[f"fold {fold}", _dice(dice)] for fold, dice in metrics["folds"].items()]
+    rows.append(["mean (cross-validation)", _dice(metrics.get("cv_dice_mean"))])
+    lines = ["", table(rows, ["FOLD", "VALIDATION DICE"])]
+    if metrics.get("test_cases"):
+        folds = ",".join(str(fold) for fold in metrics["folds_used"])
+        lines.append(
+            f"test Dice (ensemble of folds {folds}, {metrics['test_cases']} held-out cases): "
+            f"{_dice(metrics.get('test_dice_mean'))}"
+        )
+    return [*lines, ""]
+
+
 def show_run(run: dict[str, Any]) -> str:
     lines = [f"run {run['ref']}  {run['kind']}  {state(run['state'])}  created {run['created_at']}"]
     lines += _mapping("parameters", run["params"])
     if run["error"]:
         lines.append(click.style(f"error: {run['error']}", fg="red"))
-    lines += _mapping("metrics", run["metrics"])
+    metrics = dict(run["metrics"])
+    if "folds" in metrics:
+        lines += segmentation_table(metrics)
+        for key in ("folds", "folds_used", "cv_dice_mean", "test_dice_mean", "test_cases", "test_dice_per_case"):
+            metrics.pop(key, None)
+    lines += _mapping("metrics", metrics)
     lines += _mapping("artifacts", run["artifacts"])
     lines += ["", jobs_table(run["jobs"])]
     return "\n".join(lines)

@@ -66,7 +66,8 @@ def flower_auth(settings: Settings) -> str:
 def programs(settings: Settings, start_redis: bool) -> list[Program]:
     gpus = visible_gpus()
     gpu_workers = settings.gpu_workers if settings.gpu_workers is not None else max(gpus, 1)
-    cpu_concurrency = settings.cpu_concurrency or os.cpu_count() or 1
+    cores = os.cpu_count() or 1
+    cpu_concurrency = settings.cpu_concurrency or cores
     result = []
     if start_redis:
         url = urlparse(settings.broker_url)
@@ -97,15 +98,14 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
         )
     )
     for index in range(gpu_workers):
-        # Without a GPU the gpu queue is still served, by a worker that trains on the CPU.
-        device = str(index) if index < gpus else ""
-        result.append(
-            Program(
-                f"gpu-worker-{index}",
-                [*CELERY, "worker", "-Q", "gpu", "-c", "1", "-n", f"gpu{index}@%h", "-E", "--loglevel", "INFO"],
-                {"CUDA_VISIBLE_DEVICES": device},
-            )
-        )
+        environment = {"CUDA_VISIBLE_DEVICES": str(index) if index < gpus else ""}
+        if index >= gpus:
+            # Without a GPU the gpu queue is still served, by workers that train on the CPU: they share the
+            # cores instead of each taking all of them, and nnU-Net exports with one process, not eight.
+            environment["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(max(1, cores // gpu_workers)))
+            environment["nnUNet_def_n_proc"] = os.environ.get("nnUNet_def_n_proc", "1")
+        command = [*CELERY, "worker", "-Q", "gpu", "-c", "1", "-n", f"gpu{index}@%h", "-E", "--loglevel", "INFO"]
+        result.append(Program(f"gpu-worker-{index}", command, environment))
     result.append(
         Program("beat", [*CELERY, "beat", "-s", str(settings.stack_dir / "celerybeat-schedule"), "--loglevel", "INFO"])
     )

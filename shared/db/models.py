@@ -60,6 +60,8 @@ class Job(Base):
     queue: Mapped[str] = mapped_column(String(16))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default=State.QUEUED, index=True)
+    # Jobs of a later stage wait until every job of the earlier stages has ended.
+    stage: Mapped[int] = mapped_column(Integer, default=0)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(120))

@@ -79,7 +79,7 @@ def test_failure_fails_the_run_and_cancels_its_other_jobs(db: str) -> None:
 def test_waiting_job_is_released_once_after_all_others_succeeded(db: str) -> None:
     run_id, (plan, c1, c2) = new_run(children=2)
     with session_scope() as session:
-        waiting = jobs.add_job(session, run_id, "assemble", "a", INGEST_ASSEMBLE, state=State.WAITING).id
+        waiting = jobs.add_job(session, run_id, "assemble", "a", INGEST_ASSEMBLE, state=State.WAITING, stage=1).id
     for job_id in (plan, c1, c2):
         jobs.claim(job_id, 1, "w@h", None)
     jobs.succeed(plan, 1)
@@ -90,6 +90,38 @@ def test_waiting_job_is_released_once_after_all_others_succeeded(db: str) -> Non
     assert [ref.job_id for ref in released] == [waiting]
     assert jobs.release_waiting(run_id) == [], "a second caller must not release it again"
     assert get_run(run_id)["state"] == "running"
+
+
+def test_stages_are_released_in_order_and_a_cancelled_job_does_not_block_them(db: str) -> None:
+    run_id, (first, second) = new_run(children=1)
+    with session_scope() as session:
+        middle = jobs.add_job(session, run_id, "evaluate", "m", INGEST_ASSEMBLE, state=State.WAITING, stage=1).id
+        last = jobs.add_job(session, run_id, "report", "l", INGEST_ASSEMBLE, state=State.WAITING, stage=2).id
+    jobs.claim(first, 1, "w@h", None)
+    jobs.succeed(first, 1)
+    assert jobs.cancel(job_id=second).jobs == 1
+    assert get_run(run_id)["state"] == "running", "one cancelled job does not end the run"
+    assert [ref.job_id for ref in jobs.release_waiting(run_id)] == [middle]
+    jobs.claim(middle, 1, "w@h", None)
+    jobs.succeed(middle, 1)
+    assert [ref.job_id for ref in jobs.release_waiting(run_id)] == [last]
+    jobs.claim(last, 1, "w@h", None)
+    jobs.succeed(last, 1)
+    assert get_run(run_id)["state"] == "succeeded"
+
+
+def test_retry_requeues_a_failed_job_and_reopens_its_run(db: str) -> None:
+    run_id, (fold,) = new_run()
+    with session_scope() as session:
+        evaluate = jobs.add_job(session, run_id, "evaluate", "e", INGEST_ASSEMBLE, state=State.WAITING, stage=1).id
+    jobs.claim(fold, 1, "w@h", None)
+    jobs.fail(fold, 1, "CUDA out of memory")
+    assert get_job(evaluate)["state"] == "cancelled"
+    again = jobs.retry(fold)
+    assert again.attempt == 2
+    assert get_run(run_id)["state"] == "running" and get_job(evaluate)["state"] == "waiting"
+    with pytest.raises(ValueError, match="only a failed or cancelled job"):
+        jobs.retry(fold)
 
 
 def test_cancel_stops_beats_and_drops_late_results(db: str) -> None:

@@ -47,6 +47,11 @@ class IngestRequest:
     split: str = "stratified"  # or "official": the release's Utilities/Fracture Split
     overwrite: bool = False
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> IngestRequest:
+        """The ingest's part of a run's parameters (a pipeline run holds the training's too)."""
+        return cls(**{name: params[name] for name in cls.__dataclass_fields__ if name in params})
+
     @property
     def dataset_name(self) -> str:
         return f"Dataset{self.dataset_id:03d}_FracAtlas"
@@ -165,8 +170,14 @@ def _write_segmentation_case(dataset: Path, item: dict[str, Any], picture: Any, 
     return int(mask.sum())
 
 
-def assemble(staging: Path, raw_root: Path, classification_root: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """Write dataset.json, the manifest, the split and the cache, then rename them into place."""
+def assemble(
+    staging: Path, raw_root: Path, classification_root: Path, derived_roots: tuple[Path, ...] = ()
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Write dataset.json, the manifest, the split and the cache, then rename them into place.
+
+    Replacing a dataset (--overwrite) also removes what was derived from the old one under
+    `derived_roots` (nnU-Net's preprocessed data and trained folds): they no longer match it.
+    """
     content = read_plan(staging)
     request = IngestRequest(**content["request"])
     items = content["items"]
@@ -212,9 +223,12 @@ def assemble(staging: Path, raw_root: Path, classification_root: Path) -> tuple[
         (cache / f"chunk_{start:06d}.json").unlink()
     targets = {"dataset": raw_root / request.dataset_name, "classification": classification_root / request.dataset_name}
     _move_into_place(cache, targets["classification"], request, staging)
-    for old in _existing_datasets(raw_root, request.dataset_id):
-        # nnU-Net refuses two folders with one dataset id, whatever their names.
-        _make_room(old, request, staging)
+    replaced = []
+    for root in (raw_root, *derived_roots):
+        for old in _existing_datasets(root, request.dataset_id):
+            # nnU-Net refuses two folders with one dataset id, whatever their names.
+            _make_room(old, request, staging)
+            replaced.append(str(old))
     _move_into_place(dataset, targets["dataset"], request, staging)
     metrics = {
         "images": len(items),

@@ -1,7 +1,9 @@
-"""The ingest as Celery work on the cpu queue: a plan job fans out convert jobs; assemble waits for them."""
+"""CPU work as Celery tasks: the ingest (a plan job fans out convert jobs; assemble waits for them) and
+nnU-Net's preprocessing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -12,8 +14,11 @@ from shared.db.engine import session_scope
 from shared.db.models import Job, State
 from shared.enqueue import send
 from shared.settings import get_settings
-from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN
+from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN, NNUNET_PREPROCESS
 from workers.cpu.ingest import IngestRequest, assemble, convert_chunk, plan
+from workers.cpu.preprocess import preprocess
+from workers.errors import InputError
+from workers.nnunet import experiment_of
 from workers.runtime import JobContext, Outcome, job_task
 
 
@@ -25,8 +30,8 @@ def discard_staging(ctx: JobContext) -> None:
     shutil.rmtree(staging_for(ctx.run_id), ignore_errors=True)
 
 
-def _fan_out(run_id: int, chunks: list[list[int]]) -> list[jobs.JobRef]:
-    """Create one convert job per chunk and the waiting assemble job, once per run."""
+def _fan_out(run_id: int, chunks: list[list[int]], stage: int) -> list[jobs.JobRef]:
+    """Create one convert job per chunk (next stage) and the waiting assemble job (the one after), once."""
     with session_scope() as session:
         existing = session.scalars(select(Job).where(Job.run_id == run_id, Job.kind == "convert")).all()
         if existing:  # a re-delivered plan: its children exist; re-send only those not yet taken
@@ -39,10 +44,13 @@ def _fan_out(run_id: int, chunks: list[list[int]]) -> list[jobs.JobRef]:
                 f"convert {start}-{stop - 1}",
                 INGEST_CONVERT,
                 {"start": start, "stop": stop},
+                stage=stage + 1,
             )
             for start, stop in chunks
         ]
-        jobs.add_job(session, run_id, "assemble", "assemble dataset", INGEST_ASSEMBLE, state=State.WAITING)
+        jobs.add_job(
+            session, run_id, "assemble", "assemble dataset", INGEST_ASSEMBLE, state=State.WAITING, stage=stage + 2
+        )
         return [jobs.ref(job) for job in children]
 
 
@@ -50,7 +58,7 @@ def _fan_out(run_id: int, chunks: list[list[int]]) -> list[jobs.JobRef]:
 def ingest_plan(ctx: JobContext) -> Outcome:
     """Check the release, split it and fan the conversion out in chunks."""
     settings = get_settings()
-    request = IngestRequest(**ctx.run_params)
+    request = IngestRequest.from_params(ctx.run_params)
     ctx.progress(0, 1, f"reading {request.source}", force=True)
     with session_scope() as session:
         planned = session.scalar(select(Job.id).where(Job.run_id == ctx.run_id, Job.kind == "convert"))
@@ -59,7 +67,7 @@ def ingest_plan(ctx: JobContext) -> Outcome:
     if planned is None:
         metrics = plan(request, staging_for(ctx.run_id), settings.nnunet_raw, settings.ingest_chunk_size)
         chunks = metrics.pop("chunks")
-    for child in _fan_out(ctx.run_id, chunks):
+    for child in _fan_out(ctx.run_id, chunks, ctx.stage):
         send(child)
     return Outcome(metrics=metrics)
 
@@ -76,5 +84,39 @@ def ingest_assemble(ctx: JobContext) -> Outcome:
     """Write dataset.json, manifest, split and cache, and rename the dataset into nnUNet_raw."""
     settings = get_settings()
     ctx.progress(0, 1, "assembling", force=True)
-    metrics, artifacts = assemble(staging_for(ctx.run_id), settings.nnunet_raw, settings.classification_dir)
+    with session_scope() as session:
+        unfinished = session.scalars(
+            select(Job).where(Job.run_id == ctx.run_id, Job.kind == "convert", Job.state != State.SUCCEEDED)
+        ).first()
+    if unfinished is not None:
+        raise InputError(
+            f"job j{unfinished.id} ({unfinished.name}) was {unfinished.state}: the dataset would be incomplete; "
+            "run the ingest again"
+        )
+    metrics, artifacts = assemble(
+        staging_for(ctx.run_id),
+        settings.nnunet_raw,
+        settings.classification_dir,
+        (settings.nnunet_preprocessed, settings.nnunet_results),
+    )
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
+
+
+@job_task(NNUNET_PREPROCESS)
+def nnunet_preprocess(ctx: JobContext) -> Outcome:
+    """nnU-Net's plan, integrity check and preprocessing, then the seeded 5-fold split."""
+    settings = get_settings()
+    experiment = experiment_of(ctx.run_params)
+    ctx.progress(0, None, "nnUNetv2_plan_and_preprocess", force=True)
+    metrics, artifacts = preprocess(
+        settings,
+        experiment,
+        int(ctx.run_params.get("seed", 0)),
+        settings.cpu_concurrency or os.cpu_count() or 1,
+        ctx.log_path("preprocess"),
+        lambda line: ctx.progress(0, None, line[-200:]),
+        ctx.should_stop,
+    )
+    return Outcome(
+        metrics=metrics, artifacts=artifacts, run_artifacts={"plans": artifacts["plans"], "splits": artifacts["splits"]}
+    )

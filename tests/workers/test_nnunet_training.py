@@ -1,0 +1,175 @@
+"""nnU-Net v2 through the job system, on two CPU-backed gpu-queue workers with a tiny trainer:
+preprocess, folds in parallel, progress, cancel, a worker killed mid-fold, and the test-set Dice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import Stack, wait_for
+
+# Training is shown on the SQLite stack; the job table itself is tested on both databases.
+pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
+DATASET = 400
+TINY = ("--epochs", "2", "--iterations", "3", "--save-every", "1")
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def show(system: Stack, ref: str) -> dict:
+    return json.loads(system.dispatch("show", ref, "--json").stdout)
+
+
+def interval(job: dict) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(job["started_at"]), datetime.fromisoformat(job["finished_at"])
+
+
+@pytest.fixture(scope="module")
+def preprocessed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    from workers.cpu.synthetic import make_synthetic_release
+
+    release = make_synthetic_release(tmp_path_factory.mktemp("train-release"), fractured=20, non_fractured=4)
+    ingest = stack.dispatch("ingest", "--source", str(release), "--dataset-id", str(DATASET), "--size", "64", "--wait")
+    assert ingest.returncode == 0, ingest.stdout
+    result = stack.dispatch("preprocess", "--dataset-id", str(DATASET), "--wait", "--json", timeout=600)
+    run = json.loads(result.stdout)
+    assert result.returncode == 0, run["error"]
+    splits = json.loads(Path(run["artifacts"]["splits"]).read_text())
+    assert len(splits) == 5 and all(split["val"] for split in splits)
+    assert Path(run["artifacts"]["plans"]).exists()
+    return stack
+
+
+def test_train_needs_preprocessing_first(system: Stack) -> None:
+    result = system.dispatch("train", "--dataset-id", "401", "--folds", "0")
+    assert result.returncode == 1 and "run `dispatch preprocess --dataset-id 401` first" in result.stderr
+
+
+def test_folds_train_in_parallel_and_the_ensemble_is_evaluated(preprocessed: Stack, system: Stack) -> None:
+    result = system.dispatch(
+        "train", "--dataset-id", str(DATASET), "--folds", "0-1", *TINY, "--wait", "--json", timeout=900
+    )
+    run = json.loads(result.stdout)
+    assert result.returncode == 0, run["error"]
+    folds = [job for job in run["jobs"] if job["kind"] == "fold"]
+    assert {job["worker"].split("@")[0] for job in folds} == {"gpu0", "gpu1"}
+    (start0, end0), (start1, end1) = interval(folds[0]), interval(folds[1])
+    assert start0 < end1 and start1 < end0, "the two folds ran at the same time"
+    for job in folds:
+        assert job["progress"]["step"] == job["progress"]["total"] == 2
+        assert "epoch 2/2" in job["progress"]["message"] and "s/epoch" in job["progress"]["message"]
+        assert job["metrics"]["mode"] == "trained" and 0 <= job["metrics"]["validation_dice"] <= 1
+        assert Path(job["artifacts"]["checkpoint_final"]).exists()
+        assert Path(job["artifacts"]["validation_summary"]).exists()
+    metrics = run["metrics"]
+    summary = json.loads(Path(run["artifacts"]["test_summary"]).read_text())
+    assert metrics["test_dice_mean"] == summary["foreground_mean"]["Dice"], "nnU-Net's own evaluator"
+    assert metrics["test_cases"] == len(metrics["test_dice_per_case"]) >= 1
+    assert set(metrics["folds"]) == {"0", "1"} and metrics["folds_used"] == [0, 1]
+    shown = system.dispatch("show", run["ref"]).stdout
+    assert "test Dice" in shown and "fold 1" in shown
+
+    again = system.dispatch("train", "--dataset-id", str(DATASET), "--folds", "0", *TINY, "--wait", "--json")
+    fold = next(job for job in json.loads(again.stdout)["jobs"] if job["kind"] == "fold")
+    assert fold["metrics"]["mode"] == "already trained", "a fold with a final checkpoint is not trained again"
+
+
+def test_cancel_stops_one_fold_and_the_other_goes_on(preprocessed: Stack, system: Stack) -> None:
+    started = system.dispatch(
+        "train", "--dataset-id", str(DATASET), "--folds", "2,3", "--epochs", "200", "--iterations", "3", "--json"
+    )
+    run = json.loads(started.stdout)
+    fold2, fold3 = (job["ref"] for job in run["jobs"] if job["kind"] == "fold")
+    wait_for(
+        lambda: all(show(system, ref)["progress"]["step"] >= 1 for ref in (fold2, fold3)),
+        timeout=240,
+        what="both folds to finish an epoch",
+    )
+    cancelled = system.dispatch("cancel", fold2)
+    assert cancelled.returncode == 0 and "1 open job(s) cancelled" in cancelled.stdout
+    wait_for(
+        lambda: not any("nnUNetv2_train 400 2d 2 " in _cmdline(pid) for pid in _pids()),
+        timeout=30,
+        what="fold 2's nnUNetv2_train to stop",
+    )
+    step = show(system, fold3)["progress"]["step"]
+    wait_for(lambda: show(system, fold3)["progress"]["step"] > step, timeout=120, what="fold 3 to go on")
+    assert show(system, fold3)["state"] == "running" and show(system, fold2)["state"] == "cancelled"
+    assert system.dispatch("cancel", run["ref"]).returncode == 0
+    wait_for(
+        lambda: not any("nnUNetv2_train 400 2d 3 " in _cmdline(pid) for pid in _pids()),
+        timeout=30,
+        what="fold 3's nnUNetv2_train to stop",
+    )
+    assert show(system, run["ref"])["state"] == "cancelled"
+
+
+def test_a_fold_whose_worker_is_killed_resumes_from_its_checkpoint(
+    preprocessed: Stack, system: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = system.dispatch(
+        "train",
+        "--dataset-id",
+        str(DATASET),
+        "--folds",
+        "4",
+        "--epochs",
+        "6",
+        "--iterations",
+        "3",
+        "--save-every",
+        "1",
+        "--json",
+    )
+    run = json.loads(started.stdout)
+    (fold,) = (job["ref"] for job in run["jobs"] if job["kind"] == "fold")
+    job = wait_for(
+        lambda: (j := show(system, fold))["progress"]["step"] >= 2 and j,
+        timeout=240,
+        what="two epochs (and checkpoints) of fold 4",
+    )
+    workers = json.loads(system.dispatch("workers", "--json").stdout)
+    victim = next(row["pid"] for row in workers if row["worker"] == job["worker"])
+    for pid in [victim, *descendants(victim)]:  # the worker's whole process tree, training included
+        os.kill(pid, signal.SIGKILL)
+    finished = wait_for(
+        lambda: (r := show(system, run["ref"]))["state"] in ("succeeded", "failed") and r,
+        timeout=400,
+        what="the fold to be re-queued, resumed and evaluated",
+    )
+    assert finished["state"] == "succeeded", finished["error"]
+    fold_job = next(j for j in finished["jobs"] if j["kind"] == "fold")
+    assert fold_job["attempt"] == 2 and fold_job["metrics"]["mode"] == "resumed"
+    log = Path(fold_job["artifacts"]["log"]).read_text()
+    assert log.count("Training done.") == 1, "the fold finished exactly once"
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

@@ -1,0 +1,87 @@
+"""nnU-Net plan + integrity check + preprocessing, then a fixed, seeded 5-fold split.
+
+The split is written here, before any fold starts, so that parallel folds never race to create
+splits_final.json (nnU-Net writes it on first use otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shared.settings import Settings
+from workers.child import ChildFailed, run_child
+from workers.nnunet import Experiment, environment, failure, tool
+
+FOLDS = 5
+
+
+def crossval_split(cases: list[str], seed: int, folds: int = FOLDS) -> list[dict[str, list[str]]]:
+    """nnU-Net's own 5-fold scheme (sklearn KFold, shuffled), with our seed."""
+    from sklearn.model_selection import KFold
+
+    ordered = sorted(cases)
+    splits = []
+    for train, val in KFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered):
+        splits.append({"train": [ordered[i] for i in train], "val": [ordered[i] for i in val]})
+    return splits
+
+
+def write_splits(raw: Path, preprocessed: Path, seed: int) -> Path:
+    cases = [path.name.removesuffix(".nii.gz") for path in (raw / "labelsTr").glob("*.nii.gz")]
+    path = preprocessed / "splits_final.json"
+    tmp = path.with_name(".splits_final.json.tmp")
+    tmp.write_text(json.dumps(crossval_split(cases, seed), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def preprocess(
+    settings: Settings,
+    experiment: Experiment,
+    seed: int,
+    processes: int,
+    log: Path,
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], bool],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    raw = experiment.raw(settings)
+    command = [
+        tool("nnUNetv2_plan_and_preprocess"),
+        "-d",
+        str(experiment.dataset_id),
+        "-c",
+        experiment.configuration,
+        "-np",
+        str(processes),
+        "--verify_dataset_integrity",
+    ]
+    env = environment(settings)
+    # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which refuses 0, the value that
+    # turns off augmentation workers in training: planning takes nnU-Net's default instead.
+    if env.get("nnUNet_n_proc_DA") == "0":
+        del env["nnUNet_n_proc_DA"]
+    try:
+        run_child(command, env, log, on_line, should_stop)
+    except ChildFailed as error:
+        raise failure("nnUNetv2_plan_and_preprocess", error.code, error.tail, log) from error
+    preprocessed = experiment.preprocessed(settings)
+    splits = write_splits(raw, preprocessed, seed)
+    plans = json.loads((preprocessed / f"{experiment.plans}.json").read_text())
+    configuration = plans["configurations"][experiment.configuration]
+    metrics = {
+        "cases": len(list((raw / "labelsTr").glob("*.nii.gz"))),
+        "folds": FOLDS,
+        "patch_size": configuration["patch_size"],
+        "batch_size": configuration["batch_size"],
+    }
+    artifacts = {
+        "plans": str(preprocessed / f"{experiment.plans}.json"),
+        "splits": str(splits),
+        "preprocessed": str(preprocessed),
+        "log": str(log),
+    }
+    return metrics, artifacts

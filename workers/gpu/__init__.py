@@ -1,0 +1,1 @@
+"""GPU work: nnU-Net v2 fold training, ensemble prediction and evaluation."""
