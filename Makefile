@@ -9,7 +9,7 @@ REPLICATE ?= 1
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test lint demo up down status ps logs bench bench-ingest compose-check clean
+.PHONY: help install test lint demo up down status ps logs worker-host bench bench-ingest compose-tools compose-check clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
@@ -30,20 +30,35 @@ lint: install
 	$(VENV)/bin/ruff check services workers shared tests bench
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
-test: install lint
+test: install lint compose-tools
 	$(VENV)/bin/pytest -q -ra
 
+GPUS ?=
+
 up: install
-	$(PY) -m services.local.stack up
+	$(PY) -m services.launcher up --gpus "$(GPUS)"
 
 down: install
-	$(PY) -m services.local.stack down
+	$(PY) -m services.launcher down
 
 status ps: install
-	$(PY) -m services.local.stack status; $(VENV)/bin/dispatch workers || true
+	$(PY) -m services.launcher ps; $(VENV)/bin/dispatch workers || true
 
 logs: install
-	$(PY) -m services.local.stack logs
+	$(PY) -m services.launcher logs
+
+worker-host: install
+	$(PY) -m services.launcher worker-host --gpus "$(GPUS)"
+
+# Debian's docker-compose checks the compose files statically (no Docker engine runs here).
+compose-tools:
+	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get install -y -q --no-install-recommends docker-compose >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends docker-compose >/dev/null)); } || \
+	  echo "docker-compose is not installed and apt-get is not available: the compose tests will skip"
+
+compose-check: install compose-tools
+	$(VENV)/bin/pytest -q tests/services/test_compose.py
 
 demo: up
 	$(VENV)/bin/dispatch demo --overwrite --wait

@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     gpu_workers: int | None = Field(default=None, alias="GPU_WORKERS")
     cpu_concurrency: int | None = Field(default=None, alias="CPU_CONCURRENCY")
     ingest_chunk_size: int = Field(default=128, alias="INGEST_CHUNK_SIZE")
+    # A gpu-queue worker: the GPU it is pinned to (shown by `dispatch workers`) and the device nnU-Net uses
+    # (default: cuda where CUDA_VISIBLE_DEVICES names a GPU, else cpu). In a container that reserves one
+    # GPU, that GPU is the container's only one.
+    worker_gpu: str | None = Field(default=None, alias="WORKER_GPU")
+    nnunet_device: str | None = Field(default=None, alias="NNUNET_DEVICE")
+    # nnU-Net's own knobs, per worker: data-augmentation processes, export processes, torch.compile.
+    nnunet_n_proc_da: str | None = Field(default=None, alias="nnUNet_n_proc_DA")
+    nnunet_def_n_proc: str | None = Field(default=None, alias="nnUNet_def_n_proc")
+    nnunet_compile: str | None = Field(default=None, alias="nnUNet_compile")
 
     @property
     def root(self) -> Path:
@@ -80,10 +89,16 @@ class Settings(BaseSettings):
         return self.root / "stack"
 
     def nnunet_environ(self) -> dict[str, str]:
+        knobs = {
+            "nnUNet_n_proc_DA": self.nnunet_n_proc_da,
+            "nnUNet_def_n_proc": self.nnunet_def_n_proc,
+            "nnUNet_compile": self.nnunet_compile,
+        }
         return {
             "nnUNet_raw": str(self.nnunet_raw),
             "nnUNet_preprocessed": str(self.nnunet_preprocessed),
             "nnUNet_results": str(self.nnunet_results),
+            **{key: value for key, value in knobs.items() if value is not None},
         }
 
 

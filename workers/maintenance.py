@@ -11,6 +11,7 @@ from shared import jobs
 from shared.celery_app import app
 from shared.enqueue import send
 from shared.tasknames import REAP
+from workers.runtime import worker_gpu
 
 
 @app.task(name=REAP)
@@ -24,5 +25,5 @@ def reap_lost_jobs() -> int:
 
 @inspect_command()
 def worker_info(state: Any) -> dict[str, Any]:
-    """The GPU this worker is pinned to (CUDA_VISIBLE_DEVICES) and its process id."""
-    return {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid()}
+    """The GPU this worker is pinned to (WORKER_GPU, else CUDA_VISIBLE_DEVICES) and its process id."""
+    return {"gpu": worker_gpu(), "pid": os.getpid()}

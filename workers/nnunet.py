@@ -88,9 +88,11 @@ def environment(settings: Settings, extra: dict[str, str] | None = None) -> dict
 
 def device() -> str:
     """cuda where this worker is pinned to a GPU, cpu otherwise (a CPU-backed gpu-queue worker)."""
-    override = os.environ.get("NNUNET_DEVICE")
-    if override:
-        return override
+    from shared.settings import get_settings
+
+    chosen = get_settings().nnunet_device
+    if chosen:
+        return chosen
     return "cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() else "cpu"
 
 

@@ -104,9 +104,13 @@ def _beat_until(ctx: JobContext, done: threading.Event) -> None:
             return
 
 
+def worker_gpu() -> str | None:
+    return get_settings().worker_gpu or os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
 def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup | None = None) -> str:
     worker = task.request.hostname or "unknown"
-    if not jobs.claim(job_id, attempt, worker, os.environ.get("CUDA_VISIBLE_DEVICES")):
+    if not jobs.claim(job_id, attempt, worker, worker_gpu()):
         log.warning("dropped a delivery of job %s attempt %s: another delivery has it or it has ended", job_id, attempt)
         return "dropped"
     with session_scope() as session:

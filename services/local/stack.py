@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from services.local.plan import Program, flower_auth, programs, redis_answers, shared_environment
+from shared.data_root import claim_data_root
 from shared.db.migrate import upgrade_to_head
 from shared.settings import Settings, get_settings
 
@@ -109,6 +110,7 @@ def up(settings: Settings) -> None:
     env = {**os.environ, **shared_environment(settings)}
     subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)], check=True, env=env)
     _wait_for_broker(settings)
+    claim_data_root(settings)
     workers = _wait_for_workers(settings, sum(1 for p in stack if "worker" in p.name))
     click.echo(f"workers online: {', '.join(workers)}")
     user, password = flower_auth(settings).split(":", 1)

@@ -1,0 +1,1 @@
+"""Container images, start scripts and the docker-compose helpers."""

@@ -1,0 +1,206 @@
+"""The Docker deployment, checked without a Docker engine: docker-compose's own validation, the rules
+the files must keep, and the containers' start scripts run as local processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, PROJECT, free_port, require, wait_for
+
+from services.docker.compose import gpu_override, parse_gpus, write
+from shared.settings import Settings
+
+ENV_FILE = PROJECT / ".env.example"
+APP_IMAGE = "fracatlas-jobs"
+LONG_RUNNING_EXCEPT = {"migrate", "dispatch"}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("compose")
+    return {
+        "four_gpus": write(gpu_override(parse_gpus("0,1,2,3", 0)), folder / "gpus.yml"),
+        "no_gpu": write(gpu_override(parse_gpus("", 0)), folder / "nogpu.yml"),
+        "worker_host": write(gpu_override(parse_gpus("2", 0), remote=True), folder / "worker-host.yml"),
+    }
+
+
+def config(*paths: Path) -> dict:
+    """The merged configuration as docker-compose resolves it (with .env.example's values)."""
+    require(shutil.which("docker-compose") is not None, "docker-compose is not installed (`make compose-tools`)")
+    args = ["docker-compose", "--env-file", str(ENV_FILE), "--project-directory", str(PROJECT)]
+    for path in paths:
+        args += ["-f", str(path)]
+    result = subprocess.run([*args, "config"], capture_output=True, text=True, cwd=PROJECT)
+    assert result.returncode == 0, result.stderr
+    quiet = subprocess.run([*args, "config", "-q"], capture_output=True, text=True, cwd=PROJECT)
+    assert quiet.returncode == 0 and not quiet.stdout
+    return yaml.safe_load(result.stdout)
+
+
+def app_services(merged: dict) -> dict[str, dict]:
+    return {name: service for name, service in merged["services"].items() if APP_IMAGE in service.get("image", "")}
+
+
+def test_parse_gpus() -> None:
+    assert parse_gpus("4", 0) == ["0", "1", "2", "3"]
+    assert parse_gpus("0,2", 8) == ["0", "2"]
+    assert parse_gpus("", 2) == ["0", "1"] and parse_gpus("", 0) == []
+    with pytest.raises(ValueError, match="distinct GPU ids"):
+        parse_gpus("0,0", 2)
+
+
+def test_each_gpu_worker_reserves_one_distinct_gpu(files: dict[str, Path]) -> None:
+    merged = config(PROJECT / "docker-compose.yml", files["four_gpus"])
+    workers = {name: s for name, s in merged["services"].items() if name.startswith("gpu-worker-")}
+    assert sorted(workers) == [f"gpu-worker-{i}" for i in range(4)]
+    reserved = []
+    for service in workers.values():
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+        reserved += device["device_ids"]
+        assert service["command"] == ["services/docker/start/gpu-worker.sh"]
+        assert service["environment"]["NNUNET_DEVICE"] == "cuda"
+        assert service.get("shm_size") or service.get("ipc") == "host"
+    assert sorted(reserved) == ["0", "1", "2", "3"]
+    script = (PROJECT / "services/docker/start/gpu-worker.sh").read_text()
+    assert re.search(r"worker -Q gpu -c 1 -n \"gpu\$\{WORKER_GPU:-0\}@%h\"", script)
+
+
+def test_a_host_without_gpus_gets_a_cpu_backed_gpu_queue_worker(files: dict[str, Path]) -> None:
+    merged = config(PROJECT / "docker-compose.yml", files["no_gpu"])
+    worker = merged["services"]["gpu-worker-0"]
+    assert "deploy" not in worker and worker["environment"]["NNUNET_DEVICE"] == "cpu"
+
+
+def test_rules_of_the_stack(files: dict[str, Path]) -> None:
+    merged = config(PROJECT / "docker-compose.yml", files["four_gpus"])
+    settings_names = {field.alias for field in Settings.model_fields.values()}
+    for name, service in app_services(merged).items():
+        unknown = set(service.get("environment", {})) - settings_names
+        assert not unknown, f"{name} sets {unknown}, which shared/settings.py does not read"
+        if name not in LONG_RUNNING_EXCEPT:
+            assert "healthcheck" in service, f"{name} has no health check"
+            assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+            assert service["restart"] == "unless-stopped"
+    for name in ("redis", "postgres", "flower"):
+        assert "healthcheck" in merged["services"][name]
+    for name in ("redis", "postgres"):
+        assert "ports" not in merged["services"][name], f"{name} must not be published on a host port"
+    assert "--appendonly" in merged["services"]["redis"]["command"]
+    assert "--requirepass" in merged["services"]["redis"]["command"]
+    assert merged["services"]["migrate"]["command"] == ["services/docker/start/migrate.sh"]
+    assert "alembic upgrade head" in (PROJECT / "services/docker/start/migrate.sh").read_text()
+
+
+def test_no_secret_is_written_in_the_compose_files(files: dict[str, Path]) -> None:
+    secrets = {
+        line.split("=", 1)[1]
+        for line in ENV_FILE.read_text().splitlines()
+        if re.match(r"^(REDIS_PASSWORD|POSTGRES_PASSWORD|FLOWER_BASIC_AUTH)=", line)
+    }
+    for path in (PROJECT / "docker-compose.yml", *files.values()):
+        assert not any(secret in path.read_text() for secret in secrets), path.name
+        for name, service in yaml.safe_load(path.read_text())["services"].items():
+            for key, value in (service.get("environment") or {}).items():
+                if "PASSWORD" in key or "AUTH" in key:
+                    assert str(value).startswith("${"), f"{path.name}: {name}.{key} is a literal"
+                if key.endswith("_URL") and "@" in str(value):
+                    credentials = str(value).split("://", 1)[1].rsplit("@", 1)[0]
+                    assert "${" in credentials, f"{path.name}: {name}.{key} holds a literal password"
+            command = service.get("command") or []
+            if "--requirepass" in command:
+                assert command[command.index("--requirepass") + 1].startswith("${")
+    assert ".env" in (PROJECT / ".gitignore").read_text().split()
+
+
+def test_worker_host_file_runs_only_gpu_workers_against_the_first_host(files: dict[str, Path]) -> None:
+    merged = config(files["worker_host"])
+    assert set(merged["services"]) == {"gpu-worker-0", "gpu-worker-1"}
+    for service in merged["services"].values():
+        assert (
+            "10.0.0.1" in service["environment"]["BROKER_URL"] and "10.0.0.1" in service["environment"]["DATABASE_URL"]
+        )
+        assert "depends_on" not in service
+
+
+@pytest.fixture
+def redis_port(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        wait_for(lambda: _pings(redis.Redis(port=port)), timeout=20, what="redis-server")
+        yield port
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _pings(client: object) -> bool:
+    try:
+        return bool(client.ping())  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+def test_start_scripts_run_a_job_and_refuse_a_foreign_data_root(redis_port: int, tmp_path: Path, release) -> None:  # noqa: ANN001
+    require(shutil.which("redis-server") is not None, "no redis-server on PATH")
+    data_root = tmp_path / "data"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DATA_ROOT": str(data_root),
+        "DATABASE_URL": f"sqlite:///{data_root / 'jobs.sqlite'}",
+        "BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "CPU_CONCURRENCY": "1",
+    }
+    start = PROJECT / "services" / "docker" / "start"
+    migrate = subprocess.run(
+        [str(start / "migrate.sh")], env=env, cwd=PROJECT, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert (data_root / ".fracatlas-data-root").exists()
+
+    foreign = {**env, "DATA_ROOT": str(tmp_path / "local-disk")}
+    refused = subprocess.run(
+        [str(start / "cpu-worker.sh")], env=foreign, cwd=PROJECT, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 1
+    assert "is not the shared data root" in refused.stderr and "mount the first host's DATA_ROOT" in refused.stderr
+
+    worker = subprocess.Popen(
+        [str(start / "cpu-worker.sh")],
+        env=env,
+        cwd=PROJECT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        result = subprocess.run(
+            [str(BIN / "dispatch"), "ingest", "--source", str(release()), "--dataset-id", "500", "--wait", "--json"],
+            env=env,
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        run = json.loads(result.stdout)
+        assert result.returncode == 0, run["error"]
+        assert all(job["worker"].startswith("cpu@") for job in run["jobs"])
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(60)
