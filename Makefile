@@ -9,7 +9,7 @@ REPLICATE ?= 1
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test lint demo up down status ps logs worker-host bench bench-ingest compose-tools compose-check clean
+.PHONY: help install test lint demo up down status ps logs worker-host bench bench-ingest bench-dispatch compose-tools compose-check wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
@@ -17,12 +17,24 @@ help:
 	@echo "make up | down | status | logs    the stack (local supervisord mode without a Docker engine)"
 	@echo "make bench     benchmarks (bench-ingest SOURCE=path)"
 
+WHEELHOUSE ?=
+WHEEL_PYTHON ?= 3.11
+WHEEL_PLATFORM ?= manylinux2014_x86_64
+
+ifeq ($(WHEELHOUSE),)
 $(INSTALLED): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(INSTALLED)
+else
+# Offline: the machine's own torch (seen through --system-site-packages), everything else from the wheelhouse.
+$(INSTALLED): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --no-index --no-deps $(WHEELHOUSE)/*.whl
+	touch $(INSTALLED)
+endif
 
 install: $(INSTALLED)
 
@@ -63,10 +75,16 @@ compose-check: install compose-tools
 demo: up
 	$(VENV)/bin/dispatch demo --overwrite --wait
 
-bench: bench-ingest
+bench: bench-ingest bench-dispatch
 
 bench-ingest: install
 	$(PY) -m bench.ingest --source "$(SOURCE)" --replicate $(REPLICATE)
+
+bench-dispatch: install
+	$(PY) -m bench.dispatch
+
+wheelhouse: install
+	$(PY) -m services.offline.wheelhouse --out wheelhouse --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORM)
 
 clean: down
 	rm -rf var

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     nnunet_n_proc_da: str | None = Field(default=None, alias="nnUNet_n_proc_DA")
     nnunet_def_n_proc: str | None = Field(default=None, alias="nnUNet_def_n_proc")
     nnunet_compile: str | None = Field(default=None, alias="nnUNet_compile")
+    # The command that trains a fold: nnU-Net's, or a wrapper around it (nice, numactl, a bench stand-in).
+    nnunet_train_command: str = Field(default="nnUNetv2_train", alias="NNUNET_TRAIN_COMMAND")
 
     @property
     def root(self) -> Path:

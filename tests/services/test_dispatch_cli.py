@@ -75,7 +75,7 @@ def test_workers_lists_queues_and_gpus(system: Stack) -> None:
 
 
 def test_a_second_delivery_of_one_message_runs_once(system: Stack, release: Callable[..., Path]) -> None:
-    from services.dispatcher.submit import submit
+    from services.dispatcher.submit import JobSpec, submit
     from shared import jobs
     from shared.enqueue import send
     from shared.views import get_run
@@ -89,7 +89,7 @@ def test_a_second_delivery_of_one_message_runs_once(system: Stack, release: Call
         "split": "stratified",
         "overwrite": False,
     }
-    run_id = submit("ingest", params, "plan", "plan ingest", INGEST_PLAN)
+    run_id = submit("ingest", params, [JobSpec("plan", "plan ingest", INGEST_PLAN)])
     plan_job = get_run(run_id)["jobs"][0]
     send(jobs.JobRef(plan_job["id"], 1, INGEST_PLAN, "cpu"))  # the duplicate
     run = wait_for(lambda: (r := get_run(run_id))["state"] in ("succeeded", "failed") and r, what="the run")

@@ -1,0 +1,99 @@
+"""`make bench-dispatch`: five sleep-only folds on five gpu-queue workers, against the ideal T.
+
+The folds run bench/sleep_train.py instead of nnUNetv2_train (NNUNET_TRAIN_COMMAND), so the figure is the
+job system's own cost: `dispatch train` returning, five messages taken by five workers, five child
+processes, progress rows, and the last fold's end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from bench.ingest import free_port
+
+BIN = Path(sys.executable).parent
+PROJECT = Path(__file__).resolve().parents[1]
+DATASET = 950
+
+
+def fake_preprocessed(data_root: Path) -> None:
+    """Just enough of a preprocessed dataset for `dispatch train` to accept it."""
+    folder = data_root / "nnUNet_preprocessed" / f"Dataset{DATASET}_Bench"
+    folder.mkdir(parents=True)
+    (folder / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}}}))
+
+
+@click.command()
+@click.option("--seconds", default=10.0, show_default=True, help="T: how long each fold sleeps.")
+@click.option("--workers", default=5, show_default=True)
+def main(seconds: float, workers: int) -> None:
+    data_root = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    env = {
+        **os.environ,
+        "DATA_ROOT": str(data_root),
+        "BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "FLOWER_PORT": str(free_port()),
+        "FLOWER_BASIC_AUTH": "bench:bench",
+        "GPU_WORKERS": str(workers),
+        "NNUNET_TRAIN_COMMAND": str(PROJECT / "bench" / "sleep_train.py"),
+        "SLEEP_FOLD_SECONDS": str(seconds),
+    }
+    env.pop("DATABASE_URL", None)
+    fake_preprocessed(data_root)
+    stack = [sys.executable, "-m", "services.local.stack"]
+    subprocess.run([*stack, "up"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
+    try:
+        started = time.time()
+        submitted = subprocess.run(
+            [str(BIN / "dispatch"), "train", "--dataset-id", str(DATASET), "--folds", "0-4", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=PROJECT,
+            check=True,
+        )
+        returned = time.time() - started
+        run = json.loads(submitted.stdout)
+        while True:
+            shown = subprocess.run(
+                [str(BIN / "dispatch"), "show", run["ref"], "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=PROJECT,
+                check=True,
+            )
+            folds = [job for job in json.loads(shown.stdout)["jobs"] if job["kind"] == "fold"]
+            if all(job["state"] in ("succeeded", "failed", "cancelled") for job in folds):
+                break
+            time.sleep(0.2)
+        ends = [datetime.fromisoformat(job["finished_at"]).timestamp() for job in folds]
+        starts = [datetime.fromisoformat(job["started_at"]).timestamp() for job in folds]
+        total = max(ends) - started
+        subprocess.run([str(BIN / "dispatch"), "cancel", run["ref"]], env=env, capture_output=True, cwd=PROJECT)
+        click.echo(f"5 folds of T = {seconds:.1f} s on {workers} gpu-queue workers ({os.cpu_count()} cores)")
+        click.echo(f"  dispatch train returned in        {returned:6.2f} s   (target < 1 s)")
+        click.echo(f"  first fold started after          {min(starts) - started:6.2f} s")
+        click.echo(f"  all folds done after              {total:6.2f} s   (ideal T = {seconds:.1f} s, target T + 2 s)")
+        click.echo(
+            f"  overhead over T                   {total - seconds:6.2f} s   "
+            f"(states: {sorted({job['state'] for job in folds})}, workers: "
+            f"{len({job['worker'] for job in folds})})"
+        )
+    finally:
+        subprocess.run([*stack, "down"], env=env, cwd=PROJECT, stdout=subprocess.DEVNULL)
+        shutil.rmtree(data_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Installing on machines with no package index (offline GPU servers)."""
