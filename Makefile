@@ -73,7 +73,7 @@ compose-check: install compose-tools
 	$(VENV)/bin/pytest -q tests/services/test_compose.py
 
 demo: up
-	$(VENV)/bin/dispatch demo --overwrite --wait
+	$(VENV)/bin/dispatch demo --wait
 
 bench: bench-ingest bench-dispatch
 

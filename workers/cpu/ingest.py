@@ -236,7 +236,9 @@ def assemble(
         "cases": len(cases),
         "train": len(train),
         "test": len(test),
-        "warnings": content["warnings"] + [f"{name}: {text}" for name, text in sorted(warnings.items())],
+        "warnings": content["warnings"]
+        + [f"{name}: {text}" for name, text in sorted(warnings.items())]
+        + [f"replaced {path} (--overwrite)" for path in replaced],
     }
     artifacts = {
         "dataset": str(targets["dataset"]),

@@ -92,6 +92,12 @@ class FoldRequest:
         return {key: str(value) for key, value in values.items() if value is not None}
 
 
+def _train_executable(settings: Settings) -> str:
+    """nnUNetv2_train from this environment, or the command NNUNET_TRAIN_COMMAND names."""
+    chosen = settings.nnunet_train_command
+    return chosen if "/" in chosen else tool(chosen)
+
+
 def validation_dice(fold_folder: Path) -> float | None:
     summary = fold_folder / "validation" / "summary.json"
     if not summary.exists():
@@ -123,7 +129,7 @@ def train_fold(
         mode = "already trained"
     else:
         command = [
-            tool("nnUNetv2_train"),
+            _train_executable(settings),
             str(experiment.dataset_id),
             experiment.configuration,
             str(request.fold),
