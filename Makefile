@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SOURCE ?= ../shared/data/fracatlas-mini
-REPLICATE ?= 1
+FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
@@ -78,7 +78,7 @@ demo: up
 bench: bench-ingest bench-dispatch
 
 bench-ingest: install
-	$(PY) -m bench.ingest --source "$(SOURCE)" --replicate $(REPLICATE)
+	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
 
 bench-dispatch: install
 	$(PY) -m bench.dispatch
