@@ -38,17 +38,25 @@ def replicate(source: Path, copies: dict[str, int], target: Path) -> Path:
         (target / "images" / folder).mkdir(parents=True)
     rows = (source / "dataset.csv").read_text().splitlines()
     csv_rows = [rows[0]]
-    for k in range(copies):
-        for path in sorted((source / "images").rglob("*.jpg")):
-            os.link(path, target / "images" / path.parent.name / f"R{k:02d}{path.name}")
-        offset = k * 100_000
-        out["images"] += [
-            {**i, "id": i["id"] + offset, "file_name": f"R{k:02d}{i['file_name']}"} for i in coco["images"]
+    fractured = {path.name for path in (source / "images" / "Fractured").glob("*.jpg")}
+    for k in range(max(copies.values())):
+        for folder, count in copies.items():
+            if k < count:
+                for path in sorted((source / "images" / folder).glob("*.jpg")):
+                    os.link(path, target / "images" / folder / f"R{k:02d}{path.name}")
+        if k < copies["Fractured"]:
+            offset = k * 100_000
+            out["images"] += [
+                {**i, "id": i["id"] + offset, "file_name": f"R{k:02d}{i['file_name']}"} for i in coco["images"]
+            ]
+            out["annotations"] += [
+                {**a, "id": a["id"] + offset, "image_id": a["image_id"] + offset} for a in coco["annotations"]
+            ]
+        csv_rows += [
+            f"R{k:02d}{row}"
+            for row in rows[1:]
+            if k < copies["Fractured" if row.split(",", 1)[0] in fractured else "Non_fractured"]
         ]
-        out["annotations"] += [
-            {**a, "id": a["id"] + offset, "image_id": a["image_id"] + offset} for a in coco["annotations"]
-        ]
-        csv_rows += [f"R{k:02d}{row}" for row in rows[1:]]
     (target / COCO_RELATIVE).parent.mkdir(parents=True)
     (target / COCO_RELATIVE).write_text(json.dumps(out))
     (target / "dataset.csv").write_text("\n".join(csv_rows) + "\n")

@@ -31,6 +31,7 @@ from workers.errors import InputError
 PLAN_FILE = "plan.json"
 MIN_CHUNKS = 8
 CLASSIFICATION = "classification"
+CACHE_FILE = "images.npy"
 FOLDERS = {TRAIN: ("imagesTr", "labelsTr"), TEST: ("imagesTs", "labelsTs")}
 ATTRIBUTE_COLUMNS = (*REGIONS, "hardware", "multiscan", "fracture_count", "frontal", "lateral", "oblique")
 
@@ -100,6 +101,10 @@ def plan(request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int)
     for folder in (*FOLDERS[TRAIN], *FOLDERS[TEST]):
         (staging / request.dataset_name / folder).mkdir(parents=True)
     (staging / CLASSIFICATION).mkdir()
+    # The cache is one array file from the start: each convert job fills its own rows in place.
+    np.lib.format.open_memmap(
+        staging / CLASSIFICATION / CACHE_FILE, mode="w+", dtype=np.uint8, shape=(len(items), request.size, request.size)
+    ).flush()
     # At least MIN_CHUNKS chunks, so that a small release still spreads over the workers.
     chunk_size = max(1, min(chunk_size, math.ceil(len(items) / MIN_CHUNKS)))
     chunks = [[start, min(start + chunk_size, len(items))] for start in range(0, len(items), chunk_size)]
@@ -143,9 +148,7 @@ def convert_chunk(staging: Path, start: int, stop: int, progress: Progress) -> d
         if item["split"] is not None:
             record["foreground"] = _write_segmentation_case(staging / request.dataset_name, item, picture, size)
         records.append(record)
-    slice_path = staging / CLASSIFICATION / f"chunk_{start:06d}.npy"
-    np.save(slice_path.with_name(f".{slice_path.stem}.tmp.npy"), pixels)
-    os.replace(slice_path.with_name(f".{slice_path.stem}.tmp.npy"), slice_path)
+    _write_rows(staging / CLASSIFICATION / CACHE_FILE, start, pixels)
     _write_json(staging / CLASSIFICATION / f"chunk_{start:06d}.json", records)
     progress(len(items), len(items), "chunk written")
     return {
@@ -153,6 +156,17 @@ def convert_chunk(staging: Path, start: int, stop: int, progress: Progress) -> d
         "cases": sum(1 for r in records if r["foreground"] is not None),
         "warnings": [f"{r['file_name']}: {r['warning']}" for r in records if r["warning"]],
     }
+
+
+def _write_rows(path: Path, start: int, rows: np.ndarray) -> None:
+    """Write rows [start, start + len(rows)) of the cache file in place: one write, visible on a shared mount
+    once the file is closed (no whole-file sync, as flushing a memory map would do)."""
+    with path.open("r+b") as handle:
+        version = np.lib.format.read_magic(handle)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        header(handle)
+        handle.seek(handle.tell() + start * rows[0].nbytes)
+        handle.write(rows.tobytes())
 
 
 def _write_segmentation_case(dataset: Path, item: dict[str, Any], picture: Any, size: int) -> int:
@@ -181,10 +195,9 @@ def assemble(
     content = read_plan(staging)
     request = IngestRequest(**content["request"])
     items = content["items"]
-    records, arrays = [], []
+    records = []
     for start, _stop in content["chunks"]:
         records.extend(json.loads((staging / CLASSIFICATION / f"chunk_{start:06d}.json").read_text()))
-        arrays.append(np.load(staging / CLASSIFICATION / f"chunk_{start:06d}.npy"))
     dataset = staging / request.dataset_name
     cases = [item for item in items if item["split"] is not None]
     train = sorted(item["case_id"] for item in cases if item["split"] == TRAIN)
@@ -215,11 +228,8 @@ def assemble(
     warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
     _write_manifest(dataset / "manifest.csv", cases, records, warnings)
     cache = staging / CLASSIFICATION
-    np.save(cache / ".images.tmp.npy", np.concatenate(arrays))
-    os.replace(cache / ".images.tmp.npy", cache / "images.npy")
     _write_labels(cache / "labels.csv", items, warnings)
     for start, _stop in content["chunks"]:
-        (cache / f"chunk_{start:06d}.npy").unlink()
         (cache / f"chunk_{start:06d}.json").unlink()
     targets = {"dataset": raw_root / request.dataset_name, "classification": classification_root / request.dataset_name}
     _move_into_place(cache, targets["classification"], request, staging)
