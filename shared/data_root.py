@@ -23,7 +23,10 @@ class DataRootMismatch(RuntimeError):
 
 
 def claim_data_root(settings: Settings) -> str:
-    """On the first host: write the marker if there is none and register it (the first registration wins)."""
+    """On the first host: write the marker if there is none and register it as the shared data root.
+
+    The first host is the authority: registering again (after `make clean`, say) replaces the old id.
+    """
     path = settings.root / MARKER
     if not path.exists():
         settings.root.mkdir(parents=True, exist_ok=True)
@@ -31,14 +34,7 @@ def claim_data_root(settings: Settings) -> str:
         tmp.write_text(uuid.uuid4().hex)
         os.replace(tmp, path)
     marker = path.read_text().strip()
-    client = redis.Redis.from_url(settings.broker_url)
-    client.set(REDIS_KEY, marker, nx=True)
-    registered = client.get(REDIS_KEY).decode()
-    if registered != marker:
-        raise DataRootMismatch(
-            f"{settings.root} carries data root {marker}, but the broker at {settings.broker_url} serves data root "
-            f"{registered}: another DATA_ROOT was set up against this broker first"
-        )
+    redis.Redis.from_url(settings.broker_url).set(REDIS_KEY, marker)
     return marker
 
 
