@@ -19,7 +19,7 @@ help:
 
 WHEELHOUSE ?=
 WHEEL_PYTHON ?= 3.11
-WHEEL_PLATFORM ?= manylinux2014_x86_64
+WHEEL_PLATFORM ?= x86_64
 
 ifeq ($(WHEELHOUSE),)
 $(INSTALLED): pyproject.toml

@@ -14,6 +14,7 @@ import click
 # The GPU server's own torch stack: never put into the wheelhouse.
 BRING_YOUR_OWN = ("torch", "torchvision", "triton", "nvidia-", "cuda-")
 PROJECT = Path(__file__).resolve().parents[2]
+MANYLINUX = ("manylinux_2_28", "manylinux_2_27", "manylinux_2_24", "manylinux_2_17", "manylinux2014", "manylinux1")
 
 
 def requirements() -> list[str]:
@@ -27,9 +28,16 @@ def requirements() -> list[str]:
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
 @click.option("--python-version", default=f"{sys.version_info.major}.{sys.version_info.minor}", show_default=True)
-@click.option("--platform", "platform_tag", default="manylinux2014_x86_64", show_default=True)
-def main(out: Path, python_version: str, platform_tag: str) -> None:
+@click.option(
+    "--platform",
+    "architecture",
+    default="x86_64",
+    show_default=True,
+    help="Architecture: manylinux wheels (glibc 2.5 to 2.28) and pure-Python ones are taken.",
+)
+def main(out: Path, python_version: str, architecture: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    platforms = [f"--platform={tag}_{architecture}" for tag in MANYLINUX] + ["--platform=any"]
     built = []
     for requirement in requirements():
         download = [
@@ -43,16 +51,13 @@ def main(out: Path, python_version: str, platform_tag: str) -> None:
             str(out),
             "--python-version",
             python_version,
-            "--platform",
-            platform_tag,
-            "--platform",
-            "any",
             "--implementation",
             "cp",
+            *platforms,
             requirement,
         ]
         if subprocess.run(download, capture_output=True).returncode != 0:
-            # Published as a source distribution only (pure Python): build its wheel here.
+            # No wheel for that platform (a source distribution only): build one here.
             subprocess.run(
                 [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), requirement], check=True
             )
@@ -60,8 +65,8 @@ def main(out: Path, python_version: str, platform_tag: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(PROJECT)], check=True)
     wheels = sorted(out.glob("*.whl"))
     click.echo(
-        f"{len(wheels)} wheels in {out} for Python {python_version} on {platform_tag} "
-        f"({len(built)} built from source: {', '.join(built) or 'none'}); torch is not among them"
+        f"{len(wheels)} wheels in {out} for Python {python_version} on {architecture} "
+        f"({len(built)} built here: {', '.join(built) or 'none'}); torch is not among them"
     )
 
 
