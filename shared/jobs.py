@@ -246,11 +246,6 @@ def release_waiting(run_id: int) -> list[JobRef]:
     return released
 
 
-def finish_run_if_done(run_id: int) -> None:
-    with session_scope() as session:
-        _finish_run_if_done(session, run_id)
-
-
 def run_state(run_id: int) -> str:
     with session_scope() as session:
         state = session.scalar(select(Run.state).where(Run.id == run_id))

@@ -6,7 +6,6 @@ on localhost. docker-compose and other hosts set the same names.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -107,9 +106,3 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
-
-
-def export_nnunet_environ(settings: Settings | None = None) -> None:
-    """nnU-Net reads its folders from the environment at import time: set them before importing it."""
-    for key, value in (settings or get_settings()).nnunet_environ().items():
-        os.environ.setdefault(key, value)
