@@ -64,7 +64,7 @@ def run_dict(run: Run, with_jobs: bool = True) -> dict[str, Any]:
         "finished_at": _iso(run.finished_at),
     }
     if with_jobs:
-        content["jobs"] = [job_dict(job) for job in run.jobs]
+        content["jobs"] = [job_dict(job) for job in sorted(run.jobs, key=lambda job: (job.stage, job.id))]
         content["progress"] = run_progress(run.jobs)
     return content
 
@@ -103,7 +103,7 @@ def get_job(job_id: int) -> dict[str, Any]:
 def list_jobs(run_id: int | None = None, include_finished_runs: bool = False, limit: int = 200) -> list[dict[str, Any]]:
     """Jobs, newest run first; by default only runs that are still open, plus the latest one."""
     with session_scope() as session:
-        query = select(Job).order_by(Job.run_id.desc(), Job.id).limit(limit)
+        query = select(Job).order_by(Job.run_id.desc(), Job.stage, Job.id).limit(limit)
         if run_id is not None:
             query = query.where(Job.run_id == run_id)
         elif not include_finished_runs:
