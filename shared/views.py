@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from shared.db.engine import session_scope
-from shared.db.models import OPEN, Job, Run, utcnow
+from shared.db.models import OPEN, Job, Run, State, utcnow
 from shared.jobs import NotFound
 
 
@@ -75,11 +75,11 @@ def run_progress(jobs: list[Job]) -> dict[str, int]:
     for job in jobs:
         job_total = job.progress_total or 1
         total += job_total
-        done += job_total if job.state == "succeeded" else min(job.progress_step, job_total)
+        done += job_total if job.state == State.SUCCEEDED else min(job.progress_step, job_total)
     return {
         "done": done,
         "total": total,
-        "jobs_done": sum(1 for j in jobs if j.state == "succeeded"),
+        "jobs_done": sum(1 for j in jobs if j.state == State.SUCCEEDED),
         "jobs": len(jobs),
     }
 

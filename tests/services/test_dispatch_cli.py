@@ -25,6 +25,19 @@ def ingest(system: Stack, source: Path, dataset_id: int, *extra: str) -> tuple[i
     return result.returncode, json.loads(result.stdout)
 
 
+def ingest_params(source: Path, dataset_id: int) -> dict:
+    """The run parameters `dispatch ingest` would record, for runs these tests create in-process."""
+    return {
+        "source": str(source),
+        "dataset_id": dataset_id,
+        "size": 64,
+        "test_fraction": 0.2,
+        "seed": 0,
+        "split": "stratified",
+        "overwrite": False,
+    }
+
+
 def test_help_answers_without_importing_torch_or_nnunet() -> None:
     probe = (
         "import sys; from click.testing import CliRunner; from services.dispatcher.cli import main;"
@@ -80,15 +93,7 @@ def test_a_second_delivery_of_one_message_runs_once(system: Stack, release: Call
     from shared.enqueue import send
     from shared.views import get_run
 
-    params = {
-        "source": str(release()),
-        "dataset_id": 102,
-        "size": 64,
-        "test_fraction": 0.2,
-        "seed": 0,
-        "split": "stratified",
-        "overwrite": False,
-    }
+    params = ingest_params(release(), 102)
     run_id = submit("ingest", params, [JobSpec("plan", "plan ingest", INGEST_PLAN)])
     plan_job = get_run(run_id)["jobs"][0]
     send(jobs.JobRef(plan_job["id"], 1, INGEST_PLAN, "cpu"))  # the duplicate
@@ -110,15 +115,7 @@ def test_reaper_requeues_the_job_of_a_dead_worker(system: Stack, release: Callab
     from shared.db.engine import session_scope
     from shared.views import get_run
 
-    params = {
-        "source": str(release()),
-        "dataset_id": 103,
-        "size": 64,
-        "test_fraction": 0.2,
-        "seed": 0,
-        "split": "stratified",
-        "overwrite": False,
-    }
+    params = ingest_params(release(), 103)
     with session_scope() as session:
         run = jobs.create_run(session, "ingest", params)
         job_id = jobs.add_job(session, run.id, "plan", "plan ingest", INGEST_PLAN).id

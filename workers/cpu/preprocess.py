@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nnunetv2.utilities.crossval_split import generate_crossval_split
+
 from shared.settings import Settings
 from workers.child import ChildFailed, run_child
 from workers.nnunet import Experiment, environment, failure, tool
@@ -19,22 +21,12 @@ from workers.nnunet import Experiment, environment, failure, tool
 FOLDS = 5
 
 
-def crossval_split(cases: list[str], seed: int, folds: int = FOLDS) -> list[dict[str, list[str]]]:
-    """nnU-Net's own 5-fold scheme (sklearn KFold, shuffled), with our seed."""
-    from sklearn.model_selection import KFold
-
-    ordered = sorted(cases)
-    splits = []
-    for train, val in KFold(n_splits=folds, shuffle=True, random_state=seed).split(ordered):
-        splits.append({"train": [ordered[i] for i in train], "val": [ordered[i] for i in val]})
-    return splits
-
-
 def write_splits(raw: Path, preprocessed: Path, seed: int) -> Path:
     cases = [path.name.removesuffix(".nii.gz") for path in (raw / "labelsTr").glob("*.nii.gz")]
     path = preprocessed / "splits_final.json"
     tmp = path.with_name(".splits_final.json.tmp")
-    tmp.write_text(json.dumps(crossval_split(cases, seed), indent=1))
+    # nnU-Net's own 5-fold scheme (sklearn KFold over the sorted cases, shuffled), with our seed.
+    tmp.write_text(json.dumps(generate_crossval_split(sorted(cases), seed=seed, n_splits=FOLDS), indent=1))
     os.replace(tmp, path)
     return path
 
