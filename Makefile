@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test lint demo up down status ps logs worker-host bench bench-ingest bench-dispatch compose-tools compose-check wheelhouse clean
+.PHONY: help install test lint demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-classify gpu-kit gpu-check compose-tools compose-check wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
@@ -75,13 +75,23 @@ compose-check: install compose-tools
 demo: up
 	$(VENV)/bin/dispatch demo --wait
 
-bench: bench-ingest bench-dispatch
+bench: bench-ingest bench-dispatch bench-classify
 
 bench-ingest: install
 	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
 
 bench-dispatch: install
 	$(PY) -m bench.dispatch
+
+bench-classify: install
+	$(PY) -m bench.classify --source "$(SOURCE)"
+
+# On a machine with an index: what bench/gpu_check.sh needs on an offline GPU server, in .gpu-kit/.
+gpu-kit: install
+	$(PY) -m bench.gpu_kit --source "$(SOURCE)"
+
+gpu-check:
+	bash bench/gpu_check.sh
 
 wheelhouse: install
 	$(PY) -m services.offline.wheelhouse --out wheelhouse --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORM)

@@ -154,7 +154,8 @@ def succeed(
         )
         if done:
             if run_metrics or run_artifacts:
-                run = session.get(Run, job.run_id)
+                # Locked: jobs of one run that finish together must not overwrite each other's merge.
+                run = session.get(Run, job.run_id, with_for_update=True, populate_existing=True)
                 assert run is not None
                 run.metrics = {**run.metrics, **(run_metrics or {})}
                 run.artifacts = {**run.artifacts, **(run_artifacts or {})}

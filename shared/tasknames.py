@@ -6,6 +6,9 @@ INGEST_ASSEMBLE = "ingest.assemble"
 NNUNET_PREPROCESS = "nnunet.preprocess"
 NNUNET_TRAIN_FOLD = "nnunet.train_fold"
 NNUNET_EVALUATE = "nnunet.evaluate"
+CLASSIFY_CHANNEL = "classify.segmentation_channel"
+CLASSIFY_TRAIN = "classify.train"
+CLASSIFY_PREDICT = "classify.predict"
 REAP = "jobs.reap"
 
 QUEUE_OF = {
@@ -15,5 +18,8 @@ QUEUE_OF = {
     NNUNET_PREPROCESS: "cpu",
     NNUNET_TRAIN_FOLD: "gpu",
     NNUNET_EVALUATE: "gpu",
+    CLASSIFY_CHANNEL: "gpu",
+    CLASSIFY_TRAIN: "gpu",
+    CLASSIFY_PREDICT: "gpu",
     REAP: "cpu",
 }

@@ -111,3 +111,25 @@ def list_jobs(run_id: int | None = None, include_finished_runs: bool = False, li
             open_runs = select(Run.id).where(Run.state.in_(OPEN))
             query = query.where(Job.run_id.in_(open_runs) | (Job.run_id == latest))
         return [job_dict(job) for job in session.scalars(query)]
+
+
+SEGMENTATION_RUN_KINDS = ("train", "pipeline")
+
+
+def trained_folds(run_id: int) -> list[int]:
+    """The folds that finished training in a run."""
+    with session_scope() as session:
+        jobs = session.scalars(select(Job).where(Job.run_id == run_id, Job.kind == "fold"))
+        return sorted(int(job.params["fold"]) for job in jobs if job.state == State.SUCCEEDED)
+
+
+def latest_succeeded_run(kinds: tuple[str, ...], dataset_id: int | None = None) -> dict[str, Any] | None:
+    """The newest succeeded run of one of `kinds` (on `dataset_id`, where given), without its jobs."""
+    with session_scope() as session:
+        runs = session.scalars(
+            select(Run).where(Run.kind.in_(kinds), Run.state == State.SUCCEEDED).order_by(Run.id.desc()).limit(500)
+        )
+        for run in runs:
+            if dataset_id is None or int(run.params.get("dataset_id", 0)) == dataset_id:
+                return run_dict(run, with_jobs=False)
+    return None

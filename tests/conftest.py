@@ -206,3 +206,30 @@ def release(tmp_path: Path) -> Callable[..., Path]:
 def mini() -> Path:
     require(MINI.is_dir(), f"the FracAtlas mini set is not at {MINI} (../shared is absent on this machine)")
     return MINI
+
+
+# --- a trained nnU-Net dataset shared by the training and classifier tests ------------------------------
+
+TRAINING_DATASET = 400
+TINY_TRAINER = ("--epochs", "2", "--iterations", "3", "--save-every", "1")
+
+
+def preprocess_training_dataset(stack: Stack, scratch: Path) -> None:
+    """Synthetic release -> dataset 400 at 64 px, preprocessed with its 5-fold split (once per stack)."""
+    import json
+
+    from workers.cpu.synthetic import make_synthetic_release
+
+    if list(stack.data_root.glob(f"nnUNet_preprocessed/Dataset{TRAINING_DATASET}_*/splits_final.json")):
+        return
+    release = make_synthetic_release(scratch, fractured=20, non_fractured=16)
+    ingest = stack.dispatch(
+        "ingest", "--source", str(release), "--dataset-id", str(TRAINING_DATASET), "--size", "64", "--wait"
+    )
+    assert ingest.returncode == 0, ingest.stdout
+    result = stack.dispatch("preprocess", "--dataset-id", str(TRAINING_DATASET), "--wait", "--json", timeout=600)
+    run = json.loads(result.stdout)
+    assert result.returncode == 0, run["error"]
+    splits = json.loads(Path(run["artifacts"]["splits"]).read_text())
+    assert len(splits) == 5 and all(split["val"] for split in splits)
+    assert Path(run["artifacts"]["plans"]).exists()

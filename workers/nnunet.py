@@ -17,6 +17,7 @@ from workers.errors import InputError, ToolFailed
 
 TRAINERS_DIR = Path(__file__).resolve().parent / "gpu" / "nnunet_trainers"
 JOBS_TRAINER = "nnUNetTrainerJobs"
+FOLDS = 5  # nnU-Net's cross-validation folds
 ERROR_LINE = re.compile(r"^\w*(Error|Exception|error):")
 
 

@@ -216,13 +216,44 @@ def _ingest_specs() -> list[Any]:
     return [JobSpec("plan", "plan ingest", INGEST_PLAN)]
 
 
+def _classifier_specs(
+    modes: list[str], first_stage: int, job_params: dict[str, Any], seg_run: int | None = None
+) -> list[Any]:
+    """The segmentation channel's job where a mode needs it, then one classifier job per input mode.
+    `seg_run` None: the run's own folds (a pipeline)."""
+    from services.dispatcher.submit import JobSpec
+    from shared.tasknames import CLASSIFY_CHANNEL, CLASSIFY_TRAIN
+    from workers.gpu.classifier.request import IMAGE_SEG
+
+    specs = []
+    if IMAGE_SEG in modes:
+        own = seg_run is None
+        name = "nnU-Net fracture maps" + ("" if own else f" (r{seg_run})")
+        specs.append(JobSpec("channel", name, CLASSIFY_CHANNEL, {} if own else {"seg_run": seg_run}, first_stage))
+    stage = first_stage + len(specs)
+    for mode in modes:
+        specs.append(JobSpec("classifier", f"ResNet18 {mode}", CLASSIFY_TRAIN, {**job_params, "input": mode}, stage))
+    return specs
+
+
 def _pipeline_specs(params: dict[str, Any]) -> list[Any]:
+    from dataclasses import asdict
+
     from services.dispatcher.submit import JobSpec
     from shared.tasknames import NNUNET_PREPROCESS
+    from workers.gpu.classifier.request import IMAGE, IMAGE_SEG, ClassifyRequest
+    from workers.nnunet import FOLDS
 
     # The ingest's plan job adds its convert (stage 1) and assemble (stage 2) jobs itself.
     preprocess = JobSpec("preprocess", "nnU-Net plan + preprocess", NNUNET_PREPROCESS, stage=3)
-    return [*_ingest_specs(), preprocess, *_train_specs(params, first_stage=4)]
+    specs = [*_ingest_specs(), preprocess, *_train_specs(params, first_stage=4)]
+    if params.get("classifier_epochs"):
+        # The classifier's own settings travel with its jobs: the run's `epochs` are nnU-Net's.
+        request = ClassifyRequest(params["dataset_id"], epochs=params["classifier_epochs"], seed=params["seed"])
+        job_params = {key: value for key, value in asdict(request).items() if key not in ("input", "seg_run")}
+        modes = [IMAGE_SEG] if len(params["folds"]) == FOLDS else [IMAGE]
+        specs += _classifier_specs(modes, first_stage=6, job_params=job_params)
+    return specs
 
 
 @main.command()
@@ -282,10 +313,15 @@ def train(wait: bool, as_json: bool, **params: Any) -> None:
 @dataset_option
 @ingest_options
 @train_options
+@click.option(
+    "--classifier-epochs",
+    type=click.IntRange(1),
+    help="Then train the ResNet18 classifier for N epochs (on image+seg when all five folds train).",
+)
 @wait_option
 @json_option
 def pipeline(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
-    """Ingest, preprocess, train the folds and evaluate, as one run."""
+    """Ingest, preprocess, train the folds and evaluate, as one run (then the classifier, if asked)."""
     params = _train_params({"source": _source(source), **params})
     _start("pipeline", params, _pipeline_specs(params), wait, as_json)
 
@@ -302,10 +338,11 @@ def pipeline(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
 @click.option("--folds", default="0-4", show_default=True)
 @click.option("--epochs", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--iterations", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--classifier-epochs", default=10, show_default=True, type=click.IntRange(1))
 @wait_option
 @json_option
 def demo(source: str, wait: bool, as_json: bool, **params: Any) -> None:
-    """The whole chain on a synthetic (or given) release with a short trainer; prints the Dice."""
+    """The whole chain on a synthetic (or given) release with short training; prints Dice and classifier metrics."""
     release = _synthetic_source() if source == "synthetic" else _source(Path(source))
     params = _train_params(
         {
@@ -322,6 +359,167 @@ def demo(source: str, wait: bool, as_json: bool, **params: Any) -> None:
         }
     )
     _start("pipeline", params, _pipeline_specs(params), wait, as_json)
+
+
+def _segmentation_run(ref: str | None, dataset_id: int) -> tuple[int, list[int]] | None:
+    """The nnU-Net training run that feeds the classifier: the one named, else the newest that succeeded."""
+    from shared.views import SEGMENTATION_RUN_KINDS, get_run, latest_succeeded_run, trained_folds
+
+    if ref is None:
+        run = latest_succeeded_run(SEGMENTATION_RUN_KINDS, dataset_id)
+        return (run["id"], trained_folds(run["id"])) if run else None
+    kind, number = parse_ref(ref)
+    if kind != "run" or get_run(number)["kind"] not in SEGMENTATION_RUN_KINDS:
+        raise click.BadParameter(f"{ref} is not an nnU-Net training run (dispatch train or pipeline)")
+    folds = trained_folds(number)
+    if not folds:
+        raise click.BadParameter(f"no fold of {ref} finished training", param_hint="--seg-run")
+    return number, folds
+
+
+def _classify_modes(requested: str, compare: bool, segmentation: tuple[int, list[int]] | None) -> list[str]:
+    from workers.nnunet import FOLDS
+
+    if compare or requested == "image+seg":
+        if segmentation is None:
+            raise click.BadParameter(
+                "image+seg needs a trained nnU-Net run on this dataset: run `dispatch train` first, name one with "
+                "--seg-run, or use --input image"
+            )
+        return ["image", "image+seg"] if compare else ["image+seg"]
+    if requested == "image":
+        return ["image"]
+    # auto: the segmentation feeds the classifier once every fold can give out-of-fold maps
+    return ["image+seg"] if segmentation and len(segmentation[1]) == FOLDS else ["image"]
+
+
+@main.command()
+@dataset_option
+@click.option(
+    "--input",
+    "requested_input",
+    type=click.Choice(["auto", "image", "image+seg"]),
+    default="auto",
+    show_default=True,
+    help="The radiograph alone, or with nnU-Net's fracture probability map as a second channel "
+    "(auto: image+seg where a run with every fold trained exists).",
+)
+@click.option("--compare", is_flag=True, help="Train image and image+seg side by side and report both.")
+@click.option("--seg-run", help="The nnU-Net training run (r12) whose folds give the map [default: the newest].")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(2))
+@click.option("--learning-rate", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option(
+    "--patience", default=10, show_default=True, type=click.IntRange(1), help="Epochs without a better val AUC."
+)
+@click.option(
+    "--weights",
+    default="none",
+    show_default=True,
+    help="'none' (from scratch), 'imagenet' (torchvision's, cached in TORCH_HOME or fetched) or a state dict file.",
+)
+@click.option("--val-fraction", default=0.15, show_default=True, type=float)
+@click.option("--test-fraction", default=0.15, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and the training.")
+@wait_option
+@json_option
+def classify(
+    requested_input: str, compare: bool, seg_run: str | None, wait: bool, as_json: bool, **params: Any
+) -> None:
+    """Train the ResNet18 fracture classifier on the ingest's cache of every image; report test metrics."""
+    from shared.settings import get_settings
+    from workers.gpu.classifier.data import CACHE_IMAGES, cache_folder
+
+    cache = cache_folder(get_settings().classification_dir, params["dataset_id"])
+    if not (cache / CACHE_IMAGES).exists():
+        raise click.ClickException(
+            f"no classification cache at {cache}; run `dispatch ingest --dataset-id {params['dataset_id']}` first"
+        )
+    if params["weights"] not in ("none", "imagenet"):
+        weights = Path(params["weights"]).expanduser()
+        if not weights.is_file():
+            raise click.BadParameter(
+                f"{weights} is not a file (a state dict saved with torch.save)", param_hint="--weights"
+            )
+        params["weights"] = str(weights.resolve())
+    segmentation = _segmentation_run(seg_run, params["dataset_id"])
+    modes = _classify_modes(requested_input, compare, segmentation)
+    if "image+seg" in modes:
+        assert segmentation is not None
+        params["seg_run"] = segmentation[0]
+    specs = _classifier_specs(modes, 0, {}, params.get("seg_run"))
+    _start("classify", {**params, "inputs": modes}, specs, wait, as_json)
+
+
+def _radiograph_files(paths: tuple[Path, ...]) -> list[str]:
+    from workers.gpu.classifier.radiographs import is_radiograph_file
+
+    files: list[Path] = []
+    for path in paths:
+        path = path.expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_radiograph_file(p))
+            if not found:
+                raise click.BadParameter(f"{path} holds no JPEG, PNG or NIfTI file")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise click.BadParameter(f"{path} does not exist")
+    return [str(path.resolve()) for path in files]
+
+
+def _classifier_checkpoint(ref: str | None) -> dict[str, Any]:
+    """The classify run to use and its best checkpoint (by validation AUC, where it trained two)."""
+    from shared.views import get_run, latest_succeeded_run
+
+    if ref is None:
+        run = latest_succeeded_run(("classify",))
+        if run is None:
+            raise click.ClickException("no classifier has finished training; run `dispatch classify` first")
+    else:
+        kind, number = parse_ref(ref)
+        run = get_run(number)
+        if kind != "run" or run["kind"] != "classify" or run["state"] != "succeeded":
+            raise click.BadParameter(f"{ref} is not a finished `dispatch classify` run", param_hint="--classifier")
+    modes = [mode for mode in run["params"]["inputs"] if f"checkpoint {mode}" in run["artifacts"]]
+    best = max(modes, key=lambda mode: run["metrics"][f"classifier {mode}"]["best_val_auc"] or 0)
+    return {"run": run, "input": best, "checkpoint": run["artifacts"][f"checkpoint {best}"]}
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="[default: DATA_ROOT/runs/r<N>/predictions]"
+)
+@click.option("--classifier", "classifier_ref", help="The classify run (r12) [default: the newest that succeeded].")
+@wait_option
+@json_option
+def predict(paths: tuple[Path, ...], out: Path | None, classifier_ref: str | None, wait: bool, as_json: bool) -> None:
+    """Masks, overlays and fracture probabilities for radiographs (JPEG, PNG, NIfTI; files or folders)."""
+    from services.dispatcher.submit import JobSpec
+    from shared.tasknames import CLASSIFY_PREDICT
+
+    files = _radiograph_files(paths)
+    classifier = _classifier_checkpoint(classifier_ref)
+    params = classifier["run"]["params"]
+    seg_run = params.get("seg_run") if classifier["input"] == "image+seg" else None
+    segmentation = _segmentation_run(f"r{seg_run}" if seg_run else None, int(params["dataset_id"]))
+    if segmentation is None:
+        raise click.ClickException(
+            f"no trained nnU-Net run on dataset {params['dataset_id']} gives the masks; run `dispatch train` first"
+        )
+    run_params = {
+        "files": files,
+        "out": str(out.expanduser().resolve()) if out else None,
+        "classifier_run": classifier["run"]["id"],
+        "input": classifier["input"],
+        "checkpoint": classifier["checkpoint"],
+        "seg_run": segmentation[0],
+        "dataset_id": int(params["dataset_id"]),
+    }
+    specs = [JobSpec("predict", f"predict {len(files)} file(s)", CLASSIFY_PREDICT)]
+    _start("predict", run_params, specs, wait, as_json)
 
 
 @main.command()
@@ -450,3 +648,7 @@ def workers(as_json: bool) -> None:
     else:
         click.echo("no worker answers; start the stack with `make up`")
         raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-FOLDS = 5
+from workers.nnunet import FOLDS
 
 
 def parse_folds(text: str) -> list[int]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -102,6 +104,50 @@ def segmentation_table(metrics: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+CLASSIFIER_PREFIX = "classifier "
+CLASSIFIER_ROWS = (
+    ("accuracy", "accuracy"),
+    ("balanced accuracy", "balanced_accuracy"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+    ("precision", "precision"),
+    ("F1", "f1"),
+    ("ROC AUC", "roc_auc"),
+    ("PR AUC", "pr_auc"),
+    ("threshold (chosen on val)", "threshold"),
+)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def classification_table(metrics: dict[str, Any]) -> list[str]:
+    """The test metrics of each trained input mode, side by side."""
+    modes = {key.removeprefix(CLASSIFIER_PREFIX): value for key, value in metrics.items()}
+    rows = [[label, *(_number(m["test"][key]) for m in modes.values())] for label, key in CLASSIFIER_ROWS]
+    extra = {
+        "confusion TP/FN/FP/TN": lambda m: "{tp}/{fn}/{fp}/{tn}".format(**m["test"]["confusion"]),
+        "test images": lambda m: str(m["test"]["images"]),
+        "best epoch (val AUC)": lambda m: f"{m['best_epoch']} ({_number(m['best_val_auc'])})",
+        "training images/s": lambda m: f"{m['train_images_per_s']:.0f}",
+    }
+    rows += [[label, *(cell(m) for m in modes.values())] for label, cell in extra.items()]
+    return ["", table(rows, ["TEST SPLIT", *modes]), ""]
+
+
+def predictions_table(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    body = [
+        [Path(r["file"]).name, r["fracture_probability"], r["predicted_label"], r["fracture_area_px"], r["overlay"]]
+        for r in rows
+    ]
+    return ["", table(body, ["FILE", "P(FRACTURE)", "PREDICTED", "AREA PX", "OVERLAY"]), ""]
+
+
 def show_run(run: dict[str, Any]) -> str:
     lines = [f"run {run['ref']}  {run['kind']}  {state(run['state'])}  created {run['created_at']}"]
     lines += _mapping("parameters", run["params"])
@@ -112,6 +158,11 @@ def show_run(run: dict[str, Any]) -> str:
         lines += segmentation_table(metrics)
         for key in ("folds", "folds_used", "cv_dice_mean", "test_dice_mean", "test_cases", "test_dice_per_case"):
             metrics.pop(key, None)
+    classifiers = {key: metrics.pop(key) for key in list(metrics) if key.startswith(CLASSIFIER_PREFIX)}
+    if classifiers:
+        lines += classification_table(classifiers)
+    if run["kind"] == "predict" and "predictions" in run["artifacts"]:
+        lines += predictions_table(Path(run["artifacts"]["predictions"]))
     lines += _mapping("metrics", metrics)
     lines += _mapping("artifacts", run["artifacts"])
     lines += ["", jobs_table(run["jobs"])]

@@ -25,21 +25,13 @@ def requirements() -> list[str]:
     return [line for line in frozen if "==" in line and not line.lower().startswith(BRING_YOUR_OWN)]
 
 
-@click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
-@click.option("--python-version", default=f"{sys.version_info.major}.{sys.version_info.minor}", show_default=True)
-@click.option(
-    "--platform",
-    "architecture",
-    default="x86_64",
-    show_default=True,
-    help="Architecture: manylinux wheels (glibc 2.5 to 2.28) and pure-Python ones are taken.",
-)
-def main(out: Path, python_version: str, architecture: str) -> None:
+def collect_wheels(wanted: list[str], out: Path, python_version: str, architecture: str = "x86_64") -> list[str]:
+    """Download a wheel of each pinned requirement for that Python and platform, building the ones that
+    have only a source distribution, and one of the project itself; returns the requirements built here."""
     out.mkdir(parents=True, exist_ok=True)
     platforms = [f"--platform={tag}_{architecture}" for tag in MANYLINUX] + ["--platform=any"]
     built = []
-    for requirement in requirements():
+    for requirement in wanted:
         download = [
             sys.executable,
             "-m",
@@ -63,6 +55,21 @@ def main(out: Path, python_version: str, architecture: str) -> None:
             )
             built.append(requirement)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(PROJECT)], check=True)
+    return built
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("wheelhouse"), show_default=True)
+@click.option("--python-version", default=f"{sys.version_info.major}.{sys.version_info.minor}", show_default=True)
+@click.option(
+    "--platform",
+    "architecture",
+    default="x86_64",
+    show_default=True,
+    help="Architecture: manylinux wheels (glibc 2.5 to 2.28) and pure-Python ones are taken.",
+)
+def main(out: Path, python_version: str, architecture: str) -> None:
+    built = collect_wheels(requirements(), out, python_version, architecture)
     wheels = sorted(out.glob("*.whl"))
     click.echo(
         f"{len(wheels)} wheels in {out} for Python {python_version} on {architecture} "

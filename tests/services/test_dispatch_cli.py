@@ -189,3 +189,25 @@ def test_flower_asks_for_basic_auth(system: Stack) -> None:
     wait_for(lambda: status({}) == 401, timeout=30, what="Flower to answer")
     token = b64encode(b"test:secret").decode()
     assert status({"Authorization": f"Basic {token}"}) == 200
+
+
+def test_pipeline_chains_the_classifier_with_its_own_settings(system: Stack, release: Callable[..., Path]) -> None:
+    source = str(release())
+    result = system.dispatch(
+        "pipeline", "--source", source, "--dataset-id", "106", "--epochs", "2", "--classifier-epochs", "3", "--json"
+    )
+    run = json.loads(result.stdout)
+    assert system.dispatch("cancel", run["ref"]).returncode == 0
+    kinds = [job["kind"] for job in run["jobs"]]
+    assert kinds == ["plan", "preprocess", *["fold"] * 5, "evaluate", "channel", "classifier"]
+    classifier = run["jobs"][-1]["params"]
+    assert classifier["input"] == "image+seg" and classifier["epochs"] == 3, (
+        "nnU-Net's --epochs are not the classifier's"
+    )
+    assert classifier["test_fraction"] == 0.15 and "seg_run" not in classifier, "the pipeline's own folds"
+    some_folds = system.dispatch(
+        "pipeline", "--source", source, "--dataset-id", "107", "--folds", "0-1", "--classifier-epochs", "3", "--json"
+    )
+    run = json.loads(some_folds.stdout)
+    assert system.dispatch("cancel", run["ref"]).returncode == 0
+    assert [job["params"].get("input") for job in run["jobs"][-1:]] == ["image"], "no out-of-fold map without all folds"

@@ -10,13 +10,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import Stack, wait_for
+from conftest import TINY_TRAINER as TINY
+from conftest import TRAINING_DATASET as DATASET
+from conftest import Stack, preprocess_training_dataset, wait_for
 
 # Training is shown on the SQLite stack; the job table itself is tested on both databases.
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
-
-DATASET = 400
-TINY = ("--epochs", "2", "--iterations", "3", "--save-every", "1")
 
 
 def descendants(pid: int) -> list[int]:
@@ -46,17 +45,7 @@ def interval(job: dict) -> tuple[datetime, datetime]:
 
 @pytest.fixture(scope="module")
 def preprocessed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    from workers.cpu.synthetic import make_synthetic_release
-
-    release = make_synthetic_release(tmp_path_factory.mktemp("train-release"), fractured=20, non_fractured=4)
-    ingest = stack.dispatch("ingest", "--source", str(release), "--dataset-id", str(DATASET), "--size", "64", "--wait")
-    assert ingest.returncode == 0, ingest.stdout
-    result = stack.dispatch("preprocess", "--dataset-id", str(DATASET), "--wait", "--json", timeout=600)
-    run = json.loads(result.stdout)
-    assert result.returncode == 0, run["error"]
-    splits = json.loads(Path(run["artifacts"]["splits"]).read_text())
-    assert len(splits) == 5 and all(split["val"] for split in splits)
-    assert Path(run["artifacts"]["plans"]).exists()
+    preprocess_training_dataset(stack, tmp_path_factory.mktemp("train-release"))
     return stack
 
 

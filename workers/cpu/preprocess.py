@@ -16,9 +16,7 @@ from nnunetv2.utilities.crossval_split import generate_crossval_split
 
 from shared.settings import Settings
 from workers.child import ChildFailed, run_child
-from workers.nnunet import Experiment, environment, failure, tool
-
-FOLDS = 5
+from workers.nnunet import FOLDS, Experiment, environment, failure, tool
 
 
 def write_splits(raw: Path, preprocessed: Path, seed: int) -> Path:

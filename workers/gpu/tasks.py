@@ -1,18 +1,28 @@
-"""GPU work as Celery tasks on the gpu queue: one nnU-Net fold per job, then the run's evaluation."""
+"""GPU work as Celery tasks on the gpu queue: nnU-Net folds and their evaluation, the classifier's
+segmentation channel, its training, and prediction for new radiographs.
+
+Every worker imports this module (the app includes it); the classifier's torch imports stay inside its
+tasks so that cpu workers never load torch.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from shared.db.engine import session_scope
-from shared.db.models import Job, State
 from shared.settings import get_settings
-from shared.tasknames import NNUNET_EVALUATE, NNUNET_TRAIN_FOLD
+from shared.tasknames import (
+    CLASSIFY_CHANNEL,
+    CLASSIFY_PREDICT,
+    CLASSIFY_TRAIN,
+    NNUNET_EVALUATE,
+    NNUNET_TRAIN_FOLD,
+)
+from shared.views import get_run, trained_folds
 from workers.gpu.evaluate import evaluate_run
 from workers.gpu.folds import FoldRequest, train_fold
-from workers.nnunet import experiment_of
+from workers.nnunet import Experiment, experiment_of
 from workers.runtime import JobContext, Outcome, job_task
 
 
@@ -46,12 +56,7 @@ def nnunet_train_fold(ctx: JobContext) -> Outcome:
 @job_task(NNUNET_EVALUATE)
 def nnunet_evaluate(ctx: JobContext) -> Outcome:
     """Per-fold Dice, ensemble prediction of imagesTs and nnU-Net's evaluation against labelsTs."""
-    with session_scope() as session:
-        folds = sorted(
-            int(job.params["fold"])
-            for job in session.scalars(select(Job).where(Job.run_id == ctx.run_id, Job.kind == "fold"))
-            if job.state == State.SUCCEEDED
-        )
+    folds = trained_folds(ctx.run_id)
     ctx.progress(0, None, f"predicting the test set with folds {folds}", force=True)
     metrics, artifacts = evaluate_run(
         get_settings(),
@@ -59,6 +64,96 @@ def nnunet_evaluate(ctx: JobContext) -> Outcome:
         folds,
         ctx.folder,
         ctx.log_path("evaluate"),
+        lambda line: ctx.progress(0, None, line[-200:]),
+        ctx.should_stop,
+    )
+    return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
+
+
+def _segmentation_of(run_id: int) -> tuple[Experiment, list[int]]:
+    """The nnU-Net experiment of a training run and its folds that finished."""
+    return experiment_of(get_run(run_id)["params"]), trained_folds(run_id)
+
+
+@job_task(CLASSIFY_CHANNEL)
+def classify_segmentation_channel(ctx: JobContext) -> Outcome:
+    """nnU-Net's fracture probability for every cached image: out-of-fold or ensemble (built once per run)."""
+    from workers.gpu.classifier.data import cache_folder, load_set
+    from workers.gpu.classifier.segmentation_channel import build_channel, channel_path
+
+    settings = get_settings()
+    params = {**ctx.run_params, **ctx.params}
+    seg_run = int(params.get("seg_run") or ctx.run_id)  # none named: a pipeline's own folds
+    classification = load_set(cache_folder(settings.classification_dir, int(params["dataset_id"])))
+    existing = channel_path(classification, seg_run)
+    if existing.exists():
+        return Outcome(metrics={"reused": True}, artifacts={"segmentation_channel": str(existing)})
+    experiment, folds = _segmentation_of(seg_run)
+    ctx.progress(0, None, f"nnU-Net folds {folds} of r{seg_run} on {len(classification.labels)} images", force=True)
+    path, counts = build_channel(
+        settings,
+        experiment,
+        seg_run,
+        folds,
+        classification,
+        ctx.folder / "segmentation_channel",
+        ctx.log_path("segmentation-channel"),
+        lambda line: ctx.progress(0, None, line[-200:]),
+        ctx.should_stop,
+    )
+    return Outcome(metrics=counts, artifacts={"segmentation_channel": str(path)})
+
+
+@job_task(CLASSIFY_TRAIN)
+def classify_train(ctx: JobContext) -> Outcome:
+    """Train and test the ResNet18 classifier for one input mode."""
+    from workers.gpu.classifier.fit import fit_classifier
+    from workers.gpu.classifier.request import IMAGE_SEG, ClassifyRequest
+    from workers.gpu.classifier.train import EpochReport
+
+    request = ClassifyRequest.from_params(ctx.run_params, ctx.params)
+    if request.input == IMAGE_SEG and request.seg_run is None:
+        request = replace(request, seg_run=ctx.run_id)  # a pipeline's own folds
+
+    def on_epoch(report: EpochReport) -> None:
+        auc = "-" if report.val_auc is None else f"{report.val_auc:.3f}"
+        ctx.progress(
+            report.epoch,
+            report.epochs,
+            f"epoch {report.epoch}/{report.epochs}, train_loss {report.train_loss:.4f}, val AUC {auc}, "
+            f"{report.images_per_s:.0f} images/s",
+            force=True,
+        )
+
+    ctx.progress(0, request.epochs, f"ResNet18 on {request.input}", force=True)
+    metrics, artifacts = fit_classifier(get_settings(), request, ctx.folder, on_epoch, ctx.check)
+    summary = {key: metrics[key] for key in ("test", "best_epoch", "best_val_auc", "train_images_per_s", "split")}
+    return Outcome(
+        metrics=metrics,
+        artifacts=artifacts,
+        run_metrics={f"classifier {request.input}": summary},
+        run_artifacts={f"{key} {request.input}": value for key, value in artifacts.items()},
+    )
+
+
+@job_task(CLASSIFY_PREDICT)
+def classify_predict(ctx: JobContext) -> Outcome:
+    """Masks, overlays and fracture probabilities for new radiographs."""
+    from workers.gpu.classifier.predict import load_classifier, predict_files
+
+    params = ctx.run_params
+    classifier = load_classifier(Path(params["checkpoint"]))
+    experiment, folds = _segmentation_of(int(params["seg_run"]))
+    out = Path(params["out"]) if params.get("out") else ctx.folder / "predictions"
+    ctx.progress(0, None, f"{len(params['files'])} file(s): nnU-Net folds {folds} and the classifier", force=True)
+    metrics, artifacts = predict_files(
+        get_settings(),
+        [Path(name) for name in params["files"]],
+        out,
+        classifier,
+        experiment,
+        folds,
+        ctx.log_path("predict"),
         lambda line: ctx.progress(0, None, line[-200:]),
         ctx.should_stop,
     )

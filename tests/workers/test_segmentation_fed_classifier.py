@@ -1,0 +1,131 @@
+"""The ResNet18 classifier fed by the segmentation, through the job system on CPU-backed gpu-queue workers:
+both input modes side by side, the segmentation channel without leaks, weights from a file, and
+`dispatch predict`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY_TRAINER, Stack, preprocess_training_dataset
+from conftest import TRAINING_DATASET as DATASET
+from PIL import Image, ImageOps
+
+pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
+SHORT = ("--epochs", "2", "--batch-size", "8")
+
+
+def run_json(system: Stack, *args: str, timeout: float = 900) -> dict:
+    result = system.dispatch(*args, "--wait", "--json", timeout=timeout)
+    run = json.loads(result.stdout)
+    assert result.returncode == 0, run.get("error") or result.stderr
+    return run
+
+
+@pytest.fixture(scope="module")
+def segmented(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Dataset 400 with all five folds trained. test_nnunet_training (run before this module: modules run in
+    name order) leaves some folds trained and others stopped; a `--folds all` run trains only what is left."""
+    preprocess_training_dataset(stack, tmp_path_factory.mktemp("train-release"))
+    run = run_json(stack, "train", "--dataset-id", str(DATASET), "--folds", "all", *TINY_TRAINER, timeout=1200)
+    return {"run": run}
+
+
+def test_classify_trains_both_inputs_side_by_side(segmented: dict, system: Stack) -> None:
+    run = run_json(system, "classify", "--dataset-id", str(DATASET), "--compare", *SHORT)
+    assert run["params"]["inputs"] == ["image", "image+seg"] and run["params"]["seg_run"] == segmented["run"]["id"]
+    kinds = [job["kind"] for job in run["jobs"]]
+    assert kinds == ["channel", "classifier", "classifier"], "the map first, then one classifier per input"
+    for mode in ("image", "image+seg"):
+        metrics = run["metrics"][f"classifier {mode}"]
+        test = metrics["test"]
+        # 36 images (20 fractured, 16 not): 15% for validation and for test is 5 each
+        assert metrics["split"] == {"train": 26, "val": 5, "test": 5} and test["images"] == 5
+        assert sum(test["confusion"].values()) == test["images"]
+        for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc"):
+            assert 0 <= test[key] <= 1, key
+        for key in ("roc_png", "confusion_png"):
+            assert Image.open(run["artifacts"][f"{key} {mode}"]).format == "PNG"
+    job = next(job for job in run["jobs"] if job["kind"] == "classifier")
+    assert job["progress"]["step"] == job["metrics"]["epochs_run"] == 2 and "val AUC" in job["progress"]["message"]
+    shown = system.dispatch("show", run["ref"]).stdout
+    assert "TEST SPLIT" in shown and "image+seg" in shown and "balanced accuracy" in shown
+
+
+def test_the_map_is_out_of_fold_for_nnunet_training_cases(segmented: dict, system: Stack) -> None:
+    from workers.gpu.ensemble import fracture_channel
+
+    data_root = Path(system.env["DATA_ROOT"])
+    cache = data_root / "classification" / f"Dataset{DATASET}_FracAtlas"
+    channel = np.load(cache / f"fracture_probability_r{segmented['run']['id']}.npy")
+    images = np.load(cache / "images.npy")
+    assert channel.shape == images.shape and channel.dtype == np.uint8
+    with (cache / "labels.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    splits = json.loads(
+        next((data_root / "nnUNet_preprocessed").glob(f"Dataset{DATASET}_*/splits_final.json")).read_text()
+    )
+    results = next((data_root / "nnUNet_results").glob(f"Dataset{DATASET}_*/*__2d"))
+    checked = 0
+    for fold, split in enumerate(splits):
+        for case in split["val"][:1]:
+            index = next(int(row["index"]) for row in rows if row["image_id"] == f"{case}.jpg")
+            held_out = fracture_channel(results / f"fold_{fold}" / "validation" / f"{case}.npz")
+            assert np.array_equal(channel[index], np.rint(held_out * 255).astype(np.uint8)), case
+            checked += 1
+    assert checked == 5
+    others = [int(row["index"]) for row in rows if row["segmentation_split"] != "train"]
+    assert others, "test cases and non-fractured images get the ensemble's map"
+
+
+def test_auto_input_reuses_the_map_and_takes_weights_from_a_file(
+    segmented: dict, system: Stack, tmp_path: Path
+) -> None:
+    from shared.views import latest_succeeded_run
+
+    earlier = latest_succeeded_run(("classify",), DATASET)
+    assert earlier is not None
+    checkpoint = earlier["artifacts"]["checkpoint image+seg"]
+    run = run_json(system, "classify", "--dataset-id", str(DATASET), "--weights", checkpoint, "--epochs", "1")
+    assert run["params"]["inputs"] == ["image+seg"], "every fold trained: the map is used by default"
+    assert run["jobs"][0]["metrics"] == {"reused": True}, "the map of a run is built once"
+    assert run["jobs"][1]["metrics"]["request"]["weights"] == checkpoint
+    missing = system.dispatch("classify", "--dataset-id", str(DATASET), "--weights", str(tmp_path / "none.pt"))
+    assert missing.returncode == 2 and "none.pt is not a file" in missing.stderr
+
+
+def test_classify_refuses_what_it_cannot_use(system: Stack) -> None:
+    result = system.dispatch("classify", "--dataset-id", "411")
+    assert result.returncode == 1 and "run `dispatch ingest --dataset-id 411` first" in result.stderr
+    result = system.dispatch("predict", "/no/such/picture.jpg")
+    assert result.returncode == 2 and "/no/such/picture.jpg does not exist" in result.stderr
+
+
+def test_predict_writes_masks_overlays_and_a_table_and_skips_a_bad_file(
+    segmented: dict, system: Stack, tmp_path: Path
+) -> None:
+    dataset = next((Path(system.env["DATA_ROOT"]) / "nnUNet_raw").glob(f"Dataset{DATASET}_*"))
+    with (dataset / "manifest.csv").open() as handle:
+        pictures = [Path(row["source_file"]) for row in csv.DictReader(handle)][:2]
+    case = next((dataset / "imagesTs").glob("*.nii.gz"))
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is no JPEG")
+    out = tmp_path / "predictions"
+    run = run_json(system, "predict", *map(str, pictures), str(case), str(bad), "--out", str(out))
+    assert run["metrics"]["predicted"] == 3
+    assert list(run["metrics"]["skipped"]) == [str(bad.resolve())], "the bad file is named and skipped"
+    with (out / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [Path(row["file"]).name for row in rows] == [*(p.name for p in pictures), case.name]
+    for row, source in zip(rows[:2], pictures, strict=True):
+        assert 0 <= float(row["fracture_probability"]) <= 1 and row["predicted_label"] in ("fracture", "no fracture")
+        mask = Image.open(out / row["mask"])
+        assert mask.size == ImageOps.exif_transpose(Image.open(source)).size, "the upright picture's own size"
+        assert int(row["fracture_area_px"]) == int((np.asarray(mask) > 0).sum())
+        assert Image.open(out / row["overlay"]).mode == "RGB"
+    shown = system.dispatch("show", run["ref"]).stdout
+    assert "P(FRACTURE)" in shown and pictures[0].name in shown

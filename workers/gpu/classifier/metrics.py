@@ -1,0 +1,109 @@
+"""Binary classification metrics from scores, in plain numpy (checked against hand-worked cases in the tests).
+
+A score is the predicted probability of a fracture; label 1 is fractured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=float)
+    sorted_values = values[order]
+    start = 0
+    while start < len(values):
+        stop = start
+        while stop + 1 < len(values) and sorted_values[stop + 1] == sorted_values[start]:
+            stop += 1
+        ranks[order[start : stop + 1]] = (start + stop) / 2 + 1
+        start = stop + 1
+    return ranks
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """The probability that a fractured image scores above a non-fractured one (Mann-Whitney U)."""
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=float)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    rank_sum = _ranks(scores)[labels].sum()
+    return float((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False and true positive rates at each distinct score taken as threshold (score >= t is positive)."""
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=float)
+    thresholds = np.r_[np.inf, np.unique(scores)[::-1]]
+    predicted = scores[None, :] >= thresholds[:, None]
+    tpr = (predicted & labels).sum(1) / max(int(labels.sum()), 1)
+    fpr = (predicted & ~labels).sum(1) / max(int((~labels).sum()), 1)
+    return fpr, tpr, thresholds
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """PR AUC as average precision: the precision at each fractured image's rank, averaged (ties grouped)."""
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=float)
+    if not labels.any():
+        return None
+    thresholds = np.unique(scores)[::-1]
+    predicted = scores[None, :] >= thresholds[:, None]
+    true_positives = (predicted & labels).sum(1)
+    precision = true_positives / predicted.sum(1)
+    recall = true_positives / labels.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The cut that maximises Youden's J (sensitivity + specificity - 1) on these scores, placed midway
+    between the lowest score it calls positive and the next lower one; 0.5 where J is undefined."""
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    best = int(np.argmax(np.round(tpr - fpr, 9)))  # the first (highest) threshold of the best J
+    if best == 0:  # J is best with nothing positive
+        return float(thresholds[1]) + 1e-6
+    lower = thresholds[best + 1] if best + 1 < len(thresholds) else 0.0
+    return float((thresholds[best] + lower) / 2)
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
+    labels, predicted = np.asarray(labels).astype(bool), np.asarray(predicted).astype(bool)
+    return {
+        "tp": int((labels & predicted).sum()),
+        "fn": int((labels & ~predicted).sum()),
+        "fp": int((~labels & predicted).sum()),
+        "tn": int((~labels & ~predicted).sum()),
+    }
+
+
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Every metric of the report at `threshold` (score >= threshold is fractured)."""
+    scores = np.asarray(scores, dtype=float)
+    matrix = confusion(labels, scores >= threshold)
+    tp, fn, fp, tn = matrix["tp"], matrix["fn"], matrix["fp"], matrix["tn"]
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    precision = _ratio(tp, tp + fp)
+    known = [value for value in (sensitivity, specificity) if value is not None]
+    return {
+        "images": len(scores),
+        "threshold": threshold,
+        "accuracy": _ratio(tp + tn, len(scores)),
+        "balanced_accuracy": sum(known) / len(known) if known else None,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "precision": precision,
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "roc_auc": roc_auc(labels, scores),
+        "pr_auc": average_precision(labels, scores),
+        "confusion": matrix,
+    }

@@ -1,0 +1,137 @@
+"""`dispatch predict`: new radiographs through the nnU-Net fold ensemble and the classifier.
+
+Per picture: a mask PNG and an overlay PNG at the picture's own size, and a row of predictions.csv.
+A file that cannot be read is reported by name and skipped; the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from shared.settings import Settings
+from workers.errors import InputError
+from workers.gpu.classifier.fit import training_device
+from workers.gpu.classifier.model import build_model
+from workers.gpu.classifier.radiographs import read_radiograph
+from workers.gpu.classifier.request import IMAGE_SEG
+from workers.gpu.classifier.train import predict_scores
+from workers.gpu.ensemble import predict_probabilities
+from workers.nnunet import Experiment
+
+MASK_THRESHOLD = 0.5
+OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)
+OVERLAY_ALPHA = 0.45
+
+
+@dataclass(frozen=True)
+class Classifier:
+    model: torch.nn.Module
+    input: str
+    size: int
+    threshold: float
+    seg_run: int | None
+
+
+def load_classifier(path: Path) -> Classifier:
+    content: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(int(content["channels"]))
+    model.load_state_dict(content["state_dict"])
+    return Classifier(model, content["input"], int(content["size"]), float(content["threshold"]), content["seg_run"])
+
+
+def _overlay(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    rgb = np.repeat(pixels[:, :, None].astype(np.float32), 3, axis=2)
+    rgb[mask] = (1 - OVERLAY_ALPHA) * rgb[mask] + OVERLAY_ALPHA * OVERLAY_COLOUR
+    return rgb.astype(np.uint8)
+
+
+def _stems(paths: list[Path]) -> list[str]:
+    """Output names: the file's stem, numbered where two inputs share one."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        stem = path.name.split(".")[0]
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+def predict_files(
+    settings: Settings,
+    files: list[Path],
+    out: Path,
+    classifier: Classifier,
+    experiment: Experiment,
+    folds: list[int],
+    log: Path,
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], bool],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    pictures: dict[str, np.ndarray] = {}
+    sources: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    for path, stem in zip(files, _stems(files), strict=True):
+        try:
+            pictures[stem] = read_radiograph(path)
+            sources[stem] = path
+        except InputError as error:
+            skipped[str(path)] = str(error)
+    if not pictures:
+        raise InputError("no file could be read: " + "; ".join(skipped.values()))
+    size = classifier.size
+    resized = {
+        stem: np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR))
+        for stem, pixels in pictures.items()
+    }
+    maps = predict_probabilities(settings, experiment, folds, resized.items(), out / ".work", log, on_line, should_stop)
+    stems = list(resized)
+    channels = [np.stack([resized[stem] for stem in stems])]
+    if classifier.input == IMAGE_SEG:
+        channels.append(np.stack([np.rint(maps[stem] * 255).astype(np.uint8) for stem in stems]))
+    device = training_device()
+    batch = torch.from_numpy(np.stack(channels, 1)).to(device)
+    scores = predict_scores(classifier.model.to(device), batch, device)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for stem, score in zip(stems, scores, strict=True):
+        pixels = pictures[stem]
+        small_mask = Image.fromarray((maps[stem] >= MASK_THRESHOLD).astype(np.uint8) * 255)
+        mask = np.asarray(small_mask.resize(pixels.shape[::-1], Image.Resampling.NEAREST)) > 0
+        mask_file, overlay_file = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
+        Image.fromarray(mask.astype(np.uint8) * 255).save(mask_file)
+        Image.fromarray(_overlay(pixels, mask)).save(overlay_file)
+        rows.append(
+            {
+                "file": str(sources[stem]),
+                "fracture_probability": f"{score:.4f}",
+                "predicted_label": "fracture" if score >= classifier.threshold else "no fracture",
+                "fracture_area_px": int(mask.sum()),
+                "mask": mask_file.name,
+                "overlay": overlay_file.name,
+            }
+        )
+    table = out / "predictions.csv"
+    tmp = table.with_name(".predictions.csv.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(
+            handle, ["file", "fracture_probability", "predicted_label", "fracture_area_px", "mask", "overlay"]
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, table)
+    metrics = {
+        "predicted": len(rows),
+        "fractures": sum(row["predicted_label"] == "fracture" for row in rows),
+        "skipped": skipped,
+        "threshold": classifier.threshold,
+    }
+    return metrics, {"predictions": str(table), "out": str(out)}

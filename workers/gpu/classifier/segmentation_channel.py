@@ -1,0 +1,88 @@
+"""The classifier's second channel: nnU-Net's fracture probability for every image of the cache.
+
+An image nnU-Net trained on gets its out-of-fold prediction (the validation output of the one fold that
+held it out, saved with --npz); every other image (nnU-Net's test cases, the images without a
+fracture polygon) gets the ensemble of the run's folds. No image's map comes from a model that saw it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.settings import Settings
+from workers.errors import InputError
+from workers.gpu.classifier.data import ClassificationSet
+from workers.gpu.ensemble import fracture_channel, predict_probabilities
+from workers.nnunet import Experiment
+
+TRAIN_CASE = "train"
+
+
+def channel_path(classification: ClassificationSet, seg_run: int) -> Path:
+    return classification.folder / f"fracture_probability_r{seg_run}.npy"
+
+
+def _fold_of_case(experiment: Experiment, settings: Settings) -> dict[str, int]:
+    splits = json.loads((experiment.preprocessed(settings) / "splits_final.json").read_text())
+    return {case: fold for fold, split in enumerate(splits) for case in split["val"]}
+
+
+def build_channel(
+    settings: Settings,
+    experiment: Experiment,
+    seg_run: int,
+    folds: list[int],
+    classification: ClassificationSet,
+    work: Path,
+    log: Path,
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], bool],
+) -> tuple[Path, dict[str, Any]]:
+    """Write the (N, size, size) uint8 map (probability x 255) beside the cache; returns it and counts."""
+    target = channel_path(classification, seg_run)
+    fold_of = _fold_of_case(experiment, settings)
+    channel = np.zeros(classification.images.shape, dtype=np.uint8)
+    ensemble = []
+    for index, image_id in enumerate(classification.image_ids):
+        case, split = Path(image_id).stem, classification.segmentation_split[index]
+        if split != TRAIN_CASE:
+            ensemble.append(index)
+            continue
+        fold = fold_of.get(case)
+        if fold not in folds:
+            raise InputError(
+                f"{case} was trained on by nnU-Net, but fold {fold} (the one that held it out) did not finish "
+                f"in run r{seg_run}: train every fold (`dispatch train --folds 0-4`) or use --input image"
+            )
+        npz = experiment.fold_folder(settings, fold) / "validation" / f"{case}.npz"
+        if not npz.exists():
+            raise InputError(f"{npz} is missing: fold {fold} of run r{seg_run} was not validated with --npz")
+        channel[index] = _as_uint8(fracture_channel(npz), classification.size, npz)
+    maps = predict_probabilities(
+        settings,
+        experiment,
+        folds,
+        ((f"img{index:06d}", np.asarray(classification.images[index])) for index in ensemble),
+        work,
+        log,
+        on_line,
+        should_stop,
+    )
+    for index in ensemble:
+        channel[index] = _as_uint8(maps[f"img{index:06d}"], classification.size, log)
+    tmp = target.with_name(f".{target.name}.tmp.npy")
+    np.save(tmp, channel)
+    os.replace(tmp, target)
+    return target, {"out_of_fold": len(classification.labels) - len(ensemble), "ensemble": len(ensemble)}
+
+
+def _as_uint8(probability: np.ndarray, size: int, source: Path) -> np.ndarray:
+    if probability.shape != (size, size):
+        raise InputError(f"{source}: a {probability.shape} probability map for a {size}x{size} cache; ingest again")
+    return np.rint(np.clip(probability, 0, 1) * 255).astype(np.uint8)
