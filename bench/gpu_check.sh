@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh: the GPU check, under 8 minutes on an H100-class card; prints one table.
-#  nnU-Net   fold 0 of the mini set through the job system and with plain nnUNetv2_train: seconds per epoch
-#            both ways (target: the job system adds at most 5%), peak GPU memory, validation Dice.
+#  nnU-Net   fold 0 of the mini set through the job system and with plain nnUNetv2_train (run before and
+#            after it): seconds per epoch both ways (target: the job system adds at most 5%), peak GPU
+#            memory, validation Dice.
 #  ResNet18  training images/s of the classifier's loop on 4,083 random 224x224 images held on the GPU
 #            (target >= 10,000/s: an epoch of the release in under a second), and the test AUC of
 #            `dispatch classify` after a short training on the mini set.
@@ -31,7 +32,9 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv || python3 -m venv --without-pip .venv
     site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     # The server's torch lives in an environment of its own, which --system-site-packages would not see.
-    python3 -c 'import site; print(site.getsitepackages()[0])' > "$site/server-torch.pth"
+    # addsitedir also runs that environment's .pth files (setuptools' distutils shim, which nnU-Net uses).
+    python3 -c 'import site; print(f"import site; site.addsitedir({site.getsitepackages()[0]!r})")' \
+      > "$site/server-torch.pth"
     echo "$PWD" > "$site/fracatlas-project.pth"
     if .venv/bin/python -m pip --version >/dev/null 2>&1; then pip=(.venv/bin/python -m pip)
     else pip=(python3 -m pip --python .venv/bin/python); fi
@@ -65,21 +68,35 @@ fi
 step "preprocess"
 "${DISPATCH[@]}" preprocess --dataset-id $DATASET --wait >/dev/null
 
-sample_memory() { (nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 || true) > "$1" & echo $!; }
+# nvidia-smi itself is the sampler (a subshell around it would outlive `kill` and hold the output open).
+sample_memory() {
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$1" & echo $!
+  else
+    : > "$1"
+  fi
+}
+stop_sampler() { if [ -n "$1" ]; then kill "$1" 2>/dev/null || true; fi; }
 
+plain_fold() {  # $1: before | after
+  step "fold 0 with plain nnUNetv2_train ($1 the job system's)"
+  sampler=$(sample_memory "$WORK/memory-plain-$1.txt")
+  nnUNet_raw="$DATA_ROOT/nnUNet_raw" nnUNet_preprocessed="$DATA_ROOT/nnUNet_preprocessed" \
+    nnUNet_results="$WORK/plain-$1" nnUNet_extTrainer="$PWD/workers/gpu/nnunet_trainers" \
+    NNUNET_JOBS_EPOCHS="$EPOCHS" NNUNET_JOBS_ITERATIONS="$ITERATIONS" NNUNET_JOBS_SAVE_EVERY="$EPOCHS" \
+    .venv/bin/nnUNetv2_train $DATASET 2d 0 -tr nnUNetTrainerJobs -device "$DEVICE" --npz \
+    > "$WORK/plain-$1.log" 2>&1 || true
+  stop_sampler "$sampler"
+}
+
+# Plain runs before and after the job system's, so that warm-up and drift fall on both sides.
+plain_fold before
 step "fold 0 through the job system"
 sampler=$(sample_memory "$WORK/memory-system.txt")
 "${DISPATCH[@]}" train --dataset-id $DATASET --folds 0 --epochs "$EPOCHS" --iterations "$ITERATIONS" \
   --save-every "$EPOCHS" --wait --json > "$WORK/system.json" || true
-kill "$sampler" 2>/dev/null || true
-
-step "fold 0 with plain nnUNetv2_train"
-sampler=$(sample_memory "$WORK/memory-plain.txt")
-nnUNet_raw="$DATA_ROOT/nnUNet_raw" nnUNet_preprocessed="$DATA_ROOT/nnUNet_preprocessed" \
-  nnUNet_results="$WORK/plain_results" nnUNet_extTrainer="$PWD/workers/gpu/nnunet_trainers" \
-  NNUNET_JOBS_EPOCHS="$EPOCHS" NNUNET_JOBS_ITERATIONS="$ITERATIONS" NNUNET_JOBS_SAVE_EVERY="$EPOCHS" \
-  .venv/bin/nnUNetv2_train $DATASET 2d 0 -tr nnUNetTrainerJobs -device "$DEVICE" --npz > "$WORK/plain.log" 2>&1 || true
-kill "$sampler" 2>/dev/null || true
+stop_sampler "$sampler"
+plain_fold after
 
 step "ResNet18: throughput on $THROUGHPUT_IMAGES images"
 "$PY" -m bench.classify_throughput --images "$THROUGHPUT_IMAGES" --batch-size 256 --device "$DEVICE" \
@@ -121,9 +138,10 @@ def number(value: float | None, digits: int = 2) -> str:
 
 run = load("system.json")
 fold = next((job for job in run.get("jobs", []) if job["kind"] == "fold"), {})
-plain_summary = next((work / "plain_results").rglob("fold_0/validation/summary.json"), None)
+plain_summary = next((work / "plain-before").rglob("fold_0/validation/summary.json"), None)
 system_s = steady(epoch_times(Path(fold.get("artifacts", {}).get("log", "/missing"))))
-plain_s = steady(epoch_times(work / "plain.log"))
+plain_runs = [steady(epoch_times(work / f"plain-{when}.log")) for when in ("before", "after")]
+plain_s = statistics.mean(plain_runs) if all(plain_runs) else None
 plain_dice = json.loads(plain_summary.read_text())["foreground_mean"]["Dice"] if plain_summary else None
 overhead = 100 * (system_s / plain_s - 1) if system_s and plain_s else None
 throughput = load("throughput.json")
@@ -133,9 +151,11 @@ test = classifier.get("test", {})
 
 rows = [
     ("nnU-Net fold 0", "job system", "plain nnUNetv2_train"),
-    ("s per epoch (median, after the first)", number(system_s), number(plain_s)),
+    ("s per epoch (median, after the first)", number(system_s),
+     f"{number(plain_s)} ({' / '.join(number(v) for v in plain_runs)})"),
     ("job system overhead per epoch (<= +5%)", f"{number(overhead, 1)}%", ""),
-    ("peak GPU memory (MiB, nvidia-smi)", str(peak(work / "memory-system.txt")), str(peak(work / "memory-plain.txt"))),
+    ("peak GPU memory (MiB, nvidia-smi)", str(peak(work / "memory-system.txt")),
+     str(peak(work / "memory-plain-before.txt"))),
     ("validation Dice, fold 0", number(fold.get("metrics", {}).get("validation_dice"), 4), number(plain_dice, 4)),
     ("", "", ""),
     ("ResNet18", "value", "target"),

@@ -198,7 +198,8 @@ def test_pipeline_chains_the_classifier_with_its_own_settings(system: Stack, rel
     )
     run = json.loads(result.stdout)
     assert system.dispatch("cancel", run["ref"]).returncode == 0
-    kinds = [job["kind"] for job in run["jobs"]]
+    # the plan job may already have added its convert and assemble jobs
+    kinds = [job["kind"] for job in run["jobs"] if job["kind"] not in ("convert", "assemble")]
     assert kinds == ["plan", "preprocess", *["fold"] * 5, "evaluate", "channel", "classifier"]
     classifier = run["jobs"][-1]["params"]
     assert classifier["input"] == "image+seg" and classifier["epochs"] == 3, (
