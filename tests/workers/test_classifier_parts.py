@@ -88,3 +88,23 @@ def test_radiographs_are_read_upright_and_bad_ones_named(tmp_path: Path) -> None
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really")
     with pytest.raises(InputError, match="bad.jpg cannot be read as a radiograph"):
         read_radiograph(tmp_path / "bad.jpg")
+
+
+def test_training_keeps_the_best_epoch_whatever_the_number_of_steps() -> None:
+    from workers.gpu.classifier.train import TrainConfig, train, warmup_cosine
+
+    factor = warmup_cosine(10)
+    assert factor(0) == 1.0 and factor(1) == 1.0 and 0 < factor(5) < 1 and factor(10) == pytest.approx(0)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (24, 1, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = torch.tensor([0, 1] * 12)
+    everything = torch.arange(24)
+    reports = []
+    # 16 training images in batches of 8 for 5 epochs: 10 steps (torch's OneCycleLR failed on exactly that)
+    trained = train(
+        build_model(1), images, labels, everything[:16], everything[16:], TrainConfig(5, 8, patience=5),
+        reports.append, lambda: None,
+    )  # fmt: skip
+    assert [report.epoch for report in reports] == [1, 2, 3, 4, 5]
+    aucs = [report.val_auc for report in reports]
+    assert trained.best_val_auc == max(aucs) and reports[trained.best_epoch - 1].val_auc == max(aucs)

@@ -8,6 +8,7 @@ better one.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -63,6 +64,19 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def warmup_cosine(total_steps: int, warmup_share: float = 0.1) -> Callable[[int], float]:
+    """The learning rate's factor at each step: a linear warm-up, then a cosine down to zero. (torch's
+    OneCycleLR divides by zero when the warm-up is exactly one step long.)"""
+    warmup = max(1, round(total_steps * warmup_share))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    return factor
+
+
 def class_weights(labels: torch.Tensor) -> torch.Tensor:
     """Inverse class frequency, so that the rarer class (fractures: 18% of FracAtlas) weighs as much."""
     counts = torch.bincount(labels, minlength=2).clamp(min=1).float()
@@ -104,9 +118,7 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_index) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch, pct_start=0.1
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(config.epochs * steps_per_epoch))
     weights = class_weights(labels[train_index])
     val_labels = labels[val_index].cpu().numpy()
     best_model, best_epoch, best_auc = copy.deepcopy(model), 0, None
