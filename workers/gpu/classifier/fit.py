@@ -19,11 +19,11 @@ from workers.gpu.classifier.plots import confusion_png, roc_png
 from workers.gpu.classifier.request import IMAGE_SEG, ClassifyRequest
 from workers.gpu.classifier.segmentation_channel import channel_path
 from workers.gpu.classifier.train import EpochReport, TrainConfig, predict_scores, train
+from workers.nnunet import device
 
 
 def training_device() -> torch.device:
-    from workers.nnunet import device
-
+    """The worker's device: its GPU, or the CPU for a CPU-backed gpu-queue worker (as for nnU-Net)."""
     return torch.device(device())
 
 
