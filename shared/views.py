@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -123,13 +124,19 @@ def trained_folds(run_id: int) -> list[int]:
         return sorted(int(job.params["fold"]) for job in jobs if job.state == State.SUCCEEDED)
 
 
-def latest_succeeded_run(kinds: tuple[str, ...], dataset_id: int | None = None) -> dict[str, Any] | None:
-    """The newest succeeded run of one of `kinds` (on `dataset_id`, where given), without its jobs."""
+def latest_succeeded_run(
+    kinds: tuple[str, ...], dataset_id: int | None = None, having: Callable[[dict[str, Any]], bool] | None = None
+) -> dict[str, Any] | None:
+    """The newest succeeded run of one of `kinds` (on `dataset_id`, and for which `having` holds, where
+    given), without its jobs."""
     with session_scope() as session:
         runs = session.scalars(
             select(Run).where(Run.kind.in_(kinds), Run.state == State.SUCCEEDED).order_by(Run.id.desc()).limit(500)
         )
         for run in runs:
-            if dataset_id is None or int(run.params.get("dataset_id", 0)) == dataset_id:
-                return run_dict(run, with_jobs=False)
+            if dataset_id is not None and int(run.params.get("dataset_id", 0)) != dataset_id:
+                continue
+            content = run_dict(run, with_jobs=False)
+            if having is None or having(content):
+                return content
     return None

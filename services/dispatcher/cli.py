@@ -469,22 +469,31 @@ def _radiograph_files(paths: tuple[Path, ...]) -> list[str]:
     return [str(path.resolve()) for path in files]
 
 
+CHECKPOINT_PREFIX = "checkpoint "
+
+
 def _classifier_checkpoint(ref: str | None) -> dict[str, Any]:
-    """The classify run to use and its best checkpoint (by validation AUC, where it trained two)."""
+    """The run whose classifier to use (a `dispatch classify` run, or a pipeline that trained one: the newest,
+    or `ref`) and its best checkpoint (by validation AUC, where it trained two)."""
     from shared.views import get_run, latest_succeeded_run
 
+    def has_classifier(run: dict[str, Any]) -> bool:
+        return any(key.startswith(CHECKPOINT_PREFIX) for key in run["artifacts"])
+
     if ref is None:
-        run = latest_succeeded_run(("classify",))
+        run = latest_succeeded_run(("classify", "pipeline"), having=has_classifier)
         if run is None:
             raise click.ClickException("no classifier has finished training; run `dispatch classify` first")
     else:
         kind, number = parse_ref(ref)
-        run = get_run(number)
-        if kind != "run" or run["kind"] != "classify" or run["state"] != "succeeded":
-            raise click.BadParameter(f"{ref} is not a finished `dispatch classify` run", param_hint="--classifier")
-    modes = [mode for mode in run["params"]["inputs"] if f"checkpoint {mode}" in run["artifacts"]]
+        run = get_run(number) if kind == "run" else None
+        if run is None or run["state"] != "succeeded" or not has_classifier(run):
+            raise click.BadParameter(f"{ref} is not a finished run with a classifier", param_hint="--classifier")
+    modes = [key.removeprefix(CHECKPOINT_PREFIX) for key in run["artifacts"] if key.startswith(CHECKPOINT_PREFIX)]
     best = max(modes, key=lambda mode: run["metrics"][f"classifier {mode}"]["best_val_auc"] or 0)
-    return {"run": run, "input": best, "checkpoint": run["artifacts"][f"checkpoint {best}"]}
+    # A pipeline's classifier took its map from the pipeline's own folds.
+    seg_run = run["params"].get("seg_run") or (run["id"] if run["kind"] == "pipeline" else None)
+    return {"run": run, "input": best, "checkpoint": run["artifacts"][CHECKPOINT_PREFIX + best], "seg_run": seg_run}
 
 
 @main.command()
@@ -503,7 +512,7 @@ def predict(paths: tuple[Path, ...], out: Path | None, classifier_ref: str | Non
     files = _radiograph_files(paths)
     classifier = _classifier_checkpoint(classifier_ref)
     params = classifier["run"]["params"]
-    seg_run = params.get("seg_run") if classifier["input"] == "image+seg" else None
+    seg_run = classifier["seg_run"] if classifier["input"] == "image+seg" else None
     segmentation = _segmentation_run(f"r{seg_run}" if seg_run else None, int(params["dataset_id"]))
     if segmentation is None:
         raise click.ClickException(

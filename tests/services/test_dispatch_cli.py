@@ -12,6 +12,8 @@ from base64 import b64encode
 from collections.abc import Callable
 from pathlib import Path
 
+import click
+import pytest
 from conftest import PROJECT, Stack, wait_for
 
 from shared.tasknames import INGEST_PLAN
@@ -212,3 +214,28 @@ def test_pipeline_chains_the_classifier_with_its_own_settings(system: Stack, rel
     run = json.loads(some_folds.stdout)
     assert system.dispatch("cancel", run["ref"]).returncode == 0
     assert [job["params"].get("input") for job in run["jobs"][-1:]] == ["image"], "no out-of-fold map without all folds"
+
+
+def test_predict_takes_the_newest_run_that_trained_a_classifier(system: Stack) -> None:
+    from services.dispatcher.cli import _classifier_checkpoint
+    from shared import jobs
+    from shared.db.engine import session_scope
+    from shared.db.models import State
+
+    def finished_run(kind: str, classifiers: dict[str, float]) -> int:
+        with session_scope() as session:
+            run = jobs.create_run(session, kind, {"dataset_id": 108})
+            run.state = State.SUCCEEDED
+            run.artifacts = {f"checkpoint {mode}": f"/models/{mode}.pt" for mode in classifiers}
+            run.metrics = {f"classifier {mode}": {"best_val_auc": auc} for mode, auc in classifiers.items()}
+            return run.id
+
+    compared = finished_run("classify", {"image": 0.9, "image+seg": 0.7})
+    pipeline = finished_run("pipeline", {"image+seg": 0.8})
+    without = finished_run("pipeline", {})
+    newest = _classifier_checkpoint(None)
+    assert (newest["run"]["id"], newest["input"], newest["seg_run"]) == (pipeline, "image+seg", pipeline)
+    named = _classifier_checkpoint(f"r{compared}")
+    assert (named["input"], named["checkpoint"]) == ("image", "/models/image.pt"), "the better validation AUC"
+    with pytest.raises(click.BadParameter, match="is not a finished run with a classifier"):
+        _classifier_checkpoint(f"r{without}")
