@@ -12,6 +12,7 @@ import click
 
 from services.dispatcher import render
 from services.dispatcher.refs import parse_ref
+from workers.gpu.classifier.request import IMAGE, IMAGE_SEG  # names only: no torch
 
 WAIT_POLL_S = 0.2
 
@@ -223,7 +224,6 @@ def _classifier_specs(
     `seg_run` None: the run's own folds (a pipeline)."""
     from services.dispatcher.submit import JobSpec
     from shared.tasknames import CLASSIFY_CHANNEL, CLASSIFY_TRAIN
-    from workers.gpu.classifier.request import IMAGE_SEG
 
     specs = []
     if IMAGE_SEG in modes:
@@ -241,7 +241,7 @@ def _pipeline_specs(params: dict[str, Any]) -> list[Any]:
 
     from services.dispatcher.submit import JobSpec
     from shared.tasknames import NNUNET_PREPROCESS
-    from workers.gpu.classifier.request import IMAGE, IMAGE_SEG, ClassifyRequest
+    from workers.gpu.classifier.request import ClassifyRequest
     from workers.nnunet import FOLDS
 
     # The ingest's plan job adds its convert (stage 1) and assemble (stage 2) jobs itself.
@@ -380,17 +380,17 @@ def _segmentation_run(ref: str | None, dataset_id: int) -> tuple[int, list[int]]
 def _classify_modes(requested: str, compare: bool, segmentation: tuple[int, list[int]] | None) -> list[str]:
     from workers.nnunet import FOLDS
 
-    if compare or requested == "image+seg":
+    if compare or requested == IMAGE_SEG:
         if segmentation is None:
             raise click.BadParameter(
                 "image+seg needs a trained nnU-Net run on this dataset: run `dispatch train` first, name one with "
                 "--seg-run, or use --input image"
             )
-        return ["image", "image+seg"] if compare else ["image+seg"]
-    if requested == "image":
-        return ["image"]
+        return [IMAGE, IMAGE_SEG] if compare else [IMAGE_SEG]
+    if requested == IMAGE:
+        return [IMAGE]
     # auto: the segmentation feeds the classifier once every fold can give out-of-fold maps
-    return ["image+seg"] if segmentation and len(segmentation[1]) == FOLDS else ["image"]
+    return [IMAGE_SEG] if segmentation and len(segmentation[1]) == FOLDS else [IMAGE]
 
 
 @main.command()
@@ -398,7 +398,7 @@ def _classify_modes(requested: str, compare: bool, segmentation: tuple[int, list
 @click.option(
     "--input",
     "requested_input",
-    type=click.Choice(["auto", "image", "image+seg"]),
+    type=click.Choice(["auto", IMAGE, IMAGE_SEG]),
     default="auto",
     show_default=True,
     help="The radiograph alone, or with nnU-Net's fracture probability map as a second channel "
@@ -444,7 +444,7 @@ def classify(
         params["weights"] = str(weights.resolve())
     segmentation = _segmentation_run(seg_run, params["dataset_id"])
     modes = _classify_modes(requested_input, compare, segmentation)
-    if "image+seg" in modes:
+    if IMAGE_SEG in modes:
         assert segmentation is not None
         params["seg_run"] = segmentation[0]
     specs = _classifier_specs(modes, 0, {}, params.get("seg_run"))
@@ -512,7 +512,7 @@ def predict(paths: tuple[Path, ...], out: Path | None, classifier_ref: str | Non
     files = _radiograph_files(paths)
     classifier = _classifier_checkpoint(classifier_ref)
     params = classifier["run"]["params"]
-    seg_run = classifier["seg_run"] if classifier["input"] == "image+seg" else None
+    seg_run = classifier["seg_run"] if classifier["input"] == IMAGE_SEG else None
     segmentation = _segmentation_run(f"r{seg_run}" if seg_run else None, int(params["dataset_id"]))
     if segmentation is None:
         raise click.ClickException(
