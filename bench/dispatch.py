@@ -24,6 +24,7 @@ from bench.ingest import free_port
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[1]
 DATASET = 950
+SETTLE_S = 5  # after `up` returns, workers and Flower finish starting; a user's `dispatch train` comes later
 
 
 def fake_preprocessed(data_root: Path) -> None:
@@ -53,6 +54,7 @@ def main(seconds: float, workers: int) -> None:
     stack = [sys.executable, "-m", "services.local.stack"]
     subprocess.run([*stack, "up"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
     try:
+        time.sleep(SETTLE_S)
         started = time.time()
         submitted = subprocess.run(
             [str(BIN / "dispatch"), "train", "--dataset-id", str(DATASET), "--folds", "0-4", "--json"],

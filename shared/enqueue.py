@@ -1,19 +1,18 @@
-"""Send a job's Celery message and remember its task id in the job row."""
+"""Send a job's Celery message, under the task id its job row already holds."""
 
 from __future__ import annotations
 
-from shared.jobs import JobRef, set_task_id
+from shared.jobs import JobRef
 
 
-def send(job: JobRef) -> str:
+def send(job: JobRef) -> None:
     from shared.celery_app import app  # Celery is imported only by those who send.
 
     # Users read the job table, not Celery results: the sender never subscribes to a result.
-    result = app.send_task(
+    app.send_task(
         job.task_name,
         kwargs={"job_id": job.job_id, "attempt": job.attempt},
         queue=job.queue,
+        task_id=job.task_id,
         ignore_result=True,
     )
-    set_task_id(job.job_id, job.attempt, result.id)
-    return result.id

@@ -5,6 +5,7 @@ a cancel racing a finish, or a late worker after the reaper re-queued its job ca
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,12 +27,19 @@ class NotFound(LookupError):
 
 @dataclass(frozen=True)
 class JobRef:
-    """What a Celery message carries: which job, and which attempt of it."""
+    """What a Celery message carries: which job, and which attempt of it; and the message's task id."""
 
     job_id: int
     attempt: int
     task_name: str
     queue: str
+    task_id: str
+
+
+def new_task_id() -> str:
+    """The Celery task id of an attempt, written with the attempt (in the same transaction) before its
+    message is sent: a cancel can always revoke it, and sending costs no further write."""
+    return str(uuid.uuid4())
 
 
 def create_run(session: Session, kind: str, params: dict[str, Any]) -> Run:
@@ -61,6 +69,7 @@ def add_job(
         params=params or {},
         state=state,
         attempt=1,
+        celery_task_id=new_task_id(),
         metrics={},
         artifacts={},
         progress_step=0,
@@ -71,7 +80,7 @@ def add_job(
 
 
 def ref(job: Job) -> JobRef:
-    return JobRef(job.id, job.attempt, job.task_name, job.queue)
+    return JobRef(job.id, job.attempt, job.task_name, job.queue, job.celery_task_id)
 
 
 def _guarded(session: Session, job_id: int, attempt: int, states: tuple[State, ...], /, **values: Any) -> bool:
@@ -243,7 +252,7 @@ def release_waiting(run_id: int) -> list[JobRef]:
                 .values(state=State.QUEUED)
             )
             if result.rowcount == 1:
-                released.append(JobRef(job.id, job.attempt, job.task_name, job.queue))
+                released.append(ref(job))
     return released
 
 
@@ -253,11 +262,6 @@ def run_state(run_id: int) -> str:
         if state is None:
             raise NotFound(f"run {run_id}")
         return state
-
-
-def set_task_id(job_id: int, attempt: int, task_id: str) -> None:
-    with session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id, Job.attempt == attempt).values(celery_task_id=task_id))
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,7 @@ def retry(job_id: int) -> JobRef:
             raise NotFound(f"job j{job_id}")
         if job.state not in (State.FAILED, State.CANCELLED):
             raise ValueError(f"job j{job_id} is {job.state}; only a failed or cancelled job can be retried")
-        attempt, run_id, stage = job.attempt, job.run_id, job.stage
+        attempt, run_id, stage, task_id = job.attempt, job.run_id, job.stage, new_task_id()
         if not _guarded(
             session,
             job_id,
@@ -313,6 +317,7 @@ def retry(job_id: int) -> JobRef:
             (State.FAILED, State.CANCELLED),
             state=State.QUEUED,
             attempt=attempt + 1,
+            celery_task_id=task_id,
             error=None,
             worker=None,
             gpu=None,
@@ -327,7 +332,7 @@ def retry(job_id: int) -> JobRef:
             .values(state=State.WAITING, error=None, finished_at=None)
         )
         session.execute(update(Run).where(Run.id == run_id).values(state=State.RUNNING, error=None, finished_at=None))
-        return JobRef(job_id, attempt + 1, job.task_name, job.queue)
+        return JobRef(job_id, attempt + 1, job.task_name, job.queue, task_id)
 
 
 def reap(now: datetime | None = None) -> list[JobRef]:
@@ -356,7 +361,7 @@ def reap(now: datetime | None = None) -> list[JobRef]:
                 )
                 continue
             # Read before the UPDATE: the session refreshes `job` with the new values.
-            job_id, attempt, worker = job.id, job.attempt, job.worker
+            job_id, attempt, worker, task_id = job.id, job.attempt, job.worker, new_task_id()
             if _guarded(
                 session,
                 job_id,
@@ -364,13 +369,14 @@ def reap(now: datetime | None = None) -> list[JobRef]:
                 (State.RUNNING,),
                 state=State.QUEUED,
                 attempt=attempt + 1,
+                celery_task_id=task_id,
                 worker=None,
                 gpu=None,
                 heartbeat_at=None,
                 progress_message=f"re-queued: worker {worker} stopped beating",
             ):
                 log.warning("job %s lost with worker %s; re-queued as attempt %s", job_id, worker, attempt + 1)
-                requeued.append(JobRef(job_id, attempt + 1, job.task_name, job.queue))
+                requeued.append(JobRef(job_id, attempt + 1, job.task_name, job.queue, task_id))
     for job_id, attempt, message in exhausted:
         fail(job_id, attempt, message)
     return requeued

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -659,5 +661,25 @@ def workers(as_json: bool) -> None:
         raise SystemExit(1)
 
 
+def run() -> None:
+    """The `dispatch` executable: `main`, then an exit that skips the interpreter's teardown.
+
+    Freeing SQLAlchemy's and Celery's modules at exit took about 0.2 s, a quarter of `dispatch train`; by
+    then rows are committed and messages sent, so output and logs are flushed and the process ends.
+    """
+    code: int | str | None = 0
+    try:
+        main()
+    except SystemExit as done:
+        code = done.code
+    if isinstance(code, str):
+        click.echo(code, err=True)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    main()
+    run()

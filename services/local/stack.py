@@ -108,7 +108,11 @@ def up(settings: Settings) -> None:
     # The job table is migrated before any worker starts.
     upgrade_to_head(settings.db_url)
     env = {**os.environ, **shared_environment(settings)}
-    subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)], check=True, env=env)
+    started = subprocess.run([sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)], env=env)
+    if started.returncode != 0:
+        raise click.ClickException(
+            f"supervisord did not start (its message is above; its log is {_paths(settings)['logs']}/supervisord.log)"
+        )
     _wait_for_broker(settings)
     claim_data_root(settings)
     workers = _wait_for_workers(settings, sum(1 for p in stack if "worker" in p.name))
@@ -144,12 +148,22 @@ def down(settings: Settings) -> None:
     if not is_up(settings):
         click.echo("the local stack is not running")
         return
+    pid = int(_supervisorctl(settings, "pid").stdout)
     _supervisorctl(settings, "shutdown")
-    pid_file = _paths(settings)["pid"]
+    # Until the process is gone, not just its pid file: its socket is released last, and a `make up`
+    # right after would find it taken.
     deadline = time.monotonic() + 60
-    while pid_file.exists() and time.monotonic() < deadline:
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     click.echo("local stack stopped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def status(settings: Settings) -> int:

@@ -98,7 +98,7 @@ def test_a_second_delivery_of_one_message_runs_once(system: Stack, release: Call
     params = ingest_params(release(), 102)
     run_id = submit("ingest", params, [JobSpec("plan", "plan ingest", INGEST_PLAN)])
     plan_job = get_run(run_id)["jobs"][0]
-    send(jobs.JobRef(plan_job["id"], 1, INGEST_PLAN, "cpu"))  # the duplicate
+    send(jobs.JobRef(plan_job["id"], 1, INGEST_PLAN, "cpu", plan_job["celery_task_id"]))  # the duplicate
     run = wait_for(lambda: (r := get_run(run_id))["state"] in ("succeeded", "failed") and r, what="the run")
     assert run["state"] == "succeeded", run["error"]
     assert sum(1 for job in run["jobs"] if job["kind"] == "plan") == 1
@@ -145,10 +145,10 @@ def test_cancel_marks_the_run_and_its_queued_message_is_dropped(system: Stack, r
         run_id = run.id
     result = system.dispatch("cancel", f"r{run_id}")
     assert result.returncode == 0 and "1 open job(s) cancelled" in result.stdout
-    send(ref)
+    send(ref)  # a message still on its way when the cancel came: its task id was revoked with the job
     wait_for(
-        lambda: f"dropped a delivery of job {ref.job_id} attempt 1" in system.log("cpu-worker"),
-        what="the worker to drop the cancelled job's message",
+        lambda: f"Discarding revoked task: {INGEST_PLAN}[{ref.task_id}]" in system.log("cpu-worker"),
+        what="the worker to discard the cancelled job's message",
     )
     run = get_run(run_id)
     assert run["state"] == "cancelled" and run["jobs"][0]["state"] == "cancelled"

@@ -9,7 +9,7 @@ import pytest
 
 from shared import jobs
 from shared.db.engine import session_scope
-from shared.db.models import Job, State, utcnow
+from shared.db.models import State, utcnow
 from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN
 from shared.views import get_job, get_run
@@ -117,8 +117,10 @@ def test_retry_requeues_a_failed_job_and_reopens_its_run(db: str) -> None:
     jobs.claim(fold, 1, "w@h", None)
     jobs.fail(fold, 1, "CUDA out of memory")
     assert get_job(evaluate)["state"] == "cancelled"
+    first_task_id = get_job(fold)["celery_task_id"]
     again = jobs.retry(fold)
     assert again.attempt == 2
+    assert again.task_id == get_job(fold)["celery_task_id"] != first_task_id, "each attempt its own message id"
     assert get_run(run_id)["state"] == "running" and get_job(evaluate)["state"] == "waiting"
     with pytest.raises(ValueError, match="only a failed or cancelled job"):
         jobs.retry(fold)
@@ -127,9 +129,10 @@ def test_retry_requeues_a_failed_job_and_reopens_its_run(db: str) -> None:
 def test_cancel_stops_beats_and_drops_late_results(db: str) -> None:
     run_id, (plan, chunk) = new_run(children=1)
     jobs.claim(plan, 1, "w@h", None)
-    with session_scope() as session:
-        session.get(Job, plan).celery_task_id = "task-1"
-    assert jobs.cancel(run_id=run_id) == jobs.Cancelled(jobs=2, task_ids=["task-1"])
+    task_ids = sorted(get_job(job)["celery_task_id"] for job in (plan, chunk))
+    assert all(task_ids), "a job's task id is written with the job, before its message is sent"
+    cancelled = jobs.cancel(run_id=run_id)
+    assert (cancelled.jobs, sorted(cancelled.task_ids)) == (2, task_ids)
     assert not jobs.beat(plan, 1)
     assert not jobs.progress(plan, 1, 1, 2)
     assert not jobs.succeed(plan, 1)
@@ -142,9 +145,11 @@ def test_reaper_requeues_a_lost_job_as_the_next_attempt(db: str) -> None:
     jobs.claim(plan, 1, "dead@h", "0")
     assert jobs.reap() == [], "a fresh heartbeat is within the lease"
     later = utcnow() + timedelta(minutes=10)
+    lost_task_id = get_job(plan)["celery_task_id"]
     (requeued,) = jobs.reap(now=later)
     assert (requeued.job_id, requeued.attempt) == (plan, 2)
     job = get_job(plan)
+    assert requeued.task_id == job["celery_task_id"] != lost_task_id
     assert job["state"] == "queued" and job["attempt"] == 2 and job["worker"] is None
     assert not jobs.beat(plan, 1), "the lost attempt's worker, if it wakes up, is told to stop"
     assert not jobs.claim(plan, 1, "dead@h", None), "a redelivered message of attempt 1 is dropped"

@@ -90,11 +90,11 @@ def test_rasterisation_agrees_with_pycocotools_on_an_unscaled_polygon() -> None:
     assert np.array_equal(rasterize([polygon], 80, 80), expected)
 
 
-def test_dropping_high_frequency_scans_changes_no_pixel(mini: Path) -> None:
+def test_decoding_only_the_dc_scans_changes_no_pixel(mini: Path) -> None:
     """The ingest's shortcut for large progressive JPEGs gives exactly the full file's 1/8-scale picture."""
     import io
 
-    from workers.cpu.jpeg_scans import low_frequency_scans
+    from workers.cpu.jpeg_scans import dc_scans
 
     checked = 0
     for path in sorted((mini / "images").rglob("*.jpg")):
@@ -102,7 +102,7 @@ def test_dropping_high_frequency_scans_changes_no_pixel(mini: Path) -> None:
             if not probe.info.get("progressive") or min(probe.size) < 8 * SIZE:
                 continue
         data = path.read_bytes()
-        reduced = low_frequency_scans(data)
+        reduced = dc_scans(data)
         if reduced is None:  # truncated: decoded the ordinary way
             continue
         assert len(reduced) < len(data) / 3

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from workers.cpu.jpeg_scans import dc_scans
 from workers.cpu.masks import fracture_mask, rasterize
 from workers.cpu.pictures import load_picture
 from workers.cpu.release import COCO_RELATIVE, read_release
@@ -84,6 +87,45 @@ def test_pictures_are_upright_gray_and_truncation_is_a_warning(release: Callable
     assert picture.oriented_size == ImageOps.exif_transpose(Image.open(rotated)).size
     truncated = load_picture(sorted((root / "images" / "Non_fractured").iterdir())[0], 64)
     assert truncated.warning and "truncated" in truncated.warning
+
+
+@pytest.mark.parametrize(
+    ("size", "channels", "options"),
+    [
+        ((2001, 1999), 1, {}),  # sides that are not a multiple of 8
+        ((2304, 2880), 1, {"restart_marker_blocks": 7}),
+        ((2304, 1800), 3, {"subsampling": 2}),  # colour, 4:2:0
+        ((1850, 1850), 3, {"subsampling": 0, "restart_marker_rows": 1}),
+    ],
+)
+def test_dc_scans_give_the_full_files_one_eighth_scale_picture(
+    size: tuple[int, int], channels: int, options: dict
+) -> None:
+    rng = np.random.default_rng(sum(size))
+    coarse = rng.integers(0, 256, (size[1] // 16 + 1, size[0] // 16 + 1, channels), dtype=np.uint8)
+    picture = Image.fromarray(coarse.squeeze(axis=2) if channels == 1 else coarse).resize(
+        size, Image.Resampling.BICUBIC
+    )
+    encoded = io.BytesIO()
+    picture.save(encoded, "JPEG", progressive=True, quality=90, **options)
+    data = encoded.getvalue()
+    reduced = dc_scans(data)
+    assert reduced is not None and len(reduced) < len(data) / 3
+    full, fast = Image.open(io.BytesIO(data)), Image.open(io.BytesIO(reduced))
+    for image in (full, fast):
+        image.draft("L", (224, 224))
+    assert fast.size == full.size == (math.ceil(size[0] / 8), math.ceil(size[1] / 8))
+    assert np.array_equal(np.asarray(fast), np.asarray(full))
+
+
+def test_dc_scans_leave_other_files_alone() -> None:
+    encoded = io.BytesIO()
+    Image.new("L", (64, 64)).save(encoded, "JPEG")  # baseline, not progressive
+    assert dc_scans(encoded.getvalue()) is None
+    encoded = io.BytesIO()
+    Image.new("L", (64, 64)).save(encoded, "JPEG", progressive=True)
+    assert dc_scans(encoded.getvalue()[:-200]) is None, "truncated inside a scan"
+    assert dc_scans(b"not a jpeg") is None
 
 
 def test_undecodable_file_is_named(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """FracAtlas release -> nnU-Net v2 raw dataset + classification cache, in three steps that workers share:
 
-plan      read and check the release, split it, write plan.json into a staging folder
+plan      read and check the release, split it, write plan.json and each chunk's items into a staging folder
 convert   decode one chunk of pictures, write its NIfTI cases and its slice of the classification cache
 assemble  write dataset.json, the manifest and the cache, then rename both into place
 
@@ -58,9 +58,9 @@ class IngestRequest:
         return f"Dataset{self.dataset_id:03d}_FracAtlas"
 
 
-def _write_json(path: Path, content: Any) -> None:
+def _write_json(path: Path, content: Any, indent: int | None = 1) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(content, indent=1))
+    tmp.write_text(json.dumps(content, indent=indent))
     os.replace(tmp, path)
 
 
@@ -85,7 +85,7 @@ def plan(request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int)
     items = [
         {
             "file_name": image.file_name,
-            "path": str(image.path.resolve()),
+            "path": str(image.path),
             "case_id": image.case_id,
             "fractured": image.fractured,
             "region": image.region,
@@ -108,9 +108,10 @@ def plan(request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int)
     # At least MIN_CHUNKS chunks, so that a small release still spreads over the workers.
     chunk_size = max(1, min(chunk_size, math.ceil(len(items) / MIN_CHUNKS)))
     chunks = [[start, min(start + chunk_size, len(items))] for start in range(0, len(items), chunk_size)]
-    _write_json(
-        staging / PLAN_FILE, {"request": asdict(request), "items": items, "chunks": chunks, "warnings": warnings}
-    )
+    # Each convert job reads only its own items; unindented, as json's fast encoder needs.
+    for start, stop in chunks:
+        _write_json(_items_file(staging, start), items[start:stop], indent=None)
+    _write_json(staging / PLAN_FILE, {"request": asdict(request), "chunks": chunks, "warnings": warnings})
     n_test = sum(1 for value in split.values() if value == TEST)
     return {
         "images": len(items),
@@ -126,11 +127,18 @@ def read_plan(staging: Path) -> dict[str, Any]:
     return json.loads((staging / PLAN_FILE).read_text())
 
 
+def _items_file(staging: Path, start: int) -> Path:
+    return staging / f"items_{start:06d}.json"
+
+
+def _read_items(staging: Path, start: int) -> list[dict[str, Any]]:
+    return json.loads(_items_file(staging, start).read_text())
+
+
 def convert_chunk(staging: Path, start: int, stop: int, progress: Progress) -> dict[str, Any]:
     """Decode items [start, stop) of the plan; write their cases and their classification slice."""
-    content = read_plan(staging)
-    request = IngestRequest(**content["request"])
-    items = content["items"][start:stop]
+    request = IngestRequest(**read_plan(staging)["request"])
+    items = _read_items(staging, start)
     size = request.size
     pixels = np.empty((len(items), size, size), np.uint8)
     records = []
@@ -194,7 +202,7 @@ def assemble(
     """
     content = read_plan(staging)
     request = IngestRequest(**content["request"])
-    items = content["items"]
+    items = [item for start, _stop in content["chunks"] for item in _read_items(staging, start)]
     records = []
     for start, _stop in content["chunks"]:
         records.extend(json.loads((staging / CLASSIFICATION / f"chunk_{start:06d}.json").read_text()))

@@ -1,18 +1,19 @@
 """2D cases as NIfTI the way nnU-Net reads them: a (x, y, 1) volume with unit spacing, gzip-compressed.
 
 Thousands of small cases are written per ingest, so the header is built once per shape and type (by
-nibabel) and each file is one gzip-compressed write.
+nibabel) and each file is one gzip-compressed write, through ISA-L's gzip (a standard stream, about five
+times faster than zlib's at this size).
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from isal import igzip
 
 AFFINE = np.eye(4)
 GZIP_LEVEL = 1
@@ -37,7 +38,7 @@ def write_case(path: Path, pixels: np.ndarray) -> None:
     # NIfTI stores x fastest: a C-ordered (rows, columns) array is already in that order.
     body = _header(columns, rows, pixels.dtype.str) + np.ascontiguousarray(pixels).tobytes()
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
+    tmp.write_bytes(igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
     os.replace(tmp, path)
 
 

@@ -1,7 +1,7 @@
 """Decode a radiograph to a square grayscale array, fast and with its quirks handled.
 
-JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale straight to grayscale; at 1/8 a progressive
-JPEG's high-frequency scans are dropped before decoding (jpeg_scans.py). EXIF orientation is applied
+JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale straight to grayscale; at 1/8 only a progressive
+JPEG's DC scans are decoded (jpeg_scans.py). EXIF orientation is applied
 after the draft, so sizes are compared as COCO saw them.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from workers.cpu.jpeg_scans import low_frequency_scans
+from workers.cpu.jpeg_scans import dc_scans
 from workers.errors import InputError
 
 EXIF_ORIENTATION = 0x0112
@@ -30,29 +30,24 @@ class Picture:
     warning: str | None
 
 
-def _truncated(path: Path) -> bool:
-    if path.suffix.lower() not in (".jpg", ".jpeg"):
-        return False
-    with path.open("rb") as handle:
-        handle.seek(-2, 2)
-        return handle.read(2) != JPEG_END
-
-
 def load_picture(path: Path, size: int) -> Picture:
     """Read `path` as a `size` x `size` grayscale picture, upright as its EXIF tag says."""
-    truncated = _truncated(path)
+    try:
+        data = path.read_bytes()  # one read: opening files is a large share of a small picture's cost
+    except OSError as error:
+        raise InputError(f"{path} cannot be read ({error}); check the file and its permissions") from error
+    truncated = path.suffix.lower() in (".jpg", ".jpeg") and not data.endswith(JPEG_END)
     warning = "truncated JPEG (no end-of-image marker): decoded what the file holds" if truncated else None
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-            progressive = bool(image.info.get("progressive"))
-        oriented = (height, width) if orientation in SWAPS_AXES else (width, height)
-        source: Path | io.BytesIO = path
-        if progressive and not truncated and min(width, height) >= ONE_EIGHTH * size:
-            reduced = low_frequency_scans(path.read_bytes())
-            source = io.BytesIO(reduced) if reduced else path
-        with Image.open(source) as image:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        oriented = (height, width) if image.getexif().get(EXIF_ORIENTATION, 1) in SWAPS_AXES else (width, height)
+        if image.info.get("progressive") and not truncated and min(width, height) >= ONE_EIGHTH * size:
+            reduced = dc_scans(data)
+            if reduced:
+                image.close()
+                image = Image.open(io.BytesIO(reduced))
+        with image:
             image.draft("L", (size, size))
             image = _decode(image, tolerate_truncation=truncated)
             upright = ImageOps.exif_transpose(image).convert("L")
