@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,18 @@ BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[1]
 DATASET = 950
 SETTLE_S = 5  # after `up` returns, workers and Flower finish starting; a user's `dispatch train` comes later
+# What `dispatch train` cannot go below: a bare interpreter importing the libraries it sends and records with.
+LIBRARIES = "import click, pydantic_settings, sqlalchemy.orm, celery, kombu.transport.redis"
+
+
+def import_floor(env: dict[str, str]) -> float:
+    """The median of three bare interpreters importing LIBRARIES, on this machine, now."""
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", LIBRARIES], env=env, check=True, cwd=PROJECT)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def fake_preprocessed(data_root: Path) -> None:
@@ -55,6 +68,7 @@ def main(seconds: float, workers: int) -> None:
     subprocess.run([*stack, "up"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
     try:
         time.sleep(SETTLE_S)
+        floor = import_floor(env)
         started = time.time()
         submitted = subprocess.run(
             [str(BIN / "dispatch"), "train", "--dataset-id", str(DATASET), "--folds", "0-4", "--json"],
@@ -85,6 +99,7 @@ def main(seconds: float, workers: int) -> None:
         subprocess.run([str(BIN / "dispatch"), "cancel", run["ref"]], env=env, capture_output=True, cwd=PROJECT)
         click.echo(f"5 folds of T = {seconds:.1f} s on {workers} gpu-queue workers ({os.cpu_count()} cores)")
         click.echo(f"  dispatch train returned in        {returned:6.2f} s   (target < 1 s)")
+        click.echo(f"    its libraries' imports alone    {floor:6.2f} s   (a bare interpreter, median of 3)")
         click.echo(f"  first fold started after          {min(starts) - started:6.2f} s")
         click.echo(f"  all folds done after              {total:6.2f} s   (ideal T = {seconds:.1f} s, target T + 2 s)")
         click.echo(
