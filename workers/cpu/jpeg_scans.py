@@ -104,6 +104,8 @@ def _frame(body: bytes) -> Frame | None:
     if len(body) < 6 or len(body) < 6 + 3 * body[5]:
         return None
     height, width, count = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big"), body[5]
+    if not height or not width:  # the height comes later in a DNL segment: rare, left to the decoder
+        return None
     components = tuple(Component(body[6 + 3 * i], body[7 + 3 * i] >> 4, body[7 + 3 * i] & 0x0F) for i in range(count))
     return Frame(width, height, components)
 

@@ -4,6 +4,8 @@ nnU-Net's own trainers have fixed lengths; this one reads its length and checkpo
 environment, which the fold task sets from `dispatch train --epochs N`:
   NNUNET_JOBS_EPOCHS (1000), NNUNET_JOBS_ITERATIONS (250), NNUNET_JOBS_VAL_ITERATIONS (iterations / 5),
   NNUNET_JOBS_SAVE_EVERY (5: a lost worker costs at most five epochs, not nnU-Net's fifty).
+Checkpoints are written under a temporary name and renamed into place: a worker killed while one is being
+written leaves the previous one whole, and the fold resumes from it (`--c`) instead of failing to load it.
 """
 
 import os
@@ -30,3 +32,9 @@ class nnUNetTrainerJobs(nnUNetTrainer):  # noqa: N801 - nnU-Net finds trainers b
         default_val = max(1, self.num_iterations_per_epoch // 5)
         self.num_val_iterations_per_epoch = int(os.environ.get("NNUNET_JOBS_VAL_ITERATIONS", default_val))
         self.save_every = int(os.environ.get("NNUNET_JOBS_SAVE_EVERY", "5"))
+
+    def save_checkpoint(self, filename: str) -> None:
+        partial = f"{filename}.partial"
+        super().save_checkpoint(partial)
+        if os.path.exists(partial):  # not written on other ranks or with checkpointing disabled
+            os.replace(partial, filename)
