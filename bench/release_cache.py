@@ -13,8 +13,8 @@ def ingest_in_process(source: Path, data_root: Path, dataset_id: int = 921, size
     staging = data_root / "staging" / "in-process"
     request = IngestRequest(str(source), dataset_id, size)
     metrics = plan(request, staging, data_root / "nnUNet_raw", chunk_size=100_000)
-    for start, stop in metrics["chunks"]:
-        convert_chunk(staging, start, stop, lambda *_: None)
+    for start, _stop in metrics["chunks"]:
+        convert_chunk(staging, start, lambda *_: None)
     assemble(staging, data_root / "nnUNet_raw", data_root / "classification")
     shutil.rmtree(data_root / "staging", ignore_errors=True)
     return data_root / "classification" / request.dataset_name

@@ -135,8 +135,8 @@ def _read_items(staging: Path, start: int) -> list[dict[str, Any]]:
     return json.loads(_items_file(staging, start).read_text())
 
 
-def convert_chunk(staging: Path, start: int, stop: int, progress: Progress) -> dict[str, Any]:
-    """Decode items [start, stop) of the plan; write their cases and their classification slice."""
+def convert_chunk(staging: Path, start: int, progress: Progress) -> dict[str, Any]:
+    """Decode the plan's chunk that starts at item `start`; write its cases and its classification slice."""
     request = IngestRequest(**read_plan(staging)["request"])
     items = _read_items(staging, start)
     size = request.size
@@ -202,9 +202,9 @@ def assemble(
     """
     content = read_plan(staging)
     request = IngestRequest(**content["request"])
-    items = [item for start, _stop in content["chunks"] for item in _read_items(staging, start)]
-    records = []
+    items, records = [], []
     for start, _stop in content["chunks"]:
+        items.extend(_read_items(staging, start))
         records.extend(json.loads((staging / CLASSIFICATION / f"chunk_{start:06d}.json").read_text()))
     dataset = staging / request.dataset_name
     cases = [item for item in items if item["split"] is not None]

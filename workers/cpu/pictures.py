@@ -1,8 +1,8 @@
 """Decode a radiograph to a square grayscale array, fast and with its quirks handled.
 
-JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale straight to grayscale; at 1/8 only a progressive
-JPEG's DC scans are decoded (jpeg_scans.py). EXIF orientation is applied
-after the draft, so sizes are compared as COCO saw them.
+JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale straight to grayscale; at 1/8 only a
+progressive JPEG's DC scans are decoded (jpeg_scans.py). EXIF orientation is applied after the draft, so
+sizes are compared as COCO saw them.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def ingest_plan(ctx: JobContext) -> Outcome:
 @job_task(INGEST_CONVERT, cleanup=discard_staging)
 def ingest_convert(ctx: JobContext) -> Outcome:
     """Decode one chunk of pictures into nnU-Net cases and a slice of the classification cache."""
-    metrics = convert_chunk(staging_for(ctx.run_id), ctx.params["start"], ctx.params["stop"], ctx.progress)
+    metrics = convert_chunk(staging_for(ctx.run_id), ctx.params["start"], ctx.progress)
     return Outcome(metrics=metrics)
 
 
