@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test lint demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-classify gpu-kit gpu-check compose-tools compose-check wheelhouse clean
+.PHONY: help install test lint demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-fold bench-classify gpu-kit gpu-check compose-tools compose-check wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
@@ -17,6 +17,10 @@ help:
 	@echo "make up | down | status | logs    the stack (local supervisord mode without a Docker engine)"
 	@echo "make bench     benchmarks (bench-ingest SOURCE=path)"
 
+# make bench-fold: the length of each run, and how many job-system runs (each between two plain ones)
+FOLD_EPOCHS ?= 6
+FOLD_ITERATIONS ?= 30
+FOLD_ROUNDS ?= 2
 WHEELHOUSE ?=
 WHEEL_PYTHON ?= 3.11
 WHEEL_PLATFORM ?= x86_64
@@ -75,13 +79,16 @@ compose-check: install compose-tools
 demo: up
 	$(VENV)/bin/dispatch demo --wait
 
-bench: bench-ingest bench-dispatch bench-classify
+bench: bench-ingest bench-dispatch bench-fold bench-classify
 
 bench-ingest: install
 	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
 
 bench-dispatch: install
 	$(PY) -m bench.dispatch
+
+bench-fold: install
+	$(PY) -m bench.fold_overhead --epochs $(FOLD_EPOCHS) --iterations $(FOLD_ITERATIONS) --rounds $(FOLD_ROUNDS)
 
 bench-classify: install
 	$(PY) -m bench.classify --source "$(SOURCE)"

@@ -20,10 +20,8 @@ from pathlib import Path
 
 import click
 
-from bench.ingest import free_port
+from bench.stack import PROJECT, dispatch_json, own_stack
 
-BIN = Path(sys.executable).parent
-PROJECT = Path(__file__).resolve().parents[1]
 DATASET = 950
 SETTLE_S = 5  # after `up` returns, workers and Flower finish starting; a user's `dispatch train` comes later
 # What `dispatch train` cannot go below: a bare interpreter importing the libraries it sends and records with.
@@ -52,64 +50,40 @@ def fake_preprocessed(data_root: Path) -> None:
 @click.option("--workers", default=5, show_default=True)
 def main(seconds: float, workers: int) -> None:
     data_root = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    env = {
-        **os.environ,
-        "DATA_ROOT": str(data_root),
-        "BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "FLOWER_PORT": str(free_port()),
-        "FLOWER_BASIC_AUTH": "bench:bench",
+    fake_preprocessed(data_root)
+    settings = {
         "GPU_WORKERS": str(workers),
         "NNUNET_TRAIN_COMMAND": str(PROJECT / "bench" / "sleep_train.py"),
         "SLEEP_FOLD_SECONDS": str(seconds),
     }
-    env.pop("DATABASE_URL", None)
-    fake_preprocessed(data_root)
-    stack = [sys.executable, "-m", "services.local.stack"]
-    subprocess.run([*stack, "up"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
     try:
-        time.sleep(SETTLE_S)
-        floor = import_floor(env)
-        started = time.time()
-        submitted = subprocess.run(
-            [str(BIN / "dispatch"), "train", "--dataset-id", str(DATASET), "--folds", "0-4", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=PROJECT,
-            check=True,
-        )
-        returned = time.time() - started
-        run = json.loads(submitted.stdout)
-        while True:
-            shown = subprocess.run(
-                [str(BIN / "dispatch"), "show", run["ref"], "--json"],
-                env=env,
-                capture_output=True,
-                text=True,
-                cwd=PROJECT,
-                check=True,
-            )
-            folds = [job for job in json.loads(shown.stdout)["jobs"] if job["kind"] == "fold"]
-            if all(job["state"] in ("succeeded", "failed", "cancelled") for job in folds):
-                break
-            time.sleep(0.2)
-        ends = [datetime.fromisoformat(job["finished_at"]).timestamp() for job in folds]
-        starts = [datetime.fromisoformat(job["started_at"]).timestamp() for job in folds]
-        total = max(ends) - started
-        subprocess.run([str(BIN / "dispatch"), "cancel", run["ref"]], env=env, capture_output=True, cwd=PROJECT)
-        click.echo(f"5 folds of T = {seconds:.1f} s on {workers} gpu-queue workers ({os.cpu_count()} cores)")
-        click.echo(f"  dispatch train returned in        {returned:6.2f} s   (target < 1 s)")
-        click.echo(f"    its libraries' imports alone    {floor:6.2f} s   (a bare interpreter, median of 3)")
-        click.echo(f"  first fold started after          {min(starts) - started:6.2f} s")
-        click.echo(f"  all folds done after              {total:6.2f} s   (ideal T = {seconds:.1f} s, target T + 2 s)")
-        click.echo(
-            f"  overhead over T                   {total - seconds:6.2f} s   "
-            f"(states: {sorted({job['state'] for job in folds})}, workers: "
-            f"{len({job['worker'] for job in folds})})"
-        )
+        with own_stack(data_root, **settings) as env:
+            time.sleep(SETTLE_S)
+            floor = import_floor(env)
+            started = time.time()
+            run = dispatch_json(env, "train", "--dataset-id", str(DATASET), "--folds", "0-4")
+            returned = time.time() - started
+            while True:
+                folds = [job for job in dispatch_json(env, "show", run["ref"])["jobs"] if job["kind"] == "fold"]
+                if all(job["state"] in ("succeeded", "failed", "cancelled") for job in folds):
+                    break
+                time.sleep(0.2)
+            dispatch_json(env, "cancel", run["ref"])  # the evaluation job: nothing to evaluate
     finally:
-        subprocess.run([*stack, "down"], env=env, cwd=PROJECT, stdout=subprocess.DEVNULL)
         shutil.rmtree(data_root, ignore_errors=True)
+    ends = [datetime.fromisoformat(job["finished_at"]).timestamp() for job in folds]
+    starts = [datetime.fromisoformat(job["started_at"]).timestamp() for job in folds]
+    total = max(ends) - started
+    click.echo(f"5 folds of T = {seconds:.1f} s on {workers} gpu-queue workers ({os.cpu_count()} cores)")
+    click.echo(f"  dispatch train returned in        {returned:6.2f} s   (target < 1 s)")
+    click.echo(f"    its libraries' imports alone    {floor:6.2f} s   (a bare interpreter, median of 3)")
+    click.echo(f"  first fold started after          {min(starts) - started:6.2f} s")
+    click.echo(f"  all folds done after              {total:6.2f} s   (ideal T = {seconds:.1f} s, target T + 2 s)")
+    click.echo(
+        f"  overhead over T                   {total - seconds:6.2f} s   "
+        f"(states: {sorted({job['state'] for job in folds})}, workers: "
+        f"{len({job['worker'] for job in folds})})"
+    )
 
 
 if __name__ == "__main__":

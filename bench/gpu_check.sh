@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh: the GPU check, under 8 minutes on an H100-class card; prints one table.
 #  nnU-Net   fold 0 of the mini set through the job system and with plain nnUNetv2_train (run before and
-#            after it): seconds per epoch both ways (target: the job system adds at most 5%), peak GPU
-#            memory, validation Dice.
+#            after it; bench/fold_overhead.py): seconds per epoch both ways (target: the job system adds at
+#            most 5%), peak GPU memory, validation Dice, and what differs between the two training processes.
 #  ResNet18  training images/s of the classifier's loop on 4,083 random 224x224 images held on the GPU
 #            (target >= 10,000/s: an epoch of the release in under a second), and the test AUC of
 #            `dispatch classify` after a short training on the mini set.
@@ -68,35 +68,9 @@ fi
 step "preprocess"
 "${DISPATCH[@]}" preprocess --dataset-id $DATASET --wait >/dev/null
 
-# nvidia-smi itself is the sampler (a subshell around it would outlive `kill` and hold the output open).
-sample_memory() {
-  if command -v nvidia-smi >/dev/null; then
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$1" & echo $!
-  else
-    : > "$1"
-  fi
-}
-stop_sampler() { if [ -n "$1" ]; then kill "$1" 2>/dev/null || true; fi; }
-
-plain_fold() {  # $1: before | after
-  step "fold 0 with plain nnUNetv2_train ($1 the job system's)"
-  sampler=$(sample_memory "$WORK/memory-plain-$1.txt")
-  nnUNet_raw="$DATA_ROOT/nnUNet_raw" nnUNet_preprocessed="$DATA_ROOT/nnUNet_preprocessed" \
-    nnUNet_results="$WORK/plain-$1" nnUNet_extTrainer="$PWD/workers/gpu/nnunet_trainers" \
-    NNUNET_JOBS_EPOCHS="$EPOCHS" NNUNET_JOBS_ITERATIONS="$ITERATIONS" NNUNET_JOBS_SAVE_EVERY="$EPOCHS" \
-    .venv/bin/nnUNetv2_train $DATASET 2d 0 -tr nnUNetTrainerJobs -device "$DEVICE" --npz \
-    > "$WORK/plain-$1.log" 2>&1 || true
-  stop_sampler "$sampler"
-}
-
-# Plain runs before and after the job system's, so that warm-up and drift fall on both sides.
-plain_fold before
-step "fold 0 through the job system"
-sampler=$(sample_memory "$WORK/memory-system.txt")
-"${DISPATCH[@]}" train --dataset-id $DATASET --folds 0 --epochs "$EPOCHS" --iterations "$ITERATIONS" \
-  --save-every "$EPOCHS" --wait --json > "$WORK/system.json" || true
-stop_sampler "$sampler"
-plain_fold after
+step "nnU-Net fold 0: plain nnUNetv2_train, through the job system, plain again"
+"$PY" -m bench.fold_overhead --dataset-id $DATASET --epochs "$EPOCHS" --iterations "$ITERATIONS" \
+  > "$WORK/fold.txt" 2>&1 || true
 
 step "ResNet18: throughput on $THROUGHPUT_IMAGES images"
 "$PY" -m bench.classify_throughput --images "$THROUGHPUT_IMAGES" --batch-size 256 --device "$DEVICE" \
@@ -107,7 +81,7 @@ step "ResNet18: dispatch classify on the mini set"
 step "done"
 
 "$PY" - "$WORK" <<'EOF_PY'
-import json, re, statistics, sys
+import json, sys
 from pathlib import Path
 
 work = Path(sys.argv[1])
@@ -120,44 +94,16 @@ def load(name: str) -> dict:
         return {"error": f"{name}: {error}"}
 
 
-def epoch_times(log: Path) -> list[float]:
-    return [float(m) for m in re.findall(r"Epoch time: ([\d.]+) s", log.read_text())] if log.exists() else []
-
-
-def steady(times: list[float]) -> float | None:
-    return statistics.median(times[1:] or times) if times else None  # the first epoch warms up cuDNN
-
-
-def peak(path: Path) -> int:
-    return max((int(v) for v in path.read_text().split() if v.isdigit()), default=0) if path.exists() else 0
-
-
 def number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-run = load("system.json")
-fold = next((job for job in run.get("jobs", []) if job["kind"] == "fold"), {})
-plain_summary = next((work / "plain-before").rglob("fold_0/validation/summary.json"), None)
-system_s = steady(epoch_times(Path(fold.get("artifacts", {}).get("log", "/missing"))))
-plain_runs = [steady(epoch_times(work / f"plain-{when}.log")) for when in ("before", "after")]
-plain_s = statistics.mean(plain_runs) if all(plain_runs) else None
-plain_dice = json.loads(plain_summary.read_text())["foreground_mean"]["Dice"] if plain_summary else None
-overhead = 100 * (system_s / plain_s - 1) if system_s and plain_s else None
 throughput = load("throughput.json")
 classify = load("classify.json")
 classifier = classify.get("metrics", {}).get("classifier image", {})
 test = classifier.get("test", {})
 
 rows = [
-    ("nnU-Net fold 0", "job system", "plain nnUNetv2_train"),
-    ("s per epoch (median, after the first)", number(system_s),
-     f"{number(plain_s)} ({' / '.join(number(v) for v in plain_runs)})"),
-    ("job system overhead per epoch (<= +5%)", f"{number(overhead, 1)}%", ""),
-    ("peak GPU memory (MiB, nvidia-smi)", str(peak(work / "memory-system.txt")),
-     str(peak(work / "memory-plain-before.txt"))),
-    ("validation Dice, fold 0", number(fold.get("metrics", {}).get("validation_dice"), 4), number(plain_dice, 4)),
-    ("", "", ""),
     ("ResNet18", "value", "target"),
     ("training images/s, 224x224, batch 256", number(throughput.get("images_per_s"), 0), ">= 10000"),
     ("one epoch of 4,083 images (s)", number(throughput.get("epoch_s"), 3), "< 1"),
@@ -168,11 +114,12 @@ rows = [
     ("  best epoch, training images/s in the job",
      f"{classifier.get('best_epoch', '-')}, {number(classifier.get('train_images_per_s'), 0)}", ""),
 ]
-print(f"\nnnU-Net run {run.get('ref')} {run.get('state')} {run.get('error') or ''}; classify run "
-      f"{classify.get('ref')} {classify.get('state')} {classify.get('error') or ''}; GPU {throughput.get('device')}")
+print((work / "fold.txt").read_text())
+print(f"classify run {classify.get('ref')} {classify.get('state')} {classify.get('error') or ''}; "
+      f"GPU {throughput.get('device')}")
 for row in rows:
     print(f"{row[0]:52s} {row[1]:>24s} {row[2]:>22s}")
-for name, content in (("throughput", throughput), ("classify", classify), ("system", run)):
+for name, content in (("throughput", throughput), ("classify", classify)):
     if "error" in content and content["error"]:
         print(f"{name}: {content['error']}")
 EOF_PY

@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,12 +18,9 @@ import click
 import numpy as np
 
 from bench.baseline_ingest import baseline_ingest
+from bench.stack import dispatch_json, own_stack
 from workers.cpu.nifti import read_case
 from workers.cpu.release import COCO_RELATIVE
-
-BIN = Path(sys.executable).parent
-PROJECT = Path(__file__).resolve().parents[1]
-
 
 FULL_SIZE_COPIES = {"Fractured": 9, "Non_fractured": 42}
 
@@ -64,43 +58,16 @@ def replicate(source: Path, copies: dict[str, int], target: Path) -> Path:
     return target
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def system_ingest(source: Path, data_root: Path, repeats: int) -> tuple[list[float], dict]:
     """`repeats` ingests of `source` (into dataset ids 921, 922, ...) on one stack: their times and the last run."""
-    env = {
-        **os.environ,
-        "DATA_ROOT": str(data_root),
-        "BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "FLOWER_PORT": str(free_port()),
-        "FLOWER_BASIC_AUTH": "bench:bench",
-        "GPU_WORKERS": "0",
-    }
-    env.pop("DATABASE_URL", None)
-    stack = [sys.executable, "-m", "services.local.stack"]
-    subprocess.run([*stack, "up"], env=env, check=True, cwd=PROJECT, stdout=subprocess.DEVNULL)
     times = []
-    try:
+    with own_stack(data_root, GPU_WORKERS="0") as env:
         for repeat in range(repeats):
             started = time.perf_counter()
-            result = subprocess.run(
-                [str(BIN / "dispatch"), "ingest", "--source", str(source), "--dataset-id", str(921 + repeat)]
-                + ["--wait", "--json"],
-                env=env,
-                capture_output=True,
-                text=True,
-                cwd=PROJECT,
-            )
+            run = dispatch_json(env, "ingest", "--source", str(source), "--dataset-id", str(921 + repeat), "--wait")
             times.append(time.perf_counter() - started)
-            run = json.loads(result.stdout)
             if run["state"] != "succeeded":
                 raise click.ClickException(f"the ingest failed: {run['error']}")
-    finally:
-        subprocess.run([*stack, "down"], env=env, cwd=PROJECT, stdout=subprocess.DEVNULL)
     return times, run
 
 

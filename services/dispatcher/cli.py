@@ -16,7 +16,11 @@ from services.dispatcher import render
 from services.dispatcher.refs import parse_ref
 from workers.gpu.classifier.request import IMAGE, IMAGE_SEG  # names only: no torch
 
+# --wait reads the run every 0.2 s at first (short jobs end promptly), then every second: each read costs a
+# few milliseconds of CPU, which a follower of an hours-long fold should not take from the training.
 WAIT_POLL_S = 0.2
+WAIT_POLL_SLOW_S = 1.0
+WAIT_FAST_FOR_S = 10.0
 
 
 def _emit_json(content: Any) -> None:
@@ -29,6 +33,7 @@ def _wait(run_id: int, as_json: bool) -> dict[str, Any]:
 
     live = sys.stderr.isatty() and not as_json
     last = ""
+    started = time.monotonic()
     while True:
         run = get_run(run_id)
         line = render.run_line(run)
@@ -41,7 +46,7 @@ def _wait(run_id: int, as_json: bool) -> dict[str, Any]:
             if live:
                 click.echo(err=True)
             return run
-        time.sleep(WAIT_POLL_S)
+        time.sleep(WAIT_POLL_S if time.monotonic() - started < WAIT_FAST_FOR_S else WAIT_POLL_SLOW_S)
 
 
 def _finish(run_id: int, wait: bool, as_json: bool) -> None:
