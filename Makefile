@@ -33,10 +33,9 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(INSTALLED)
 else
-# Offline: the machine's own torch (seen through --system-site-packages), everything else from the wheelhouse.
+# Offline: the machine's own torch (the packages of PYTHON, venv or not), everything else from the wheelhouse.
 $(INSTALLED): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install -q --no-index --no-deps $(WHEELHOUSE)/*.whl
+	$(PYTHON) -m services.offline.venv_over $(VENV) $(WHEELHOUSE)
 	touch $(INSTALLED)
 endif
 

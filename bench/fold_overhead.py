@@ -30,7 +30,7 @@ from typing import Any
 
 import click
 
-from bench.stack import PROJECT, dispatch_json, own_stack
+from bench.stack import DISPATCH, PROJECT, dispatch_json, own_stack
 from services.local.plan import programs
 from shared.settings import Settings, get_settings
 from workers.cpu.synthetic import make_synthetic_release
@@ -199,7 +199,7 @@ class Bench:
         args += ["--save-every", str(request.save_every), "--wait", "--json"]
         sampler = MemorySampler(self.work / f"memory-system-{index}.txt")
         stack_before, children_before = stack_cpu_s(), children_cpu_s()
-        command = [tool("dispatch"), *args]
+        command = [*DISPATCH, *args]
         process = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, text=True, cwd=PROJECT)
         seen = watch(process, experiment.dataset_id)
         stack_s, dispatch_s = stack_cpu_s() - stack_before, children_cpu_s() - children_before

@@ -29,16 +29,7 @@ step() { echo "[$((SECONDS - START)) s] $*"; }
 if [ ! -x .venv/bin/python ]; then
   if [ -d .gpu-kit/wheels ]; then
     step "venv over the server's torch, from .gpu-kit/wheels"
-    python3 -m venv .venv || python3 -m venv --without-pip .venv
-    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    # The server's torch lives in an environment of its own, which --system-site-packages would not see.
-    # addsitedir also runs that environment's .pth files (setuptools' distutils shim, which nnU-Net uses).
-    python3 -c 'import site; print(f"import site; site.addsitedir({site.getsitepackages()[0]!r})")' \
-      > "$site/server-torch.pth"
-    echo "$PWD" > "$site/fracatlas-project.pth"
-    if .venv/bin/python -m pip --version >/dev/null 2>&1; then pip=(.venv/bin/python -m pip)
-    else pip=(python3 -m pip --python .venv/bin/python); fi
-    "${pip[@]}" install -q --no-index --no-deps .gpu-kit/wheels/*.whl
+    python3 -m services.offline.venv_over .venv .gpu-kit/wheels --project "$PWD"
   elif [ -d wheelhouse ]; then
     make install WHEELHOUSE=wheelhouse PYTHON=python3
   else

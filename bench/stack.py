@@ -17,6 +17,9 @@ import click
 BIN = Path(sys.executable).parent
 PROJECT = Path(__file__).resolve().parents[1]
 STACK = [sys.executable, "-m", "services.local.stack"]
+# The console script that `make install` puts in the venv; the GPU kit's venv (bench/gpu_check.sh) has the
+# checkout on its path instead, and no console scripts of the project.
+DISPATCH = [str(BIN / "dispatch")] if (BIN / "dispatch").exists() else [sys.executable, "-m", "services.dispatcher.cli"]
 
 
 def free_port() -> int:
@@ -46,9 +49,7 @@ def own_stack(data_root: Path, **settings: str) -> Iterator[dict[str, str]]:
 
 def dispatch_json(env: dict[str, str], *args: str) -> dict[str, Any]:
     """`dispatch ARGS --json` on the stack of `env`: the run it prints; a ClickException if it printed none."""
-    done = subprocess.run(
-        [str(BIN / "dispatch"), *args, "--json"], env=env, capture_output=True, text=True, cwd=PROJECT
-    )
+    done = subprocess.run([*DISPATCH, *args, "--json"], env=env, capture_output=True, text=True, cwd=PROJECT)
     try:
         return json.loads(done.stdout)
     except ValueError:
