@@ -16,11 +16,12 @@ from services.dispatcher import render
 from services.dispatcher.refs import parse_ref
 from workers.gpu.classifier.request import IMAGE, IMAGE_SEG  # names only: no torch
 
-# --wait reads the run every 0.2 s at first (short jobs end promptly), then every second: each read costs a
-# few milliseconds of CPU, which a follower of an hours-long fold should not take from the training.
+# --wait reads the run every 0.2 s for half a minute (a short run, an ingest say, is seen to end promptly),
+# then every second: each read costs a few milliseconds of CPU, which a follower of an hours-long fold
+# should not take from the training.
 WAIT_POLL_S = 0.2
 WAIT_POLL_SLOW_S = 1.0
-WAIT_FAST_FOR_S = 10.0
+WAIT_FAST_FOR_S = 30.0
 
 
 def _emit_json(content: Any) -> None:
