@@ -23,10 +23,9 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -242,12 +241,12 @@ def differences(runs: list[Run]) -> list[str]:
     return lines
 
 
-def report(runs: list[Run], request: FoldRequest) -> dict[str, Any]:
+def report(runs: list[Run], request: FoldRequest) -> None:
     def mean(way: str) -> float | None:
         values = [run.steady_s for run in runs if run.way == way]
         return statistics.mean(values) if values and None not in values else None
 
-    def figures(way: str, digits: int, value: Any) -> str:
+    def figures(way: str, digits: int, value: Callable[[Run], float | None]) -> str:
         shown = [value(run) for run in runs if run.way == way]
         return " / ".join("-" if v is None else f"{v:.{digits}f}" for v in shown)
 
@@ -269,7 +268,6 @@ def report(runs: list[Run], request: FoldRequest) -> dict[str, Any]:
     click.echo(f"{'job system overhead per epoch (<= +5%)':44s} {shown:>22s}")
     for line in differences(runs) + [note for run in runs for note in run.notes]:
         click.echo(f"  {line}")
-    return {"overhead_percent": overhead, "system_s": system_s, "plain_s": plain_s}
 
 
 def synthetic_dataset(env: dict[str, str], data_root: Path) -> None:
@@ -289,32 +287,29 @@ def synthetic_dataset(env: dict[str, str], data_root: Path) -> None:
 @click.option("--epochs", default=5, show_default=True)
 @click.option("--iterations", default=100, show_default=True)
 @click.option("--rounds", default=1, show_default=True, help="Job-system runs, each followed by a plain one.")
-@click.option("--json-out", type=click.Path(path_type=Path), help="Also write the figures here.")
-def main(dataset_id: int | None, fold: int, epochs: int, iterations: int, rounds: int, json_out: Path | None) -> None:
+def main(dataset_id: int | None, fold: int, epochs: int, iterations: int, rounds: int) -> None:
     """Without --dataset-id: a stack of its own with the synthetic release at 64 px (the CPU benchmark)."""
     work = Path(tempfile.mkdtemp(prefix="bench-fold-"))
     try:
         if dataset_id is None:
             with own_stack(work / "var", GPU_WORKERS="1") as env:
                 synthetic_dataset(env, work / "var")
-                result = measure(env, SYNTHETIC_DATASET, fold, epochs, iterations, rounds, work)
+                measure(env, SYNTHETIC_DATASET, fold, epochs, iterations, rounds, work)
         else:
-            result = measure(dict(os.environ), dataset_id, fold, epochs, iterations, rounds, work)
-        if json_out:
-            json_out.write_text(json.dumps(result))
+            measure(dict(os.environ), dataset_id, fold, epochs, iterations, rounds, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(
     env: dict[str, str], dataset_id: int, fold: int, epochs: int, iterations: int, rounds: int, work: Path
-) -> dict[str, Any]:
+) -> None:
     os.environ.update(env)  # the settings of the stack being measured
     get_settings.cache_clear()
     experiment = Experiment(dataset_id, trainer=JOBS_TRAINER)
     request = FoldRequest(experiment, fold, epochs=epochs, iterations=iterations, save_every=epochs)
     runs = Bench(get_settings(), env, request, work).compare(rounds)
-    return report(runs, request)
+    report(runs, request)
 
 
 if __name__ == "__main__":
