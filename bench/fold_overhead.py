@@ -34,7 +34,7 @@ from services.local.plan import programs
 from shared.settings import Settings, get_settings
 from workers.cpu.synthetic import make_synthetic_release
 from workers.gpu.folds import FoldRequest, validation_dice
-from workers.nnunet import JOBS_TRAINER, Experiment, environment, tool
+from workers.nnunet import JOBS_TRAINER, Experiment, device, environment, tool
 
 SYNTHETIC_DATASET = 991
 EPOCH_TIME = re.compile(r"Epoch time: ([\d.]+) s")
@@ -168,13 +168,10 @@ class Bench:
     def plain(self, index: int) -> Run:
         results = self.work / f"plain-{index}"
         worker = self.worker_environment()
-        device = self.env.get("NNUNET_DEVICE") or ("cuda" if worker["CUDA_VISIBLE_DEVICES"] else "cpu")
         env = {**environment(self.settings, self.request.trainer_environment()), **worker}
         env["nnUNet_results"] = str(results)
         experiment = self.request.experiment
-        command = [tool("nnUNetv2_train"), str(experiment.dataset_id), experiment.configuration]
-        command += [str(self.request.fold), "-tr", experiment.trainer, "-p", experiment.plans]
-        command += ["-device", device, "--npz"]
+        command = self.request.command(tool("nnUNetv2_train"), device(worker), resume=[])
         log = self.work / f"plain-{index}.log"
         sampler = MemorySampler(self.work / f"memory-plain-{index}.txt")
         stack_before = stack_cpu_s()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,14 @@ def environment(settings: Settings, extra: dict[str, str] | None = None) -> dict
     return {**env, **(extra or {})}
 
 
-def device() -> str:
-    """cuda where this worker is pinned to a GPU, cpu otherwise (a CPU-backed gpu-queue worker)."""
+def device(environ: Mapping[str, str] = os.environ) -> str:
+    """cuda where the worker of `environ` is pinned to a GPU, cpu otherwise (a CPU-backed gpu-queue worker)."""
     from shared.settings import get_settings
 
     chosen = get_settings().nnunet_device
     if chosen:
         return chosen
-    return "cuda" if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() else "cpu"
+    return "cuda" if environ.get("CUDA_VISIBLE_DEVICES", "").strip() else "cpu"
 
 
 def failure(step: str, code: int, tail: list[str], log: Path) -> ToolFailed:

@@ -80,6 +80,24 @@ class FoldRequest:
     val_iterations: int | None = None
     save_every: int | None = None
 
+    def command(self, executable: str, device: str, resume: list[str]) -> list[str]:
+        """`executable` (nnUNetv2_train) for this fold; `resume` is [], ["--c"] or ["--val"]."""
+        experiment = self.experiment
+        return [
+            executable,
+            str(experiment.dataset_id),
+            experiment.configuration,
+            str(self.fold),
+            "-tr",
+            experiment.trainer,
+            "-p",
+            experiment.plans,
+            "-device",
+            device,
+            "--npz",
+            *resume,
+        ]
+
     def trainer_environment(self) -> dict[str, str]:
         if self.experiment.trainer != JOBS_TRAINER:
             return {}
@@ -128,20 +146,8 @@ def train_fold(
     if done and validation_dice(folder) is not None:
         mode = "already trained"
     else:
-        command = [
-            _train_executable(settings),
-            str(experiment.dataset_id),
-            experiment.configuration,
-            str(request.fold),
-            "-tr",
-            experiment.trainer,
-            "-p",
-            experiment.plans,
-            "-device",
-            device(),
-            "--npz",
-        ]
-        command += ["--val"] if done else (["--c"] if resumed else [])
+        resume = ["--val"] if done else (["--c"] if resumed else [])
+        command = request.command(_train_executable(settings), device(), resume)
         mode = "validated only" if done else ("resumed" if resumed else "trained")
         progress = EpochProgress(request.epochs if experiment.trainer == JOBS_TRAINER else None)
 
