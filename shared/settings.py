@@ -9,8 +9,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.tasknames import QUEUE_OF
 
 
 class Settings(BaseSettings):
@@ -25,7 +27,21 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=120.0, alias="LEASE_SECONDS")
     reap_interval_seconds: float = Field(default=30.0, alias="REAP_INTERVAL_SECONDS")
     max_attempts: int = Field(default=3, alias="MAX_ATTEMPTS")
-    # Above the longest fold: the lease, not this, bounds recovery time (DESIGN.md).
+    # A job queued this long whose message the broker no longer holds is sent again (docs/reliability.md).
+    resend_grace_seconds: float = Field(default=60.0, alias="RESEND_GRACE_SECONDS")
+    # How long a worker keeps retrying the job table through an outage before its job fails, and how long
+    # the dispatcher does (a user is waiting) before it says which service it cannot reach.
+    db_retry_seconds: float = Field(default=120.0, alias="DB_RETRY_SECONDS")
+    dispatch_retry_seconds: float = Field(default=10.0, alias="DISPATCH_RETRY_SECONDS")
+    # Soft time limits per task, in seconds, over the defaults in shared/time_limits.py; the hard limit
+    # (the worker's process is killed) comes this much later.
+    job_time_limits: dict[str, float] = Field(default_factory=dict, alias="JOB_TIME_LIMITS")
+    hard_limit_grace_seconds: float = Field(default=30.0, alias="HARD_LIMIT_GRACE_SECONDS")
+    # A cancelled job still blocked (in a read, say) this long after its worker noticed is interrupted.
+    cancel_grace_seconds: float = Field(default=2.0, alias="CANCEL_GRACE_SECONDS")
+    # A stopping worker lets its running jobs finish for this long, then hands them back to the queue.
+    shutdown_grace_seconds: float = Field(default=20.0, alias="SHUTDOWN_GRACE_SECONDS")
+    # Above the longest fold: the lease, not this, bounds recovery time (docs/design.md).
     visibility_timeout_seconds: int = Field(default=7 * 24 * 3600, alias="VISIBILITY_TIMEOUT_SECONDS")
     flower_port: int = Field(default=5555, alias="FLOWER_PORT")
     flower_basic_auth: str | None = Field(default=None, alias="FLOWER_BASIC_AUTH")
@@ -43,6 +59,16 @@ class Settings(BaseSettings):
     nnunet_compile: str | None = Field(default=None, alias="nnUNet_compile")
     # The command that trains a fold: nnU-Net's, or a wrapper around it (nice, numactl, a bench stand-in).
     nnunet_train_command: str = Field(default="nnUNetv2_train", alias="NNUNET_TRAIN_COMMAND")
+
+    @field_validator("job_time_limits")
+    @classmethod
+    def _known_tasks(cls, limits: dict[str, float]) -> dict[str, float]:
+        for name, seconds in limits.items():
+            if name not in QUEUE_OF:
+                raise ValueError(f"JOB_TIME_LIMITS names {name!r}; the tasks are {', '.join(sorted(QUEUE_OF))}")
+            if not seconds > 0:
+                raise ValueError(f"JOB_TIME_LIMITS gives {name!r} {seconds} s; a limit is a positive number")
+        return limits
 
     @property
     def root(self) -> Path:

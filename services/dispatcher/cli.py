@@ -36,7 +36,7 @@ def _wait(run_id: int, as_json: bool) -> dict[str, Any]:
     last = ""
     started = time.monotonic()
     while True:
-        run = get_run(run_id)
+        run = _read_through_outages(get_run, run_id)
         line = render.run_line(run)
         if live:
             click.echo("\r" + line[:200].ljust(len(click.unstyle(last))), nl=False, err=True)
@@ -48,6 +48,23 @@ def _wait(run_id: int, as_json: bool) -> dict[str, Any]:
                 click.echo(err=True)
             return run
         time.sleep(WAIT_POLL_S if time.monotonic() - started < WAIT_FAST_FOR_S else WAIT_POLL_SLOW_S)
+
+
+def _read_through_outages(read: Any, run_id: int) -> dict[str, Any]:
+    """A follower of a days-long run outlives a database restart: it says so once and reads again."""
+    from shared.db.transient import is_transient
+
+    said = False
+    while True:
+        try:
+            return read(run_id)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            if not said:
+                click.echo("\nthe job table does not answer; still following the run", err=True)
+                said = True
+            time.sleep(WAIT_POLL_SLOW_S)
 
 
 def _finish(run_id: int, wait: bool, as_json: bool) -> None:
@@ -106,10 +123,12 @@ class DispatchGroup(click.Group):
 
             if not isinstance(error, DBAPIError):
                 raise
+            from shared.redact import redact_text, redact_url
             from shared.settings import get_settings
 
             raise click.ClickException(
-                f"cannot use the job table at {get_settings().db_url} ({error.orig}); "
+                f"cannot use the job table at {redact_url(get_settings().db_url)} "
+                f"({redact_text(str(error.orig)).strip().splitlines()[0]}); "
                 "check DATABASE_URL, or run `make up` (it migrates the table)"
             ) from error
 
@@ -120,6 +139,11 @@ def main() -> None:
 
     Runs are r<N>, jobs are j<N>. Settings come from the environment (DATA_ROOT, DATABASE_URL, BROKER_URL).
     """
+    from shared.db.engine import set_retry_window
+    from shared.settings import get_settings
+
+    # A user is waiting: a database that does not answer within this window is reported, not waited for.
+    set_retry_window(get_settings().dispatch_retry_seconds)
 
 
 wait_option = click.option("--wait", is_flag=True, help="Follow the run until it ends; exit 1 if it fails.")

@@ -39,20 +39,30 @@ def submit(kind: str, params: dict[str, Any], specs: list[JobSpec]) -> int:
 
 
 def send_all(refs: list[jobs.JobRef]) -> None:
-    """Send each job's message; if the broker cannot be reached, fail the job with a message saying so."""
+    """Send each job's message, retrying for DISPATCH_RETRY_SECONDS; if the broker still cannot be reached,
+    fail the job with a message naming the broker (never its password)."""
     from celery.exceptions import BackendError
     from kombu.exceptions import OperationalError
     from redis.exceptions import RedisError
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
     from shared.enqueue import send
+    from shared.redact import redact_text, redact_url
     from shared.settings import get_settings
 
+    settings = get_settings()
+    unreachable = (OperationalError, BackendError, RedisError, ConnectionError)
     for ref in refs:
         try:
-            send(ref)
-        except (OperationalError, BackendError, RedisError, ConnectionError) as error:
+            Retrying(
+                retry=retry_if_exception_type(unreachable),
+                wait=wait_exponential(multiplier=0.5, max=3),
+                stop=stop_after_delay(settings.dispatch_retry_seconds),
+                reraise=True,
+            )(send, ref)
+        except unreachable as error:
             message = (
-                f"cannot reach the broker at {get_settings().broker_url} ({error}); "
+                f"cannot reach the broker at {redact_url(settings.broker_url)} ({redact_text(str(error))}); "
                 "start the stack with `make up` or set BROKER_URL"
             )
             jobs.fail(ref.job_id, ref.attempt, message)

@@ -33,6 +33,9 @@ def parse_gpus(text: str | None, visible: int) -> list[str]:
     return ids
 
 
+STOP_GRACE = "40s"
+
+
 def _environment(gpu: str | None, remote: bool) -> dict[str, str]:
     host = "${FIRST_HOST:?set FIRST_HOST (the first host's address) in .env}" if remote else None
     postgres, redis = (f"{host}:5432", f"{host}:6379") if remote else ("postgres:5432", "redis:6379")
@@ -45,6 +48,7 @@ def _environment(gpu: str | None, remote: bool) -> dict[str, str]:
         "LEASE_SECONDS": "${LEASE_SECONDS:-120}",
         "WORKER_GPU": gpu if gpu is not None else "",
         "NNUNET_DEVICE": "cuda" if gpu is not None else "cpu",
+        "TINI_KILL_PROCESS_GROUP": "1",
     }
 
 
@@ -58,6 +62,10 @@ def gpu_worker(gpu: str | None, index: int, remote: bool = False) -> dict[str, A
         # nnU-Net's data loaders pass batches through shared memory.
         "shm_size": "8gb",
         "restart": "unless-stopped",
+        # `docker compose stop`: tini passes TERM to the whole group, so the pool process hands its fold back
+        # to the queue (docs/reliability.md); the rest of the grace lets that write land.
+        "init": True,
+        "stop_grace_period": STOP_GRACE,
         "healthcheck": {
             "test": [
                 "CMD-SHELL",

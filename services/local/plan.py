@@ -19,11 +19,17 @@ FLOWER_CONFIG = Path(__file__).resolve().parent.parent / "flower" / "flowerconfi
 CELERY = [sys.executable, "-m", "celery", "-A", "shared.celery_app"]
 
 
+# supervisord starts lower priorities first and stops them last: the broker outlives the workers, so
+# that a stopping worker can hand its job back to the queue, and Flower and beat stop first.
+BROKER_PRIORITY, WORKER_PRIORITY, WATCHER_PRIORITY = 10, 500, 900
+
+
 @dataclass
 class Program:
     name: str
     command: list[str]
     environment: dict[str, str] = field(default_factory=dict)
+    priority: int = WORKER_PRIORITY
 
 
 def redis_answers(url: str) -> bool:
@@ -89,6 +95,7 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
                     "--save",
                     "",
                 ],
+                priority=BROKER_PRIORITY,
             )
         )
     result.append(
@@ -107,13 +114,18 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
         command = [*CELERY, "worker", "-Q", "gpu", "-c", "1", "-n", f"gpu{index}@%h", "-E", "--loglevel", "INFO"]
         result.append(Program(f"gpu-worker-{index}", command, environment))
     result.append(
-        Program("beat", [*CELERY, "beat", "-s", str(settings.stack_dir / "celerybeat-schedule"), "--loglevel", "INFO"])
+        Program(
+            "beat",
+            [*CELERY, "beat", "-s", str(settings.stack_dir / "celerybeat-schedule"), "--loglevel", "INFO"],
+            priority=WATCHER_PRIORITY,
+        )
     )
     result.append(
         Program(
             "flower",
             [*CELERY, "flower", f"--conf={FLOWER_CONFIG}"],
             {"FLOWER_BASIC_AUTH": flower_auth(settings), "FLOWER_PORT": str(settings.flower_port)},
+            priority=WATCHER_PRIORITY,
         )
     )
     return result

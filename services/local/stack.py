@@ -11,13 +11,21 @@ from pathlib import Path
 
 import click
 
-from services.local.plan import Program, flower_auth, programs, redis_answers, shared_environment
+from services.local.plan import (
+    WORKER_PRIORITY,
+    Program,
+    flower_auth,
+    programs,
+    redis_answers,
+    shared_environment,
+)
 from shared.data_root import claim_data_root
 from shared.db.migrate import upgrade_to_head
 from shared.settings import Settings, get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90
+WORKERS_GROUP = "workers"  # supervisorctl names them workers:cpu-worker, workers:gpu-worker-0, ...
 
 
 def _paths(settings: Settings) -> dict[str, Path]:
@@ -61,15 +69,21 @@ def write_config(settings: Settings, stack: list[Program]) -> Path:
             "directory": str(PROJECT_ROOT),
             "autorestart": "true",
             "startsecs": "2",
-            # Celery's warm shutdown lets running tasks finish or re-queue them (acks_late).
+            "priority": str(program.priority),
+            # Warm shutdown: the group's TERM reaches each pool process, which hands its job back to the queue
+            # (workers/runtime.py); what has not stopped after the grace is killed, and the lease re-queues it.
             "stopsignal": "TERM",
-            "stopwaitsecs": "30",
+            "stopwaitsecs": str(int(settings.shutdown_grace_seconds) + 10),
             "stopasgroup": "true",
             "killasgroup": "true",
             "redirect_stderr": "true",
             "stdout_logfile": str(paths["logs"] / f"{program.name}.log"),
             "stdout_logfile_maxbytes": "20MB",
         }
+    # One group, so that `make down` stops every worker at once: a job one worker hands back is not taken
+    # by another that is about to stop too.
+    workers = [program.name for program in stack if program.priority == WORKER_PRIORITY]
+    config[f"group:{WORKERS_GROUP}"] = {"programs": ",".join(workers), "priority": str(WORKER_PRIORITY)}
     with paths["conf"].open("w") as handle:
         config.write(handle)
     return paths["conf"]

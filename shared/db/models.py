@@ -1,4 +1,4 @@
-"""`runs` (one user command) and `jobs` (one unit of work), as DESIGN.md draws them."""
+"""`runs` (one user command) and `jobs` (one unit of work), as docs/design.md draws them."""
 
 from __future__ import annotations
 
@@ -63,6 +63,8 @@ class Job(Base):
     # Jobs of a later stage wait until every job of the earlier stages has ended.
     stage: Mapped[int] = mapped_column(Integer, default=0)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Attempts handed back by a stopping worker (make down): they do not count against MAX_ATTEMPTS.
+    handed_back: Mapped[int] = mapped_column(Integer, default=0)
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(120))
     gpu: Mapped[str | None] = mapped_column(String(32))
@@ -70,6 +72,8 @@ class Job(Base):
     progress_total: Mapped[int | None] = mapped_column(Integer)
     progress_message: Mapped[str | None] = mapped_column(Text)
     heartbeat_at: Mapped[datetime | None]
+    # When the job last became queued: one queued for longer with no message in the broker is sent again.
+    queued_at: Mapped[datetime | None]
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     artifacts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)

@@ -81,13 +81,19 @@ def test_a_host_without_gpus_gets_a_cpu_backed_gpu_queue_worker(files: dict[str,
     assert "deploy" not in worker and worker["environment"]["NNUNET_DEVICE"] == "cpu"
 
 
+READ_BY_TINI = {"TINI_KILL_PROCESS_GROUP"}  # the init process's, not the project's settings
+
+
 def test_rules_of_the_stack(files: dict[str, Path]) -> None:
     merged = config(PROJECT / "docker-compose.yml", files["four_gpus"])
     settings_names = {field.alias for field in Settings.model_fields.values()}
     for name, service in app_services(merged).items():
-        unknown = set(service.get("environment", {})) - settings_names
+        unknown = set(service.get("environment", {})) - settings_names - READ_BY_TINI
         assert not unknown, f"{name} sets {unknown}, which shared/settings.py does not read"
+        # `docker compose stop` reaches the pool processes (they hand their jobs back) before Redis stops.
+        assert service["init"] is True and service["environment"]["TINI_KILL_PROCESS_GROUP"] == "1"
         if name not in LONG_RUNNING_EXCEPT:
+            assert {"redis", "postgres"} <= set(service["depends_on"]), f"{name} must stop before the broker"
             assert "healthcheck" in service, f"{name} has no health check"
             assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
             assert service["restart"] == "unless-stopped"

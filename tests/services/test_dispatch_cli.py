@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -175,6 +176,38 @@ def test_dispatch_names_an_unreachable_broker(system: Stack, release: Callable[.
     )
     assert result.returncode == 1
     assert "cannot reach the broker at redis://127.0.0.1:1/0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_services_are_named_without_their_passwords(
+    system: Stack, release: Callable[..., Path], tmp_path: Path
+) -> None:
+    dispatch = str(Path(sys.executable).parent / "dispatch")
+    broker = {**system.env, "BROKER_URL": "redis://:hunter2@127.0.0.1:1/0", "DISPATCH_RETRY_SECONDS": "2"}
+    command = [dispatch, "ingest", "--source", str(release()), "--dataset-id", "106", "--json"]
+    sent = subprocess.run(command, env=broker, capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 1 and "Traceback" not in sent.stderr
+    assert "cannot reach the broker at redis://:***@127.0.0.1:1/0" in sent.stderr and "hunter2" not in sent.stderr
+    from sqlalchemy import select
+
+    from shared.db.engine import session_scope
+    from shared.db.models import Job, Run
+
+    with session_scope() as session:
+        stored = [*session.scalars(select(Run.error)), *session.scalars(select(Job.error))]
+    assert any("cannot reach the broker" in (text or "") for text in stored)
+    assert not any("hunter2" in (text or "") for text in stored)
+
+    database = {
+        **system.env,
+        "DATABASE_URL": "postgresql://fracatlas:hunter2@127.0.0.1:1/x",
+        "DISPATCH_RETRY_SECONDS": "1",
+    }
+    started = time.monotonic()
+    read = subprocess.run([dispatch, "jobs"], env=database, capture_output=True, text=True, timeout=60)
+    assert read.returncode == 1 and "Traceback" not in read.stderr and "hunter2" not in read.stderr + read.stdout
+    error = read.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: cannot use the job table at postgresql+psycopg://fracatlas:***@127.0.0.1:1/x (")
+    assert 1 <= time.monotonic() - started < 30
 
 
 def test_flower_asks_for_basic_auth(system: Stack) -> None:

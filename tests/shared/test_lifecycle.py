@@ -169,3 +169,42 @@ def test_reaper_fails_a_job_that_used_up_its_attempts(db: str, monkeypatch: pyte
     run = get_run(run_id)
     assert run["state"] == "failed"
     assert "lost its worker (w@h) on each of 2 attempts" in run["error"]
+
+
+def test_a_job_handed_back_by_a_stopping_worker_costs_no_attempt(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    run_id, (plan,) = new_run()
+    jobs.claim(plan, 1, "stopping@h", None)
+    handed = jobs.hand_back(plan, 1, "handed back by stopping@h")
+    assert handed is not None and handed.attempt == 2
+    assert jobs.hand_back(plan, 1, "twice") is None, "only the running attempt can be handed back"
+    job = get_job(plan)
+    assert (job["state"], job["attempt"], job["worker"]) == ("queued", 2, None)
+    assert not jobs.beat(plan, 1)
+    # Lost once after the hand-back: one attempt of MAX_ATTEMPTS=2 is used, so it is re-queued, not failed.
+    jobs.claim(plan, 2, "w@h", None)
+    (requeued,) = jobs.reap(now=utcnow() + timedelta(minutes=10))
+    assert requeued.attempt == 3 and get_run(run_id)["state"] == "running"
+
+
+def test_jobs_queued_past_the_grace_are_candidates_for_a_lost_message(db: str) -> None:
+    _, (plan, chunk) = new_run(children=1)
+    assert jobs.queued_since(utcnow() - timedelta(seconds=60)) == []
+    stale = {job.job_id for job in jobs.queued_since(utcnow() + timedelta(seconds=1))}
+    assert stale == {plan, chunk}
+    jobs.claim(plan, 1, "w@h", None)
+    assert [job.job_id for job in jobs.queued_since(utcnow() + timedelta(seconds=1))] == [chunk]
+
+
+def test_waiting_jobs_whose_release_was_lost_are_found_and_released_once(db: str) -> None:
+    run_id, (plan,) = new_run()
+    with session_scope() as session:
+        assemble = jobs.add_job(session, run_id, "assemble", "a", INGEST_ASSEMBLE, state=State.WAITING, stage=1).id
+    jobs.claim(plan, 1, "w@h", None)
+    jobs.succeed(plan, 1)  # the worker died before it released the next stage
+    assert jobs.runs_with_waiting_jobs() == [run_id]
+    (released,) = jobs.release_waiting(run_id)
+    assert released.job_id == assemble and jobs.release_waiting(run_id) == []
+    assert jobs.runs_with_waiting_jobs() == []
+    assert get_job(assemble)["state"] == "queued"

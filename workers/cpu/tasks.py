@@ -12,14 +12,13 @@ from sqlalchemy import select
 from shared import jobs
 from shared.db.engine import session_scope
 from shared.db.models import Job, State
-from shared.enqueue import send
 from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN, NNUNET_PREPROCESS
 from workers.cpu.ingest import IngestRequest, assemble, convert_chunk, plan
 from workers.cpu.preprocess import preprocess
 from workers.errors import InputError
 from workers.nnunet import experiment_of
-from workers.runtime import JobContext, Outcome, job_task
+from workers.runtime import JobContext, Outcome, job_task, send_best_effort
 
 
 def staging_for(run_id: int) -> Path:
@@ -68,7 +67,7 @@ def ingest_plan(ctx: JobContext) -> Outcome:
         metrics = plan(request, staging_for(ctx.run_id), settings.nnunet_raw, settings.ingest_chunk_size)
         chunks = metrics.pop("chunks")
     for child in _fan_out(ctx.run_id, chunks, ctx.stage):
-        send(child)
+        send_best_effort(child)
     return Outcome(metrics=metrics)
 
 

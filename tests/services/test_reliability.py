@@ -1,0 +1,344 @@
+"""Faults that must cost nothing (docs/reliability.md), on a stack of their own: real redis-server, real
+Celery workers, PostgreSQL reached through a proxy that the tests can cut, as a server restart would.
+
+Folds run bench/sleep_train.py in place of nnUNetv2_train: what is under test is the job system around
+the training process. A real nnU-Net fold through a Redis kill is tests/workers/test_nnunet_training.py's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import PROJECT, Stack, _postgres_database, free_port, require, wait_for
+
+from workers.cpu.synthetic import make_synthetic_release
+
+DATASET = 960
+FOLD_SECONDS = 20
+CONVERT_LIMIT_S = 6
+OUTAGE_S = 20
+
+
+class CuttableProxy:
+    """A TCP proxy to PostgreSQL whose cut() drops every connection and refuses new ones until restore()."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream, self.port = upstream, free_port()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            assert self._listener is not None
+            for sock in [self._listener, *self._sockets]:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._sockets.clear()
+            self._listener = None
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, server]
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            # shutdown, not only close: it wakes the other direction's recv and sends the server a FIN.
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+class FaultStack(Stack):
+    proxy: CuttableProxy
+
+    def supervisorctl(self, *args: str) -> str:
+        conf = self.data_root / "stack" / "supervisord.conf"
+        command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=self.env, cwd=PROJECT).stdout
+
+    def broker(self) -> redis.Redis:
+        return redis.Redis.from_url(self.env["BROKER_URL"], socket_connect_timeout=1)
+
+    def show(self, ref: str) -> dict:
+        result = self.dispatch("show", ref, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def wait_run(self, ref: str, timeout: float = 180) -> dict:
+        return wait_for(lambda: (run := self.show(ref))["state"] in ("succeeded", "failed", "cancelled") and run,
+                        timeout, f"{ref} to end")  # fmt: skip
+
+    def submit_folds(self, *folds: int, epochs: int = 5) -> str:
+        """A run of fold jobs only (no evaluation: the stand-in trains nothing to evaluate); each epoch of
+        the stand-in takes FOLD_SECONDS / 5."""
+        script = (
+            "import sys; from services.dispatcher.submit import JobSpec, submit;"
+            "from shared.tasknames import NNUNET_TRAIN_FOLD; from workers.nnunet import JOBS_TRAINER;"
+            "folds = [int(f) for f in sys.argv[3:]];"
+            "params = dict(dataset_id=int(sys.argv[1]), folds=folds, trainer=JOBS_TRAINER, epochs=int(sys.argv[2]));"
+            "specs = [JobSpec('fold', f'fold {f}', NNUNET_TRAIN_FOLD, {'fold': f}) for f in folds];"
+            "print(submit('train', params, specs))"
+        )
+        command = [sys.executable, "-c", script, str(DATASET), str(epochs), *map(str, folds)]
+        result = subprocess.run(command, capture_output=True, text=True, env=self.env, cwd=PROJECT, check=True)
+        return f"r{result.stdout.strip()}"
+
+    def workers_online(self) -> set[str]:
+        result = self.dispatch("workers", "--json")
+        return {row["worker"] for row in json.loads(result.stdout)} if result.returncode == 0 else set()
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    from urllib.parse import urlparse
+
+    require(os.path.exists("/usr/bin/redis-server") or bool(_which("redis-server")), "no redis-server binary")
+    data_root = tmp_path_factory.mktemp("faults")
+    database, drop = _postgres_database(f"fracatlas_faults_{uuid.uuid4().hex[:10]}")
+    upstream = urlparse(database)
+    proxy = CuttableProxy((upstream.hostname or "127.0.0.1", upstream.port or 5432))
+    preprocessed = data_root / "nnUNet_preprocessed" / f"Dataset{DATASET}_Faults"
+    preprocessed.mkdir(parents=True)
+    (preprocessed / "nnUNetPlans.json").write_text(json.dumps({"configurations": {"2d": {}}}))
+    env = {
+        **os.environ,
+        "DATA_ROOT": str(data_root),
+        "DATABASE_URL": upstream._replace(netloc=f"{upstream.username}@127.0.0.1:{proxy.port}").geturl(),
+        "BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "FLOWER_PORT": str(free_port()),
+        "FLOWER_BASIC_AUTH": "test:secret",
+        "CPU_CONCURRENCY": "2",
+        "GPU_WORKERS": "2",
+        "OMP_NUM_THREADS": "1",
+        "INGEST_CHUNK_SIZE": "4",
+        "NNUNET_TRAIN_COMMAND": str(PROJECT / "bench" / "sleep_train.py"),
+        "SLEEP_FOLD_SECONDS": str(FOLD_SECONDS),
+        "HEARTBEAT_SECONDS": "1",
+        # Longer than the outages here and in test_chaos.py: a lease, not an outage, re-queues a job.
+        "LEASE_SECONDS": "90",
+        "REAP_INTERVAL_SECONDS": "2",
+        "RESEND_GRACE_SECONDS": "3",
+        "CANCEL_GRACE_SECONDS": "1",
+        "JOB_TIME_LIMITS": json.dumps({"ingest.convert": CONVERT_LIMIT_S}),
+        "HARD_LIMIT_GRACE_SECONDS": "3",
+    }
+    subprocess.run([sys.executable, "-m", "services.local.stack", "up"], env=env, check=True, cwd=PROJECT, timeout=180)
+    stack = FaultStack(env, data_root)
+    stack.proxy = proxy
+    try:
+        yield stack
+    finally:
+        proxy.restore() if proxy._listener is None else None
+        subprocess.run([sys.executable, "-m", "services.local.stack", "down"], env=env, cwd=PROJECT, timeout=180)
+        drop()
+
+
+def _which(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name)
+
+
+def fifo_release(root: Path) -> Path:
+    """A synthetic release one of whose pictures is a FIFO: opening it blocks until a writer comes."""
+    release = make_synthetic_release(root, fractured=6, non_fractured=4)
+    picture = sorted((release / "images" / "Non_fractured").iterdir())[0]
+    picture.unlink()
+    os.mkfifo(picture)
+    return release
+
+
+def ingest(stack: FaultStack, source: Path, dataset_id: int) -> str:
+    result = stack.dispatch("ingest", "--source", str(source), "--dataset-id", str(dataset_id), "--size", "64")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()[1]  # "run r<N> queued; ..."
+
+
+def job_of(run: dict, kind: str) -> dict:
+    return next(job for job in run["jobs"] if job["kind"] == kind)
+
+
+def assert_each_job_once(stack: FaultStack, run: dict) -> None:
+    assert run["state"] == "succeeded", run["error"]
+    assert all(job["state"] == "succeeded" for job in run["jobs"]), [(j["ref"], j["state"]) for j in run["jobs"]]
+    for job in run["jobs"]:
+        starts = Path(job["artifacts"]["log"]).read_text().count("stand-in training")
+        assert starts == job["attempt"], (job["ref"], starts, job["attempt"])
+
+
+def test_kill_9_of_redis_costs_a_fold_nothing_and_the_next_fold_takes_the_idle_worker(faults: FaultStack) -> None:
+    first = faults.submit_folds(0)
+    running = wait_for(lambda: (job := job_of(faults.show(first), "fold"))["state"] == "running" and job, 30,
+                       "the first fold to start")  # fmt: skip
+    wait_for(lambda: job_of(faults.show(first), "fold")["progress"]["step"] >= 1, 30, "an epoch")
+    pid = int(faults.supervisorctl("pid", "redis").strip())
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: faults.supervisorctl("pid", "redis").strip() not in ("0", str(pid), ""), 30, "Redis back")
+    wait_for(lambda: len(faults.workers_online()) == 3, 60, "every worker to reconnect")
+
+    second = faults.submit_folds(1)
+    started = wait_for(lambda: (job := job_of(faults.show(second), "fold"))["state"] == "running" and job, 10,
+                       "the second fold to start on the idle worker")  # fmt: skip
+    assert started["worker"] != running["worker"]
+    assert job_of(faults.show(first), "fold")["state"] == "running"
+
+    for ref in (first, second):
+        run = faults.wait_run(ref, 120)
+        assert_each_job_once(faults, run)
+        assert all(job["attempt"] <= 2 for job in run["jobs"])
+    assert job_of(faults.show(first), "fold")["attempt"] == 1
+
+
+def test_a_broker_stopped_for_20_s_mid_ingest_costs_the_ingest_nothing(faults: FaultStack, tmp_path: Path) -> None:
+    release = make_synthetic_release(tmp_path / "release", fractured=24, non_fractured=8)
+    ref = ingest(faults, release, 961)
+    wait_for(lambda: any(job["kind"] == "convert" for job in faults.show(ref)["jobs"]), 30, "the convert jobs")
+    faults.supervisorctl("stop", "redis")
+    time.sleep(OUTAGE_S)
+    faults.supervisorctl("start", "redis")
+    run = faults.wait_run(ref, 180)
+    assert run["state"] == "succeeded", run["error"]
+    assert {job["state"] for job in run["jobs"]} == {"succeeded"}
+    assert all(job["attempt"] <= 2 for job in run["jobs"])
+
+
+def test_messages_the_broker_lost_are_sent_again_and_each_job_runs_once(faults: FaultStack) -> None:
+    faults.supervisorctl("stop", "workers:gpu-worker-0", "workers:gpu-worker-1")
+    try:
+        ref = faults.submit_folds(2, 3)
+        wait_for(lambda: faults.broker().llen("gpu") == 2, 10, "two messages in the gpu queue")
+        faults.broker().delete("gpu")  # the broker loses them
+    finally:
+        faults.supervisorctl("start", "workers:gpu-worker-0", "workers:gpu-worker-1")
+    run = faults.wait_run(ref, 120)
+    assert_each_job_once(faults, run)
+    assert [job["attempt"] for job in run["jobs"]] == [1, 1]
+    assert "no message in the broker; sent again" in faults.log("cpu-worker")
+
+
+def test_a_fold_trains_through_a_20_s_database_outage(faults: FaultStack) -> None:
+    ref = faults.submit_folds(4)
+    wait_for(lambda: job_of(faults.show(ref), "fold")["state"] == "running", 30, "the fold to start")
+    faults.proxy.cut()
+    try:
+        time.sleep(OUTAGE_S)
+    finally:
+        faults.proxy.restore()
+    run = faults.wait_run(ref, 120)
+    assert_each_job_once(faults, run)
+    assert job_of(run, "fold")["attempt"] == 1
+
+
+def test_a_job_blocked_in_a_read_fails_at_its_time_limit_and_the_worker_goes_on(
+    faults: FaultStack, tmp_path: Path
+) -> None:
+    ref = ingest(faults, fifo_release(tmp_path / "release"), 962)
+    run = faults.wait_run(ref, 60)
+    assert run["state"] == "failed"
+    assert f"ran past its time limit of {CONVERT_LIMIT_S} s (ingest.convert; JOB_TIME_LIMITS sets it)" in run["error"]
+    again = faults.wait_run(ingest(faults, make_synthetic_release(tmp_path / "good"), 963), 60)
+    assert again["state"] == "succeeded", again["error"]
+
+
+def test_cancel_frees_a_worker_blocked_in_a_read_within_seconds(faults: FaultStack, tmp_path: Path) -> None:
+    ref = ingest(faults, fifo_release(tmp_path / "release"), 964)
+
+    def blocked() -> dict | None:
+        run = faults.show(ref)
+        return next((j for j in run["jobs"] if j["kind"] == "convert" and j["state"] == "running"), None)
+
+    wait_for(blocked, 30, "the convert jobs to run")
+    time.sleep(1)
+    cancelled_at = time.monotonic()
+    assert faults.dispatch("cancel", ref).returncode == 0
+    log = faults.data_root / "logs" / "cpu-worker.log"
+    wait_for(lambda: "interrupted after it was cancelled" in log.read_text() or "interrupting it" in log.read_text(),
+             10, "the blocked job to be interrupted")  # fmt: skip
+    again = faults.wait_run(ingest(faults, make_synthetic_release(tmp_path / "good"), 965), 60)
+    assert again["state"] == "succeeded", again["error"]
+    assert time.monotonic() - cancelled_at < CONVERT_LIMIT_S + 10
+    assert faults.show(ref)["state"] == "cancelled"
+
+
+def test_make_down_stops_workers_before_the_broker_and_hands_their_jobs_back(faults: FaultStack) -> None:
+    ref = faults.submit_folds(0)
+    wait_for(lambda: job_of(faults.show(ref), "fold")["state"] == "running", 30, "the fold to start")
+    subprocess.run([sys.executable, "-m", "services.local.stack", "down"], env=faults.env, cwd=PROJECT, check=True)
+    fold = job_of(faults.show(ref), "fold")
+    assert (fold["state"], fold["attempt"]) == ("queued", 2)
+    assert "handed back" in fold["progress"]["message"]
+    supervisord = (faults.data_root / "logs" / "supervisord.log").read_text().splitlines()
+    stopped = [line.split("stopped: ")[1].split()[0] for line in supervisord if "stopped: " in line][-6:]
+    assert stopped[-1] == "redis" and {"gpu-worker-0", "gpu-worker-1", "cpu-worker"} <= set(stopped[:-1])
+    assert "Connection to broker lost" not in faults.log("gpu-worker-0").split("Warm shutdown")[-1]
+
+    subprocess.run([sys.executable, "-m", "services.local.stack", "up"], env=faults.env, cwd=PROJECT, check=True)
+    run = faults.wait_run(ref, 120)
+    assert run["state"] == "succeeded", run["error"]
+
+
+def test_a_job_past_its_hard_limit_fails_naming_it_and_the_worker_takes_the_next(faults: FaultStack) -> None:
+    here = Path(__file__).resolve().parent
+    env = {**faults.env, "PYTHONPATH": str(here)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "shared.celery_app", "worker", "-Q", "stubborn", "-c", "1",
+         "-n", "stubborn@%h", "--include", "stubborn_task", "--loglevel", "INFO"],
+        env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def submit(seconds: float) -> str:
+        script = [sys.executable, str(here / "stubborn_task.py"), str(seconds)]
+        return "r" + subprocess.run(script, env=env, cwd=PROJECT, capture_output=True, text=True, check=True).stdout
+
+    try:
+        stuck = faults.wait_run(submit(60).strip(), 60)
+        assert stuck["state"] == "failed"
+        assert "killed at its hard time limit of 4 s (tests.stubborn" in stuck["jobs"][0]["error"]
+        quick = faults.wait_run(submit(0.5).strip(), 60)
+        assert quick["state"] == "succeeded", quick["error"]
+    finally:
+        worker.terminate()
+        worker.wait(30)
