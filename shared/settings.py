@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     gpu_workers: int | None = Field(default=None, alias="GPU_WORKERS")
     cpu_concurrency: int | None = Field(default=None, alias="CPU_CONCURRENCY")
     ingest_chunk_size: int = Field(default=128, alias="INGEST_CHUNK_SIZE")
+    # What a release may ask of a worker (docs/security.md); the real release is far below each.
+    ingest_max_coco_mb: int = Field(default=256, alias="INGEST_MAX_COCO_MB")
+    ingest_max_coco_depth: int = Field(default=32, alias="INGEST_MAX_COCO_DEPTH")
+    ingest_max_polygons_per_image: int = Field(default=256, alias="INGEST_MAX_POLYGONS_PER_IMAGE")
+    ingest_max_points_per_polygon: int = Field(default=20_000, alias="INGEST_MAX_POINTS_PER_POLYGON")
+    ingest_max_pixels: int = Field(default=64_000_000, alias="INGEST_MAX_PIXELS")
     # A gpu-queue worker: the GPU it is pinned to (shown by `dispatch workers`) and the device nnU-Net uses
     # (default: cuda where CUDA_VISIBLE_DEVICES names a GPU, else cpu). In a container that reserves one
     # GPU, that GPU is the container's only one.

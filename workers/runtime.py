@@ -248,8 +248,8 @@ def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup 
             send_best_effort(handed)
         return "handed back"
     except SoftTimeLimitExceeded:
-        limit = time_limit(get_settings(), task.name).soft_s
-        _record(jobs.fail, job_id, attempt, f"ran past its time limit of {describe(task.name, limit)} on {worker}")
+        limit = describe(task.name, task.soft_time_limit)
+        _record(jobs.fail, job_id, attempt, f"ran past its time limit of {limit} on {worker}")
         _clean_up_if_ended(ctx, cleanup)
         return "failed"
     except UserFacingError as error:

@@ -166,13 +166,18 @@ def options(*decorators: Any) -> Any:
     return apply
 
 
+FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
+
 ingest_options = options(
-    click.option("--size", default=224, show_default=True, type=int, help="Output width and height."),
+    # The same bounds a worker enforces, refused here before a run exists.
+    click.option(
+        "--size", default=224, show_default=True, type=click.IntRange(32, 2048), help="Output width and height."
+    ),
     click.option(
         "--test-fraction",
         default=0.2,
         show_default=True,
-        type=float,
+        type=FRACTION,
         help="Share of fractured cases held out as imagesTs (stratified split).",
     ),
     click.option("--seed", default=0, show_default=True, type=int, help="Seed of the splits."),
@@ -366,7 +371,7 @@ def pipeline(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
     help="'synthetic' builds a small release under DATA_ROOT; or a release folder.",
 )
 @click.option("--dataset-id", default=990, show_default=True, type=click.IntRange(1, 999))
-@click.option("--size", default=64, show_default=True, type=int)
+@click.option("--size", default=64, show_default=True, type=click.IntRange(32, 2048))
 @click.option("--folds", default="0-4", show_default=True)
 @click.option("--epochs", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--iterations", default=20, show_default=True, type=click.IntRange(1))
@@ -450,8 +455,8 @@ def _classify_modes(requested: str, compare: bool, segmentation: tuple[int, list
     show_default=True,
     help="'none' (from scratch), 'imagenet' (torchvision's, cached in TORCH_HOME or fetched) or a state dict file.",
 )
-@click.option("--val-fraction", default=0.15, show_default=True, type=float)
-@click.option("--test-fraction", default=0.15, show_default=True, type=float)
+@click.option("--val-fraction", default=0.15, show_default=True, type=FRACTION)
+@click.option("--test-fraction", default=0.15, show_default=True, type=FRACTION)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and the training.")
 @wait_option
 @json_option
@@ -459,6 +464,12 @@ def classify(
     requested_input: str, compare: bool, seg_run: str | None, wait: bool, as_json: bool, **params: Any
 ) -> None:
     """Train the ResNet18 fracture classifier on the ingest's cache of every image; report test metrics."""
+    if params["val_fraction"] + params["test_fraction"] >= 1:
+        raise click.BadParameter(
+            f"{params['val_fraction']} + {params['test_fraction']} leaves no images to train on; "
+            "keep the two below 1 together",
+            param_hint="--val-fraction/--test-fraction",
+        )
     from shared.settings import get_settings
     from workers.gpu.classifier.data import CACHE_IMAGES, cache_folder
 

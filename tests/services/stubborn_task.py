@@ -1,7 +1,11 @@
-"""A job task that ignores its soft time limit, for the hard-limit test: only the worker that
-tests/services/test_reliability.py starts imports it (--include stubborn_task).
+"""Job tasks that misbehave on purpose, for the time-limit and cancel tests: only the worker that
+tests/services/test_reliability.py starts imports them (--include stubborn_task).
 
-Run as a script, it records a run with one such job and sends its message: `stubborn_task.py SECONDS`.
+- `tests.stubborn` sleeps through its soft time limit: only the hard limit stops it.
+- `tests.blocking_read` reads a FIFO that no one writes: it blocks in the kernel until interrupted.
+
+Run as a script, it records a run with one such job and sends its message:
+`stubborn_task.py stubborn SECONDS` or `stubborn_task.py blocking_read FIFO`; it prints the run's id.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from pathlib import Path
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -16,8 +21,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from shared.celery_app import app
 from workers.runtime import JobContext, JobTask, Outcome, execute
 
-NAME, QUEUE = "tests.stubborn", "stubborn"
-SOFT_S, HARD_S = 2, 4
+QUEUE = "stubborn"
+STUBBORN_LIMITS_S = (2, 4)
+BLOCKING_READ_LIMITS_S = (6, 9)
 
 
 def _sleep_through_the_soft_limit(ctx: JobContext) -> Outcome:
@@ -28,21 +34,31 @@ def _sleep_through_the_soft_limit(ctx: JobContext) -> Outcome:
     return Outcome(metrics={"slept": ctx.params["seconds"]})
 
 
-@app.task(name=NAME, bind=True, base=JobTask, soft_time_limit=SOFT_S, time_limit=HARD_S)
+def _read_a_fifo(ctx: JobContext) -> Outcome:
+    return Outcome(metrics={"read": len(Path(ctx.params["fifo"]).read_bytes())})
+
+
+@app.task(name="tests.stubborn", bind=True, base=JobTask, soft_time_limit=2, time_limit=4)
 def stubborn(self: Task, job_id: int, attempt: int) -> str:
     return execute(self, job_id, attempt, _sleep_through_the_soft_limit)
 
 
-def submit(seconds: float) -> int:
+@app.task(name="tests.blocking_read", bind=True, base=JobTask, soft_time_limit=6, time_limit=9)
+def blocking_read(self: Task, job_id: int, attempt: int) -> str:
+    return execute(self, job_id, attempt, _read_a_fifo)
+
+
+def submit(task: str, params: dict[str, object]) -> int:
     from shared import jobs
     from shared.db.engine import session_scope
     from shared.enqueue import send
     from shared.tasknames import INGEST_CONVERT
 
     with session_scope() as session:
-        run = jobs.create_run(session, "stubborn", {})
-        job = jobs.add_job(session, run.id, "stubborn", f"sleep {seconds} s", INGEST_CONVERT, {"seconds": seconds})
-        job.task_name, job.queue = NAME, QUEUE
+        run = jobs.create_run(session, task, {})
+        # Created as a known task, then pointed at the test's own task and queue.
+        job = jobs.add_job(session, run.id, task, task, INGEST_CONVERT, params)
+        job.task_name, job.queue = f"tests.{task}", QUEUE
         session.flush()
         ref, run_id = jobs.ref(job), run.id
     send(ref)
@@ -50,4 +66,5 @@ def submit(seconds: float) -> int:
 
 
 if __name__ == "__main__":
-    print(submit(float(sys.argv[1])))
+    name, argument = sys.argv[1], sys.argv[2]
+    print(submit(name, {"seconds": float(argument)} if name == "stubborn" else {"fifo": argument}))

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,6 @@ from workers.cpu.synthetic import make_synthetic_release
 
 DATASET = 960
 FOLD_SECONDS = 20
-CONVERT_LIMIT_S = 6
 OUTAGE_S = 20
 
 
@@ -162,8 +161,6 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
         "REAP_INTERVAL_SECONDS": "2",
         "RESEND_GRACE_SECONDS": "3",
         "CANCEL_GRACE_SECONDS": "1",
-        "JOB_TIME_LIMITS": json.dumps({"ingest.convert": CONVERT_LIMIT_S}),
-        "HARD_LIMIT_GRACE_SECONDS": "3",
     }
     subprocess.run([sys.executable, "-m", "services.local.stack", "up"], env=env, check=True, cwd=PROJECT, timeout=180)
     stack = FaultStack(env, data_root)
@@ -180,15 +177,6 @@ def _which(name: str) -> str | None:
     import shutil
 
     return shutil.which(name)
-
-
-def fifo_release(root: Path) -> Path:
-    """A synthetic release one of whose pictures is a FIFO: opening it blocks until a writer comes."""
-    release = make_synthetic_release(root, fractured=6, non_fractured=4)
-    picture = sorted((release / "images" / "Non_fractured").iterdir())[0]
-    picture.unlink()
-    os.mkfifo(picture)
-    return release
 
 
 def ingest(stack: FaultStack, source: Path, dataset_id: int) -> str:
@@ -272,37 +260,6 @@ def test_a_fold_trains_through_a_20_s_database_outage(faults: FaultStack) -> Non
     assert job_of(run, "fold")["attempt"] == 1
 
 
-def test_a_job_blocked_in_a_read_fails_at_its_time_limit_and_the_worker_goes_on(
-    faults: FaultStack, tmp_path: Path
-) -> None:
-    ref = ingest(faults, fifo_release(tmp_path / "release"), 962)
-    run = faults.wait_run(ref, 60)
-    assert run["state"] == "failed"
-    assert f"ran past its time limit of {CONVERT_LIMIT_S} s (ingest.convert; JOB_TIME_LIMITS sets it)" in run["error"]
-    again = faults.wait_run(ingest(faults, make_synthetic_release(tmp_path / "good"), 963), 60)
-    assert again["state"] == "succeeded", again["error"]
-
-
-def test_cancel_frees_a_worker_blocked_in_a_read_within_seconds(faults: FaultStack, tmp_path: Path) -> None:
-    ref = ingest(faults, fifo_release(tmp_path / "release"), 964)
-
-    def blocked() -> dict | None:
-        run = faults.show(ref)
-        return next((j for j in run["jobs"] if j["kind"] == "convert" and j["state"] == "running"), None)
-
-    wait_for(blocked, 30, "the convert jobs to run")
-    time.sleep(1)
-    cancelled_at = time.monotonic()
-    assert faults.dispatch("cancel", ref).returncode == 0
-    log = faults.data_root / "logs" / "cpu-worker.log"
-    wait_for(lambda: "interrupted after it was cancelled" in log.read_text() or "interrupting it" in log.read_text(),
-             10, "the blocked job to be interrupted")  # fmt: skip
-    again = faults.wait_run(ingest(faults, make_synthetic_release(tmp_path / "good"), 965), 60)
-    assert again["state"] == "succeeded", again["error"]
-    assert time.monotonic() - cancelled_at < CONVERT_LIMIT_S + 10
-    assert faults.show(ref)["state"] == "cancelled"
-
-
 def test_make_down_stops_workers_before_the_broker_and_hands_their_jobs_back(faults: FaultStack) -> None:
     ref = faults.submit_folds(0)
     wait_for(lambda: job_of(faults.show(ref), "fold")["state"] == "running", 30, "the fold to start")
@@ -320,25 +277,66 @@ def test_make_down_stops_workers_before_the_broker_and_hands_their_jobs_back(fau
     assert run["state"] == "succeeded", run["error"]
 
 
-def test_a_job_past_its_hard_limit_fails_naming_it_and_the_worker_takes_the_next(faults: FaultStack) -> None:
+@pytest.fixture(scope="module")
+def misbehaving(faults: FaultStack) -> Iterator[Callable[..., str]]:
+    """A worker for tests/services/stubborn_task.py's tasks; yields submit(task, argument) -> run ref."""
     here = Path(__file__).resolve().parent
     env = {**faults.env, "PYTHONPATH": str(here)}
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "shared.celery_app", "worker", "-Q", "stubborn", "-c", "1",
          "-n", "stubborn@%h", "--include", "stubborn_task", "--loglevel", "INFO"],
-        env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=PROJECT, stdout=(faults.data_root / "logs" / "stubborn.log").open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 
-    def submit(seconds: float) -> str:
-        script = [sys.executable, str(here / "stubborn_task.py"), str(seconds)]
-        return "r" + subprocess.run(script, env=env, cwd=PROJECT, capture_output=True, text=True, check=True).stdout
+    def submit(task: str, argument: str) -> str:
+        script = [sys.executable, str(here / "stubborn_task.py"), task, argument]
+        return (
+            "r"
+            + subprocess.run(script, env=env, cwd=PROJECT, capture_output=True, text=True, check=True).stdout.strip()
+        )
 
     try:
-        stuck = faults.wait_run(submit(60).strip(), 60)
-        assert stuck["state"] == "failed"
-        assert "killed at its hard time limit of 4 s (tests.stubborn" in stuck["jobs"][0]["error"]
-        quick = faults.wait_run(submit(0.5).strip(), 60)
-        assert quick["state"] == "succeeded", quick["error"]
+        yield submit
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def test_a_job_past_its_hard_limit_fails_naming_it_and_the_worker_takes_the_next(
+    faults: FaultStack, misbehaving: Callable[..., str]
+) -> None:
+    stuck = faults.wait_run(misbehaving("stubborn", "60"), 60)
+    assert stuck["state"] == "failed"
+    assert "killed at its hard time limit of 4 s (tests.stubborn" in stuck["jobs"][0]["error"]
+    quick = faults.wait_run(misbehaving("stubborn", "0.5"), 60)
+    assert quick["state"] == "succeeded", quick["error"]
+
+
+def test_a_job_blocked_in_a_read_fails_at_its_soft_limit_and_the_worker_goes_on(
+    faults: FaultStack, misbehaving: Callable[..., str], tmp_path: Path
+) -> None:
+    fifo = tmp_path / "picture.jpg"
+    os.mkfifo(fifo)
+    blocked = faults.wait_run(misbehaving("blocking_read", str(fifo)), 60)
+    assert blocked["state"] == "failed"
+    assert "ran past its time limit of 6 s (tests.blocking_read" in blocked["jobs"][0]["error"]
+    quick = faults.wait_run(misbehaving("stubborn", "0.5"), 60)
+    assert quick["state"] == "succeeded", quick["error"]
+
+
+def test_cancel_frees_a_worker_blocked_in_a_read_within_seconds(
+    faults: FaultStack, misbehaving: Callable[..., str], tmp_path: Path
+) -> None:
+    fifo = tmp_path / "picture.jpg"
+    os.mkfifo(fifo)
+    ref = misbehaving("blocking_read", str(fifo))
+    wait_for(lambda: faults.show(ref)["jobs"][0]["state"] == "running", 30, "the read to start")
+    time.sleep(1)
+    cancelled_at = time.monotonic()
+    assert faults.dispatch("cancel", ref).returncode == 0
+    quick = faults.wait_run(misbehaving("stubborn", "0.1"), 30)
+    freed_after = time.monotonic() - cancelled_at
+    assert quick["state"] == "succeeded", quick["error"]
+    assert freed_after < 10, f"the worker took its next job {freed_after:.1f} s after the cancel"
+    assert "interrupted after it was cancelled" in (faults.data_root / "logs" / "stubborn.log").read_text()
+    assert faults.show(ref)["state"] == "cancelled"

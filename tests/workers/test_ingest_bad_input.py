@@ -4,6 +4,7 @@ exit, the job row failed with that message, and nothing half-written."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,84 @@ def _first_polygon(content: dict) -> list[float]:
     return content["annotations"][0]["segmentation"][0]
 
 
+def _first_other(root: Path) -> Path:
+    """The first non-fractured picture, which the hostile cases below replace."""
+    picture = sorted((root / "images" / "Non_fractured").iterdir())[0]
+    picture.unlink()
+    return picture
+
+
+def _link_out(root: Path, target: Path) -> None:
+    _first_other(root).symlink_to(target)
+
+
+def _outside_picture(root: Path) -> Path:
+    outside = root.parent / f"outside-{root.name}.jpg"
+    shutil.copy(sorted((root / "images" / "Non_fractured").iterdir())[-1], outside)
+    return outside
+
+
+def _bomb(root: Path) -> None:
+    from PIL import Image
+
+    _first_other(root)
+    Image.new("1", (9000, 9000)).save(root / "images" / "Non_fractured" / "IMG9999999.png")
+
+
+def _nested(root: Path) -> None:
+    (root / COCO_RELATIVE).write_text('{"images": ' + "[" * 5000 + "]" * 5000 + "}")
+
+
 BAD_INPUTS: dict[str, tuple[Callable[[Path], None], str]] = {
+    # Hostile files: refused by name before anything opens them (docs/security.md).
+    "symlink to a picture outside": (
+        lambda root: _link_out(root, _outside_picture(root)),
+        "is a symbolic link to",
+    ),
+    "symlink to /etc/passwd": (lambda root: _link_out(root, Path("/etc/passwd")), "outside the release"),
+    "symlink to /dev/zero": (lambda root: _link_out(root, Path("/dev/zero")), "/dev/zero, outside the release"),
+    "FIFO named .jpg": (lambda root: os.mkfifo(_first_other(root)), "is a FIFO (named pipe), not a regular file"),
+    "folder named .jpg": (lambda root: _first_other(root).mkdir(), "is a folder, not a regular file"),
+    "file name not UTF-8": (
+        lambda root: (Path(os.fsdecode(bytes(root / "images" / "Non_fractured") + b"/IMG\xff.jpg"))).write_bytes(b"x"),
+        "has a name that is not UTF-8",
+    ),
+    "decompression bomb PNG": (_bomb, "is 9000x9000 pixels, over the cap of 64 million"),
+    "duplicate image id": (
+        lambda root: edit_coco(root, lambda c: c["images"][1].update(id=c["images"][0]["id"])),
+        "image id 1 appears more than once",
+    ),
+    "duplicate file_name": (
+        lambda root: edit_coco(root, lambda c: c["images"][1].update(file_name=c["images"][0]["file_name"])),
+        "file_name 'IMG0000001.jpg' appears more than once",
+    ),
+    "duplicate annotation id": (
+        lambda root: edit_coco(root, lambda c: c["annotations"][1].update(id=c["annotations"][0]["id"])),
+        "appears more than once",
+    ),
+    "coordinate as a string": (
+        lambda root: edit_coco(root, lambda c: _first_polygon(c).__setitem__(0, "12")),
+        "has the coordinate '12', which is not a finite number",
+    ),
+    "NaN coordinate": (
+        lambda root: edit_coco(root, lambda c: _first_polygon(c).__setitem__(1, float("nan"))),
+        "has the coordinate nan, which is not a finite number",
+    ),
+    "RLE segmentation": (
+        lambda root: edit_coco(
+            root, lambda c: c["annotations"][0].update(segmentation={"counts": [1, 2], "size": [4, 4]})
+        ),
+        "has no polygon segmentation (RLE is not expected",
+    ),
+    "polygon over the point cap": (
+        lambda root: edit_coco(root, lambda c: c["annotations"][0].update(segmentation=[[1.0, 1.0] * 20_001])),
+        "has a polygon of 20001 points, over the cap of 20000",
+    ),
+    "deeply nested JSON": (_nested, "nests 5001 levels deep, over the cap of 32"),
+    "JSON not UTF-8": (
+        lambda root: (root / COCO_RELATIVE).write_bytes((root / COCO_RELATIVE).read_bytes().replace(b'"', b'"\xe9', 1)),
+        "is not UTF-8 text",
+    ),
     "not a release": (lambda root: shutil.rmtree(root / "images"), "images/Fractured is missing"),
     "missing COCO file": (lambda root: (root / COCO_RELATIVE).unlink(), "COCO_fracture_masks.json is missing"),
     "malformed JSON": (lambda root: (root / COCO_RELATIVE).write_text('{"images": ['), "is not valid JSON (line 1"),
@@ -68,7 +146,8 @@ def test_bad_input_fails_cleanly(case: str, system: Stack, release: Callable[...
     root = release()
     damage(root)
     dataset_id = 200 + sorted(BAD_INPUTS).index(case)
-    result = system.dispatch("ingest", "--source", str(root), "--dataset-id", str(dataset_id), "--wait")
+    # Never a hang: a refused release fails in seconds (the timeout turns a hang into a failure).
+    result = system.dispatch("ingest", "--source", str(root), "--dataset-id", str(dataset_id), "--wait", timeout=30)
     assert result.returncode == 1
     assert message in result.stdout, result.stdout
     assert "Traceback" not in result.stdout + result.stderr

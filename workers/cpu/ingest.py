@@ -24,7 +24,7 @@ import numpy as np
 from workers.cpu.masks import fracture_mask
 from workers.cpu.nifti import write_case
 from workers.cpu.pictures import load_picture
-from workers.cpu.release import REGIONS, read_release
+from workers.cpu.release import DEFAULT_CAPS, REGIONS, InputCaps, read_release
 from workers.cpu.split import TEST, TRAIN, official_split, stratified_split
 from workers.errors import InputError
 
@@ -68,14 +68,16 @@ def _existing_datasets(raw_root: Path, dataset_id: int) -> list[Path]:
     return sorted(raw_root.glob(f"Dataset{dataset_id:03d}_*")) if raw_root.is_dir() else []
 
 
-def plan(request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int) -> dict[str, Any]:
+def plan(
+    request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int, caps: InputCaps = DEFAULT_CAPS
+) -> dict[str, Any]:
     """Check the release and the target, split, and lay out the staging folder; returns plan metrics."""
     if not 32 <= request.size <= 2048:
         raise InputError(f"--size {request.size} must lie between 32 and 2048 pixels")
     existing = _existing_datasets(raw_root, request.dataset_id)
     if existing and not request.overwrite:
         raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
-    release = read_release(Path(request.source))
+    release = read_release(Path(request.source), caps)
     warnings = list(release.warnings)
     cases = {image.case_id: image.region for image in release.fractured if image.polygons}
     if request.split == "official":
@@ -111,7 +113,8 @@ def plan(request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int)
     # Each convert job reads only its own items; unindented, as json's fast encoder needs.
     for start, stop in chunks:
         _write_json(_items_file(staging, start), items[start:stop], indent=None)
-    _write_json(staging / PLAN_FILE, {"request": asdict(request), "chunks": chunks, "warnings": warnings})
+    plan_content = {"request": asdict(request), "caps": asdict(caps), "chunks": chunks, "warnings": warnings}
+    _write_json(staging / PLAN_FILE, plan_content)
     n_test = sum(1 for value in split.values() if value == TEST)
     return {
         "images": len(items),
@@ -137,14 +140,15 @@ def _read_items(staging: Path, start: int) -> list[dict[str, Any]]:
 
 def convert_chunk(staging: Path, start: int, progress: Progress) -> dict[str, Any]:
     """Decode the plan's chunk that starts at item `start`; write its cases and its classification slice."""
-    request = IngestRequest(**read_plan(staging)["request"])
+    planned = read_plan(staging)
+    request, caps = IngestRequest(**planned["request"]), InputCaps(**planned["caps"])
     items = _read_items(staging, start)
     size = request.size
     pixels = np.empty((len(items), size, size), np.uint8)
     records = []
     for index, item in enumerate(items):
         progress(index, len(items), item["file_name"])
-        picture = load_picture(Path(item["path"]), size)
+        picture = load_picture(Path(item["path"]), size, caps.pixels_per_picture)
         pixels[index] = picture.pixels
         record = {
             "file_name": item["file_name"],

@@ -8,6 +8,8 @@ sizes are compared as COCO saw them.
 from __future__ import annotations
 
 import io
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,17 +32,35 @@ class Picture:
     warning: str | None
 
 
-def load_picture(path: Path, size: int) -> Picture:
-    """Read `path` as a `size` x `size` grayscale picture, upright as its EXIF tag says."""
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of `path`, which must still be a regular file: never through a link, never a FIFO or
+    device (the release was checked when it was planned; this closes the gap until the file is read)."""
     try:
-        data = path.read_bytes()  # one read: opening files is a large share of a small picture's cost
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
-        raise InputError(f"{path} cannot be read ({error}); check the file and its permissions") from error
+        raise InputError(f"{path} cannot be read ({error.strerror}); check the file and its permissions") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise InputError(f"{path} is no longer a regular file; remove it from the release")
+        return handle.read()  # one read: opening files is a large share of a small picture's cost
+
+
+def load_picture(path: Path, size: int, max_pixels: int = 64_000_000) -> Picture:
+    """Read `path` as a `size` x `size` grayscale picture, upright as its EXIF tag says.
+
+    A picture of more than `max_pixels` is refused from its header, before anything is decoded.
+    """
+    data = read_regular_file(path)
     truncated = path.suffix.lower() in (".jpg", ".jpeg") and not data.endswith(JPEG_END)
     warning = "truncated JPEG (no end-of-image marker): decoded what the file holds" if truncated else None
     try:
         image = Image.open(io.BytesIO(data))
         width, height = image.size
+        if width * height > max_pixels:
+            raise InputError(
+                f"{path} is {width}x{height} pixels, over the cap of {max_pixels / 1e6:g} million "
+                "(INGEST_MAX_PIXELS); a radiograph of the release has 6.6 million: replace the file"
+            )
         oriented = (height, width) if image.getexif().get(EXIF_ORIENTATION, 1) in SWAPS_AXES else (width, height)
         if image.info.get("progressive") and not truncated and min(width, height) >= ONE_EIGHTH * size:
             reduced = dc_scans(data)
@@ -52,6 +72,10 @@ def load_picture(path: Path, size: int) -> Picture:
             image = _decode(image, tolerate_truncation=truncated)
             upright = ImageOps.exif_transpose(image).convert("L")
             pixels = np.asarray(upright.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{path} declares more pixels than Pillow will decode (a decompression bomb); replace the file"
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path} cannot be decoded as an image ({error}); replace the file") from error
     return Picture(pixels, oriented, warning)

@@ -10,7 +10,10 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,20 @@ CATEGORY_NAME = "fractured"
 REGIONS = ("hand", "leg", "hip", "shoulder", "mixed")
 # Polygons come from a drawing tool: a point may sit a hair outside the picture's edge.
 EDGE_TOLERANCE_PX = 2.0
+
+
+@dataclass(frozen=True)
+class InputCaps:
+    """Limits on what a release may ask of a worker; INGEST_MAX_* settings set them (docs/security.md)."""
+
+    coco_bytes: int = 256 * 2**20
+    coco_depth: int = 32  # a COCO file nests 5 levels deep
+    polygons_per_image: int = 256
+    points_per_polygon: int = 20_000
+    pixels_per_picture: int = 64_000_000  # the release's largest radiograph: 6.6 million
+
+
+DEFAULT_CAPS = InputCaps()
 
 
 @dataclass
@@ -59,7 +76,7 @@ class Release:
         return [image for image in self.images if image.fractured]
 
 
-def read_release(source: Path) -> Release:
+def read_release(source: Path, caps: InputCaps = DEFAULT_CAPS) -> Release:
     # Resolved once here, so that every image path under it is absolute without a lookup per file.
     root = Path(source).expanduser().resolve()
     if not root.is_dir():
@@ -75,18 +92,21 @@ def read_release(source: Path) -> Release:
                 "(images/Fractured, images/Non_fractured, 'Annotations/COCO JSON/COCO_fracture_masks.json', "
                 "dataset.csv); point --source at the unpacked release"
             )
+    for needed in (coco_path, root / "dataset.csv"):
+        inside_release(root, needed)
     warnings: list[str] = []
     attributes = _read_attributes(root / "dataset.csv")
     images = [
-        ImageEntry(name, root / "images" / folder / name, folder == FRACTURED, attributes.get(name, {}))
+        ImageEntry(entry.name, inside_release(root, Path(entry.path), entry), folder == FRACTURED,
+                   attributes.get(entry.name, {}))
         for folder in (FRACTURED, NON_FRACTURED)
-        for name in sorted(os.listdir(root / "images" / folder))  # names sort faster than paths
-        if os.path.splitext(name)[1].lower() in (".jpg", ".jpeg", ".png")
-    ]
+        for entry in sorted(os.scandir(root / "images" / folder), key=lambda e: e.name)  # names sort faster
+        if os.path.splitext(entry.name)[1].lower() in (".jpg", ".jpeg", ".png")
+    ]  # fmt: skip
     missing_rows = [image.file_name for image in images if image.file_name not in attributes]
     if missing_rows:
         warnings.append(f"{len(missing_rows)} images have no dataset.csv row (first: {missing_rows[0]})")
-    _attach_annotations(coco_path, root, {image.file_name: image for image in images}, warnings)
+    _attach_annotations(coco_path, root, {image.file_name: image for image in images}, caps)
     unannotated = [image.file_name for image in images if image.fractured and not image.polygons]
     if unannotated:
         warnings.append(
@@ -94,6 +114,50 @@ def read_release(source: Path) -> Release:
             f"the segmentation set (first: {unannotated[0]})"
         )
     return Release(root, images, _read_official_split(root / SPLIT_RELATIVE), warnings)
+
+
+def inside_release(root: Path, path: Path, entry: os.DirEntry[str] | None = None) -> Path:
+    """`path` if it is a regular file whose real path lies inside the release; else a refusal by name.
+
+    Checked before anything opens it: a symlink out of the release, a FIFO (opening it blocks), a device
+    (reading it never ends) or a folder named like a picture is never read.
+    """
+    shown = path.relative_to(root) if path.is_relative_to(root) else path
+    try:
+        path.name.encode()
+    except UnicodeEncodeError:
+        printable = str(shown).encode("utf-8", "backslashreplace").decode()
+        raise InputError(f"{printable} has a name that is not UTF-8; rename it (ASCII names are safest)") from None
+    is_plain = entry.is_file(follow_symlinks=False) if entry is not None else path.is_file() and not path.is_symlink()
+    if is_plain:
+        return path
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            raise InputError(
+                f"{shown} in the release is a symbolic link to {target}, outside the release; only files inside "
+                f"{root} are read: copy the file in or remove the link"
+            )
+        if target.is_file():
+            return target  # read by its real path: the convert job opens it without following links
+    kind = _kind_of(path)
+    raise InputError(f"{shown} in the release is {kind}, not a regular file; remove it or replace it with the file")
+
+
+def _kind_of(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def _read_attributes(path: Path) -> dict[str, dict[str, int]]:
@@ -122,16 +186,31 @@ def _read_official_split(folder: Path) -> dict[str, str]:
     return split
 
 
-def load_coco(path: Path) -> COCO:
+def load_coco(path: Path, caps: InputCaps = DEFAULT_CAPS) -> COCO:
+    """pycocotools' index of `path`, once the file has passed every check that needs no picture."""
+    size = path.stat().st_size
+    if size > caps.coco_bytes:
+        raise InputError(
+            f"{path} is {size / 2**20:.0f} MB, over the cap of {caps.coco_bytes / 2**20:.0f} MB "
+            "(INGEST_MAX_COCO_MB); use the release's file or raise the cap"
+        )
+    raw = path.read_bytes()
+    depth = _nesting(raw)
+    if depth > caps.coco_depth:
+        raise InputError(
+            f"{path} nests {depth} levels deep, over the cap of {caps.coco_depth} (a COCO file nests 5); "
+            "restore the file from the release"
+        )
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(raw)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8") from None
     except json.JSONDecodeError as error:
         raise InputError(
             f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
             "restore the file from the release"
         ) from error
-    if not isinstance(data, dict) or not all(key in data for key in ("images", "annotations", "categories")):
-        raise InputError(f"{path} is not a COCO file: it needs 'images', 'annotations' and 'categories'")
+    _check_coco(data, path, caps)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
@@ -139,8 +218,78 @@ def load_coco(path: Path) -> COCO:
     return coco
 
 
-def _attach_annotations(coco_path: Path, root: Path, by_name: dict[str, ImageEntry], warnings: list[str]) -> None:
-    coco = load_coco(coco_path)
+def _nesting(raw: bytes) -> int:
+    """How deep the JSON's arrays and objects nest (strings left out), without parsing it."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", raw)):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _check_coco(data: Any, path: Path, caps: InputCaps) -> None:
+    """The structure pycocotools assumes: lists of objects, unique ids and file names, numeric polygons."""
+    if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in COCO_LISTS):
+        raise InputError(f"{path} is not a COCO file: it needs 'images', 'annotations' and 'categories' lists")
+    for key in COCO_LISTS:
+        for position, item in enumerate(data[key]):
+            if not isinstance(item, dict) or not _is_id(item.get("id")):
+                raise InputError(f"{path}: entry {position} of '{key}' has no integer id; fix the COCO file")
+    _unique(path, "image id", [image["id"] for image in data["images"]])
+    _unique(path, "file_name", [str(image.get("file_name")) for image in data["images"]])
+    _unique(path, "annotation id", [annotation["id"] for annotation in data["annotations"]])
+    polygons: dict[Any, int] = {}
+    for annotation in data["annotations"]:
+        where = f"{path}: annotation id {annotation['id']}"
+        segmentation = annotation.get("segmentation")
+        if not isinstance(segmentation, list):
+            continue  # RLE or none: refused with its image's name once the polygons are read
+        polygons[annotation.get("image_id")] = polygons.get(annotation.get("image_id"), 0) + len(segmentation)
+        for polygon in segmentation:
+            if isinstance(polygon, list) and len(polygon) > 2 * caps.points_per_polygon:
+                raise InputError(
+                    f"{where} has a polygon of {len(polygon) // 2} points, over the cap of "
+                    f"{caps.points_per_polygon} (INGEST_MAX_POINTS_PER_POLYGON); simplify it"
+                )
+            bad = next((v for v in polygon if not _is_number(v)), None) if isinstance(polygon, list) else None
+            if bad is not None:
+                raise InputError(f"{where} has the coordinate {bad!r}, which is not a finite number; fix it")
+    crowded = next(((image, count) for image, count in polygons.items() if count > caps.polygons_per_image), None)
+    if crowded:
+        raise InputError(
+            f"{path}: image id {crowded[0]} has {crowded[1]} polygons, over the cap of {caps.polygons_per_image} "
+            "(INGEST_MAX_POLYGONS_PER_IMAGE); check the COCO file"
+        )
+
+
+COCO_LISTS = ("images", "annotations", "categories")
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _unique(path: Path, what: str, values: list[Any]) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise InputError(
+                f"{path}: {what} {value!r} appears more than once; each must be unique, or pictures and polygons "
+                "would be mixed up: fix the COCO file"
+            )
+        seen.add(value)
+
+
+def _attach_annotations(coco_path: Path, root: Path, by_name: dict[str, ImageEntry], caps: InputCaps) -> None:
+    coco = load_coco(coco_path, caps)
     category_ids = [c["id"] for c in coco.dataset["categories"] if str(c.get("name", "")).lower() == CATEGORY_NAME]
     if not category_ids:
         names = ", ".join(repr(c.get("name")) for c in coco.dataset["categories"]) or "none"

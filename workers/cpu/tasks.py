@@ -16,6 +16,7 @@ from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN, NNUNET_PREPROCESS
 from workers.cpu.ingest import IngestRequest, assemble, convert_chunk, plan
 from workers.cpu.preprocess import preprocess
+from workers.cpu.release import InputCaps
 from workers.errors import InputError
 from workers.nnunet import experiment_of
 from workers.runtime import JobContext, Outcome, job_task, send_best_effort
@@ -64,7 +65,14 @@ def ingest_plan(ctx: JobContext) -> Outcome:
     metrics: dict = {}
     chunks: list[list[int]] = []
     if planned is None:
-        metrics = plan(request, staging_for(ctx.run_id), settings.nnunet_raw, settings.ingest_chunk_size)
+        caps = InputCaps(
+            coco_bytes=settings.ingest_max_coco_mb * 2**20,
+            coco_depth=settings.ingest_max_coco_depth,
+            polygons_per_image=settings.ingest_max_polygons_per_image,
+            points_per_polygon=settings.ingest_max_points_per_polygon,
+            pixels_per_picture=settings.ingest_max_pixels,
+        )
+        metrics = plan(request, staging_for(ctx.run_id), settings.nnunet_raw, settings.ingest_chunk_size, caps)
         chunks = metrics.pop("chunks")
     for child in _fan_out(ctx.run_id, chunks, ctx.stage):
         send_best_effort(child)
