@@ -12,6 +12,7 @@ import click
 from services.docker.compose import gpu_override, parse_gpus, write
 from services.local import stack
 from services.local.plan import visible_gpus
+from shared.secrets_check import refusal
 from shared.settings import get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,9 @@ def up(gpus: str) -> None:
         click.echo("no Docker engine answers: starting the local stack (supervisord)")
         stack.up(get_settings())
         return
+    refused = refusal(get_settings())  # .env, as compose reads it
+    if refused:
+        raise click.ClickException(refused)
     ids = parse_gpus(gpus, visible_gpus())
     path = write(gpu_override(ids), override_path())
     click.echo(f"Docker engine found: docker compose with {len(ids) or 'no'} GPU worker(s) ({path})")

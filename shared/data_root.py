@@ -12,6 +12,7 @@ import uuid
 
 import redis
 
+from shared.redact import redact_url
 from shared.settings import Settings
 
 MARKER = ".fracatlas-data-root"
@@ -43,8 +44,8 @@ def check_data_root(settings: Settings) -> str:
     registered = redis.Redis.from_url(settings.broker_url).get(REDIS_KEY)
     if registered is None:
         raise DataRootMismatch(
-            f"no data root is registered at {settings.broker_url}; start the first host (its migrate service, "
-            "or `make up`) before workers on other hosts"
+            f"no data root is registered at {redact_url(settings.broker_url)}; start the first host "
+            "(its migrate service, or `make up`) before workers on other hosts"
         )
     path = settings.root / MARKER
     marker = path.read_text().strip() if path.exists() else None

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     # Above the longest fold: the lease, not this, bounds recovery time (docs/design.md).
     visibility_timeout_seconds: int = Field(default=7 * 24 * 3600, alias="VISIBILITY_TIMEOUT_SECONDS")
     flower_port: int = Field(default=5555, alias="FLOWER_PORT")
+    flower_address: str = Field(default="127.0.0.1", alias="FLOWER_ADDRESS")
     flower_basic_auth: str | None = Field(default=None, alias="FLOWER_BASIC_AUTH")
     gpu_workers: int | None = Field(default=None, alias="GPU_WORKERS")
     cpu_concurrency: int | None = Field(default=None, alias="CPU_CONCURRENCY")

@@ -1,4 +1,5 @@
-"""Wait until the broker and the job table answer (the pre-start step of every container)."""
+"""The pre-start step of every container: refuse the example passwords, then wait until the broker and the
+job table answer."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import redis
 from sqlalchemy import text
 
 from shared.db.engine import get_engine
+from shared.redact import redact_text, redact_url
+from shared.secrets_check import refusal
 from shared.settings import get_settings
 
 TIMEOUT_S = 120
@@ -27,9 +30,17 @@ def wait_for_services(timeout_s: float = TIMEOUT_S) -> None:
         except Exception as error:  # noqa: BLE001 - any failure means "not yet"; the last one is reported
             last_error = error
             time.sleep(1)
-    print(f"broker {settings.broker_url} or job table {settings.db_url} not reachable: {last_error}", file=sys.stderr)
+    print(
+        f"broker {redact_url(settings.broker_url)} or job table {redact_url(settings.db_url)} not reachable: "
+        f"{redact_text(str(last_error))}",
+        file=sys.stderr,
+    )
     raise SystemExit(1)
 
 
 if __name__ == "__main__":
+    refused = refusal(get_settings())
+    if refused:
+        print(refused, file=sys.stderr)
+        raise SystemExit(1)
     wait_for_services()

@@ -124,7 +124,11 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
         Program(
             "flower",
             [*CELERY, "flower", f"--conf={FLOWER_CONFIG}"],
-            {"FLOWER_BASIC_AUTH": flower_auth(settings), "FLOWER_PORT": str(settings.flower_port)},
+            {
+                "FLOWER_BASIC_AUTH": flower_auth(settings),
+                "FLOWER_PORT": str(settings.flower_port),
+                "FLOWER_ADDRESS": settings.flower_address,
+            },
             priority=WATCHER_PRIORITY,
         )
     )

@@ -21,6 +21,7 @@ from services.local.plan import (
 )
 from shared.data_root import claim_data_root
 from shared.db.migrate import upgrade_to_head
+from shared.redact import redact_url
 from shared.settings import Settings, get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +85,10 @@ def write_config(settings: Settings, stack: list[Program]) -> Path:
     # by another that is about to stop too.
     workers = [program.name for program in stack if program.priority == WORKER_PRIORITY]
     config[f"group:{WORKERS_GROUP}"] = {"programs": ",".join(workers), "priority": str(WORKER_PRIORITY)}
-    with paths["conf"].open("w") as handle:
+    # It holds the stack's secrets (Flower's password, the database URL): readable by its owner only.
+    descriptor = os.open(paths["conf"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
         config.write(handle)
     return paths["conf"]
 
@@ -108,6 +112,7 @@ def is_up(settings: Settings) -> bool:
 
 def up(settings: Settings) -> None:
     settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    settings.stack_dir.chmod(0o700)
     if is_up(settings):
         click.echo(f"the local stack is already up (supervisord under {settings.stack_dir}); `make down` stops it")
         return
@@ -116,8 +121,8 @@ def up(settings: Settings) -> None:
     conf = write_config(settings, stack)
     click.echo(f"local stack (no Docker engine answers): {', '.join(p.name for p in stack)}")
     click.echo(
-        f"broker {settings.broker_url} ({'started here' if start_redis else 'already running'}), "
-        f"job table {settings.db_url}"
+        f"broker {redact_url(settings.broker_url)} ({'started here' if start_redis else 'already running'}), "
+        f"job table {redact_url(settings.db_url)}"
     )
     # The job table is migrated before any worker starts.
     upgrade_to_head(settings.db_url)
@@ -131,8 +136,9 @@ def up(settings: Settings) -> None:
     claim_data_root(settings)
     workers = _wait_for_workers(settings, sum(1 for p in stack if "worker" in p.name))
     click.echo(f"workers online: {', '.join(workers)}")
-    user, password = flower_auth(settings).split(":", 1)
-    click.echo(f"Flower: http://127.0.0.1:{settings.flower_port}  (user {user}, password {password})")
+    user = flower_auth(settings).split(":", 1)[0]
+    kept = "FLOWER_BASIC_AUTH" if settings.flower_basic_auth else settings.stack_dir / "flower_basic_auth"
+    click.echo(f"Flower: http://127.0.0.1:{settings.flower_port}  (user {user}; the password is in {kept})")
     click.echo(f"logs: {_paths(settings)['logs']}   next: .venv/bin/dispatch demo --wait")
 
 
@@ -140,7 +146,9 @@ def _wait_for_broker(settings: Settings) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not redis_answers(settings.broker_url):
         if time.monotonic() > deadline:
-            raise click.ClickException(f"the broker at {settings.broker_url} did not come up; see `make logs`")
+            raise click.ClickException(
+                f"the broker at {redact_url(settings.broker_url)} did not come up; see `make logs`"
+            )
         time.sleep(0.2)
 
 

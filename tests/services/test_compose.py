@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,8 +102,9 @@ def test_rules_of_the_stack(files: dict[str, Path]) -> None:
         assert "healthcheck" in merged["services"][name]
     for name in ("redis", "postgres"):
         assert "ports" not in merged["services"][name], f"{name} must not be published on a host port"
-    assert "--appendonly" in merged["services"]["redis"]["command"]
-    assert "--requirepass" in merged["services"]["redis"]["command"]
+    redis_command = " ".join(merged["services"]["redis"]["command"])
+    assert "appendonly yes" in redis_command and "requirepass %s" in redis_command
+    assert "change-me" not in redis_command, "Redis's password must not be on its command line"
     assert merged["services"]["migrate"]["command"] == ["services/docker/start/migrate.sh"]
     assert "alembic upgrade head" in (PROJECT / "services/docker/start/migrate.sh").read_text()
 
@@ -122,9 +124,6 @@ def test_no_secret_is_written_in_the_compose_files(files: dict[str, Path]) -> No
                 if key.endswith("_URL") and "@" in str(value):
                     credentials = str(value).split("://", 1)[1].rsplit("@", 1)[0]
                     assert "${" in credentials, f"{path.name}: {name}.{key} holds a literal password"
-            command = service.get("command") or []
-            if "--requirepass" in command:
-                assert command[command.index("--requirepass") + 1].startswith("${")
     assert ".env" in (PROJECT / ".gitignore").read_text().split()
 
 
@@ -210,3 +209,26 @@ def test_start_scripts_run_a_job_and_refuse_a_foreign_data_root(redis_port: int,
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(60)
+
+
+def test_the_example_passwords_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    from shared.secrets_check import EXAMPLE_SECRET
+
+    example = dict(
+        line.split("=", 1) for line in ENV_FILE.read_text().splitlines() if line and not line.startswith("#")
+    )
+    assert example["REDIS_PASSWORD"] == example["POSTGRES_PASSWORD"] == EXAMPLE_SECRET
+    env = {
+        **os.environ,
+        "DATA_ROOT": str(tmp_path),
+        "DATABASE_URL": f"postgresql://fracatlas:{example['POSTGRES_PASSWORD']}@127.0.0.1:1/fracatlas",
+        "BROKER_URL": f"redis://:{example['REDIS_PASSWORD']}@127.0.0.1:1/0",
+        "FLOWER_BASIC_AUTH": example["FLOWER_BASIC_AUTH"],
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "services.docker.prestart"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert started.returncode == 1 and "Traceback" not in started.stderr
+    for name in ("DATABASE_URL (POSTGRES_PASSWORD)", "BROKER_URL (REDIS_PASSWORD)", "FLOWER_BASIC_AUTH"):
+        assert name in started.stderr
+    assert "still hold the example password" in started.stderr
