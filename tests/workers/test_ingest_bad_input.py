@@ -180,3 +180,16 @@ def test_existing_dataset_needs_overwrite(system: Stack, release: Callable[..., 
     assert replaced.returncode == 0
     split = json.loads((dataset / "split.json").read_text())
     assert split["method"] == "official" and split["test"] == ["IMG0000001"]
+
+
+def test_overwrite_replaces_only_a_dataset_this_project_made(system: Stack, release: Callable[..., Path]) -> None:
+    foreign = system.data_root / "nnUNet_raw" / "Dataset231_SomeoneElses"
+    foreign.mkdir(parents=True)
+    (foreign / "dataset.json").write_text("{}")
+    result = system.dispatch(
+        "ingest", "--source", str(release()), "--dataset-id", "231", "--overwrite", "--wait", timeout=60
+    )
+    assert result.returncode == 1
+    assert "Dataset231_SomeoneElses was not made by this project's ingest" in result.stdout
+    assert (foreign / "dataset.json").read_text() == "{}", "the other dataset is untouched"
+    assert not (system.data_root / "nnUNet_raw" / "Dataset231_FracAtlas").exists()

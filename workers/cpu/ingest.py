@@ -29,6 +29,7 @@ from workers.cpu.split import TEST, TRAIN, official_split, stratified_split
 from workers.errors import InputError
 
 PLAN_FILE = "plan.json"
+MARKER = ".made-by-fracatlas-jobs"  # in every dataset the ingest writes: --overwrite replaces only these
 MIN_CHUNKS = 8
 CLASSIFICATION = "classification"
 CACHE_FILE = "images.npy"
@@ -64,12 +65,31 @@ def _write_json(path: Path, content: Any, indent: int | None = 1) -> None:
     os.replace(tmp, path)
 
 
+def _check_ours_to_replace(dataset_id: int, raw_root: Path, derived_roots: tuple[Path, ...]) -> None:
+    """--overwrite replaces only a dataset this project's ingest made (it carries MARKER), and what nnU-Net
+    derived from it; a folder of another origin with the same id is left alone, and the ingest refused."""
+    raw = _existing_datasets(raw_root, dataset_id)
+    foreign = [path for path in raw if not (path / MARKER).is_file()]
+    if not raw:
+        foreign = [path for root in derived_roots for path in _existing_datasets(root, dataset_id)]
+    if foreign:
+        raise InputError(
+            f"{foreign[0]} was not made by this project's ingest (it has no {MARKER}); it is not replaced, "
+            "even with --overwrite: move it away or choose another --dataset-id"
+        )
+
+
 def _existing_datasets(raw_root: Path, dataset_id: int) -> list[Path]:
     return sorted(raw_root.glob(f"Dataset{dataset_id:03d}_*")) if raw_root.is_dir() else []
 
 
 def plan(
-    request: IngestRequest, staging: Path, raw_root: Path, chunk_size: int, caps: InputCaps = DEFAULT_CAPS
+    request: IngestRequest,
+    staging: Path,
+    raw_root: Path,
+    chunk_size: int,
+    caps: InputCaps = DEFAULT_CAPS,
+    derived_roots: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
     """Check the release and the target, split, and lay out the staging folder; returns plan metrics."""
     if not 32 <= request.size <= 2048:
@@ -77,6 +97,7 @@ def plan(
     existing = _existing_datasets(raw_root, request.dataset_id)
     if existing and not request.overwrite:
         raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
+    _check_ours_to_replace(request.dataset_id, raw_root, derived_roots)
     release = read_release(Path(request.source), caps)
     warnings = list(release.warnings)
     cases = {image.case_id: image.region for image in release.fractured if image.polygons}
@@ -227,6 +248,7 @@ def assemble(
             "file_ending": ".nii.gz",
         },
     )
+    _write_json(dataset / MARKER, {"run_staging": staging.name, "request": asdict(request)})
     _write_json(
         dataset / "split.json",
         {

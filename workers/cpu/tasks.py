@@ -72,7 +72,8 @@ def ingest_plan(ctx: JobContext) -> Outcome:
             points_per_polygon=settings.ingest_max_points_per_polygon,
             pixels_per_picture=settings.ingest_max_pixels,
         )
-        metrics = plan(request, staging_for(ctx.run_id), settings.nnunet_raw, settings.ingest_chunk_size, caps)
+        derived = (settings.nnunet_preprocessed, settings.nnunet_results)
+        metrics = plan(request, staging_for(ctx.run_id), settings.nnunet_raw, settings.ingest_chunk_size, caps, derived)
         chunks = metrics.pop("chunks")
     for child in _fan_out(ctx.run_id, chunks, ctx.stage):
         send_best_effort(child)
