@@ -13,7 +13,7 @@ from shared.tasknames import QUEUE_OF, REAP
 
 settings = get_settings()
 
-app = Celery("fracatlas", broker=settings.broker_url, backend=settings.backend_url)
+app = Celery("fracatlas", broker=settings.broker, backend=settings.backend_url)
 app.conf.update(
     # JSON only: no pickle from the broker.
     task_serializer="json",

@@ -35,16 +35,16 @@ def claim_data_root(settings: Settings) -> str:
         tmp.write_text(uuid.uuid4().hex)
         os.replace(tmp, path)
     marker = path.read_text().strip()
-    redis.Redis.from_url(settings.broker_url).set(REDIS_KEY, marker)
+    redis.Redis.from_url(settings.broker).set(REDIS_KEY, marker)
     return marker
 
 
 def check_data_root(settings: Settings) -> str:
     """On a worker: the DATA_ROOT it sees must be the one the first host registered."""
-    registered = redis.Redis.from_url(settings.broker_url).get(REDIS_KEY)
+    registered = redis.Redis.from_url(settings.broker).get(REDIS_KEY)
     if registered is None:
         raise DataRootMismatch(
-            f"no data root is registered at {redact_url(settings.broker_url)}; start the first host "
+            f"no data root is registered at {redact_url(settings.broker)}; start the first host "
             "(its migrate service, or `make up`) before workers on other hosts"
         )
     path = settings.root / MARKER

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.tasknames import QUEUE_OF
+
+REDIS_PASSWORD_FILE = "redis_password"  # under the stack folder, mode 0600, when the local stack runs Redis
 
 
 class Settings(BaseSettings):
@@ -89,9 +92,24 @@ class Settings(BaseSettings):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
 
+    # Celery's own command line also reads BROKER_URL (its --broker option) and prefers it: a `celery worker`
+    # started outside the stack needs the URL with the password (the stack hands its processes `broker`).
+    @property
+    def broker(self) -> str:
+        """BROKER_URL as processes connect to it: where it names no password and points at the Redis that
+        the local stack started, with that Redis's generated password (kept in the stack folder)."""
+        parts = urlsplit(self.broker_url)
+        kept = self.stack_dir / REDIS_PASSWORD_FILE
+        if parts.password is not None or not kept.is_file():
+            return self.broker_url
+        address, _, password = kept.read_text().strip().partition(" ")
+        if address != f"{parts.hostname}:{parts.port or 6379}":
+            return self.broker_url
+        return urlunsplit(parts._replace(netloc=f":{quote(password, safe='')}@{parts.netloc}"))
+
     @property
     def backend_url(self) -> str:
-        return self.result_backend or self.broker_url
+        return self.result_backend or self.broker
 
     @property
     def nnunet_raw(self) -> Path:

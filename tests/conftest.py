@@ -25,6 +25,10 @@ MINI = PROJECT.parent / "shared" / "data" / "fracatlas-mini"
 BIN = Path(sys.executable).parent
 CI = os.environ.get("CI", "").lower() == "true"
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
+# Known passwords of the test stacks: tests/services/test_secrets.py looks for them where they must not be.
+FLOWER_PASSWORD = "flower-pw-7f3kq"
+DATABASE_PASSWORD = "db-pw-9q2zt"  # PostgreSQL's trust auth accepts it; the URL carries it all the same
+REDIS_PASSWORD = "redis-pw-4h6nd"  # each stack's own redis-server takes the password BROKER_URL names
 
 
 def free_port() -> int:
@@ -44,7 +48,7 @@ def require(condition: bool, reason: str) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # One broker port for the session, set before any test imports the Celery app: each stack starts
     # its own redis-server on it, with a fresh data folder.
-    os.environ["BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    os.environ["BROKER_URL"] = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"
     os.environ.pop("RESULT_BACKEND", None)
     os.environ.pop("DATABASE_URL", None)
 
@@ -124,6 +128,7 @@ def db(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
 class Stack:
     env: dict[str, str]
     data_root: Path
+    up_output: str = ""
 
     def dispatch(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -143,12 +148,13 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         database, drop = f"sqlite:///{data_root / 'jobs.sqlite'}", None
     else:
         database, drop = _postgres_database(f"fracatlas_stack_{uuid.uuid4().hex[:10]}")
+        database = database.replace("://postgres@", f"://postgres:{DATABASE_PASSWORD}@", 1)
     env = {
         **os.environ,
         "DATA_ROOT": str(data_root),
         "DATABASE_URL": database,
         "FLOWER_PORT": str(free_port()),
-        "FLOWER_BASIC_AUTH": "test:secret",
+        "FLOWER_BASIC_AUTH": f"test:{FLOWER_PASSWORD}",
         "CPU_CONCURRENCY": "2",
         # Two gpu-queue workers on the CPU, so that folds can run at the same time.
         "GPU_WORKERS": "2",
@@ -161,9 +167,17 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "REAP_INTERVAL_SECONDS": "2",
         "INGEST_CHUNK_SIZE": "16",
     }
-    subprocess.run([sys.executable, "-m", "services.local.stack", "up"], env=env, check=True, cwd=PROJECT, timeout=180)
+    started = subprocess.run(
+        [sys.executable, "-m", "services.local.stack", "up"],
+        env=env,
+        cwd=PROJECT,
+        timeout=180,
+        capture_output=True,
+        text=True,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
     try:
-        yield Stack(env, data_root)
+        yield Stack(env, data_root, started.stdout + started.stderr)
     finally:
         subprocess.run([sys.executable, "-m", "services.local.stack", "down"], env=env, cwd=PROJECT, timeout=120)
         if drop:

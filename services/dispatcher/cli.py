@@ -505,11 +505,24 @@ def _radiograph_files(paths: tuple[Path, ...]) -> list[str]:
             if not found:
                 raise click.BadParameter(f"{path} holds no JPEG, PNG or NIfTI file")
             files += found
-        elif path.exists():
+        elif path.resolve().is_file():
             files.append(path)
+        elif path.exists():
+            raise click.BadParameter(f"{path} is not a regular file (a FIFO, device or socket); it is not read")
         else:
             raise click.BadParameter(f"{path} does not exist")
     return [str(path.resolve()) for path in files]
+
+
+def _writable_folder(out: Path) -> Path:
+    """--out as the worker will use it: an existing writable folder, or a new one in a writable parent."""
+    out = out.expanduser().resolve()
+    existing = next(folder for folder in (out, *out.parents) if folder.exists())
+    if not existing.is_dir():
+        raise click.BadParameter(f"{existing} is not a folder", param_hint="--out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{existing} is not writable by this user", param_hint="--out")
+    return out
 
 
 CHECKPOINT_PREFIX = "checkpoint "
@@ -553,6 +566,7 @@ def predict(paths: tuple[Path, ...], out: Path | None, classifier_ref: str | Non
     from shared.tasknames import CLASSIFY_PREDICT
 
     files = _radiograph_files(paths)
+    out = _writable_folder(out) if out else None
     classifier = _classifier_checkpoint(classifier_ref)
     params = classifier["run"]["params"]
     seg_run = classifier["seg_run"] if classifier["input"] == IMAGE_SEG else None
@@ -563,7 +577,7 @@ def predict(paths: tuple[Path, ...], out: Path | None, classifier_ref: str | Non
         )
     run_params = {
         "files": files,
-        "out": str(out.expanduser().resolve()) if out else None,
+        "out": str(out) if out else None,
         "classifier_run": classifier["run"]["id"],
         "input": classifier["input"],
         "checkpoint": classifier["checkpoint"],

@@ -62,7 +62,7 @@ def send_all(refs: list[jobs.JobRef]) -> None:
             )(send, ref)
         except unreachable as error:
             message = (
-                f"cannot reach the broker at {redact_url(settings.broker_url)} ({redact_text(str(error))}); "
+                f"cannot reach the broker at {redact_url(settings.broker)} ({redact_text(str(error))}); "
                 "start the stack with `make up` or set BROKER_URL"
             )
             jobs.fail(ref.job_id, ref.attempt, message)

@@ -23,7 +23,7 @@ def wait_for_services(timeout_s: float = TIMEOUT_S) -> None:
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2).ping()
+            redis.Redis.from_url(settings.broker, socket_connect_timeout=2).ping()
             with get_engine().connect() as connection:
                 connection.execute(text("SELECT 1"))
             return
@@ -31,7 +31,7 @@ def wait_for_services(timeout_s: float = TIMEOUT_S) -> None:
             last_error = error
             time.sleep(1)
     print(
-        f"broker {redact_url(settings.broker_url)} or job table {redact_url(settings.db_url)} not reachable: "
+        f"broker {redact_url(settings.broker)} or job table {redact_url(settings.db_url)} not reachable: "
         f"{redact_text(str(last_error))}",
         file=sys.stderr,
     )

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import redis
 
-from shared.settings import Settings
+from shared.settings import REDIS_PASSWORD_FILE, Settings
 
 FLOWER_CONFIG = Path(__file__).resolve().parent.parent / "flower" / "flowerconfig.py"
 CELERY = [sys.executable, "-m", "celery", "-A", "shared.celery_app"]
@@ -57,16 +57,51 @@ def visible_gpus() -> int:
     return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
 
 
+def write_private(path: Path, content: str) -> Path:
+    """Write a file that holds a secret: created 0600, never readable by others even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(content)
+    return path
+
+
+def _kept_secret(path: Path, make: str) -> str:
+    if not path.exists():
+        write_private(path, make)
+    return path.read_text().strip()
+
+
 def flower_auth(settings: Settings) -> str:
     """FLOWER_BASIC_AUTH, or a password generated once and kept under DATA_ROOT."""
     if settings.flower_basic_auth:
         return settings.flower_basic_auth
-    path = settings.stack_dir / "flower_basic_auth"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"admin:{secrets.token_urlsafe(12)}")
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return _kept_secret(settings.stack_dir / "flower_basic_auth", f"admin:{secrets.token_urlsafe(12)}")
+
+
+def redis_program(settings: Settings) -> Program:
+    """The stack's own Redis: a password generated once (settings.broker adds it to BROKER_URL), given
+    through a 0600 config file rather than the command line, which `ps` shows to every user."""
+    url = urlparse(settings.broker_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 6379
+    redis_dir = settings.root / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    kept = settings.stack_dir / REDIS_PASSWORD_FILE
+    if url.password is not None:  # BROKER_URL names the password: this Redis takes that one
+        password = unquote(url.password)
+        kept.unlink(missing_ok=True)
+    else:
+        # "host:port password": settings.broker adds it only to a BROKER_URL that points at this Redis.
+        address, _, password = _kept_secret(kept, f"{host}:{port} {secrets.token_urlsafe(24)}").partition(" ")
+        if address != f"{host}:{port}":  # BROKER_URL moved: a new password for the new address
+            password = secrets.token_urlsafe(24)
+            write_private(kept, f"{host}:{port} {password}")
+    config = write_private(
+        settings.stack_dir / "redis.conf",
+        f'bind {host}\nport {port}\ndir {redis_dir}\nappendonly yes\nsave ""\nrequirepass {password}\n',
+    )
+    return Program("redis", [redis_binary(), str(config)], priority=BROKER_PRIORITY)
 
 
 def programs(settings: Settings, start_redis: bool) -> list[Program]:
@@ -76,28 +111,7 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
     cpu_concurrency = settings.cpu_concurrency or cores
     result = []
     if start_redis:
-        url = urlparse(settings.broker_url)
-        redis_dir = settings.root / "redis"
-        redis_dir.mkdir(parents=True, exist_ok=True)
-        result.append(
-            Program(
-                "redis",
-                [
-                    redis_binary(),
-                    "--bind",
-                    url.hostname or "127.0.0.1",
-                    "--port",
-                    str(url.port or 6379),
-                    "--dir",
-                    str(redis_dir),
-                    "--appendonly",
-                    "yes",
-                    "--save",
-                    "",
-                ],
-                priority=BROKER_PRIORITY,
-            )
-        )
+        result.append(redis_program(settings))
     result.append(
         Program(
             "cpu-worker",
@@ -140,7 +154,7 @@ def shared_environment(settings: Settings) -> dict[str, str]:
     return {
         "DATA_ROOT": str(settings.root),
         "DATABASE_URL": settings.db_url,
-        "BROKER_URL": settings.broker_url,
+        "BROKER_URL": settings.broker,
         "RESULT_BACKEND": settings.backend_url,
         **settings.nnunet_environ(),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import io
 import os
 import subprocess
 import sys
@@ -18,11 +19,12 @@ from services.local.plan import (
     programs,
     redis_answers,
     shared_environment,
+    write_private,
 )
 from shared.data_root import claim_data_root
 from shared.db.migrate import upgrade_to_head
 from shared.redact import redact_url
-from shared.settings import Settings, get_settings
+from shared.settings import REDIS_PASSWORD_FILE, Settings, get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90
@@ -85,12 +87,10 @@ def write_config(settings: Settings, stack: list[Program]) -> Path:
     # by another that is about to stop too.
     workers = [program.name for program in stack if program.priority == WORKER_PRIORITY]
     config[f"group:{WORKERS_GROUP}"] = {"programs": ",".join(workers), "priority": str(WORKER_PRIORITY)}
-    # It holds the stack's secrets (Flower's password, the database URL): readable by its owner only.
-    descriptor = os.open(paths["conf"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        config.write(handle)
-    return paths["conf"]
+    # It holds the stack's secrets (the passwords in its environment): readable by its owner only.
+    text = io.StringIO()
+    config.write(text)
+    return write_private(paths["conf"], text.getvalue())
 
 
 def _quote(part: str) -> str:
@@ -116,12 +116,15 @@ def up(settings: Settings) -> None:
     if is_up(settings):
         click.echo(f"the local stack is already up (supervisord under {settings.stack_dir}); `make down` stops it")
         return
-    start_redis = not redis_answers(settings.broker_url)
+    if redis_answers(settings.broker_url):
+        # A Redis without a password answers at BROKER_URL (the machine's own): use it as it is.
+        (settings.stack_dir / REDIS_PASSWORD_FILE).unlink(missing_ok=True)
+    start_redis = not redis_answers(settings.broker)
     stack = programs(settings, start_redis)
     conf = write_config(settings, stack)
     click.echo(f"local stack (no Docker engine answers): {', '.join(p.name for p in stack)}")
     click.echo(
-        f"broker {redact_url(settings.broker_url)} ({'started here' if start_redis else 'already running'}), "
+        f"broker {redact_url(settings.broker)} ({'started here' if start_redis else 'already running'}), "
         f"job table {redact_url(settings.db_url)}"
     )
     # The job table is migrated before any worker starts.
@@ -144,11 +147,9 @@ def up(settings: Settings) -> None:
 
 def _wait_for_broker(settings: Settings) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while not redis_answers(settings.broker_url):
+    while not redis_answers(settings.broker):
         if time.monotonic() > deadline:
-            raise click.ClickException(
-                f"the broker at {redact_url(settings.broker_url)} did not come up; see `make logs`"
-            )
+            raise click.ClickException(f"the broker at {redact_url(settings.broker)} did not come up; see `make logs`")
         time.sleep(0.2)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import PROJECT, Stack, wait_for
+from conftest import FLOWER_PASSWORD, PROJECT, Stack, wait_for
 
 from shared.tasknames import INGEST_PLAN
 
@@ -222,7 +222,7 @@ def test_flower_asks_for_basic_auth(system: Stack) -> None:
             return 0
 
     wait_for(lambda: status({}) == 401, timeout=30, what="Flower to answer")
-    token = b64encode(b"test:secret").decode()
+    token = b64encode(f"test:{FLOWER_PASSWORD}".encode()).decode()
     assert status({"Authorization": f"Basic {token}"}) == 200
 
 

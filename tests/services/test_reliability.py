@@ -98,8 +98,13 @@ class FaultStack(Stack):
         command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args]
         return subprocess.run(command, capture_output=True, text=True, env=self.env, cwd=PROJECT).stdout
 
+    def broker_url(self) -> str:
+        """BROKER_URL with the password the stack generated for its own Redis (docs/security.md)."""
+        password = (self.data_root / "stack" / "redis_password").read_text().split()[1]
+        return self.env["BROKER_URL"].replace("redis://", f"redis://:{password}@", 1)
+
     def broker(self) -> redis.Redis:
-        return redis.Redis.from_url(self.env["BROKER_URL"], socket_connect_timeout=1)
+        return redis.Redis.from_url(self.broker_url(), socket_connect_timeout=1)
 
     def show(self, ref: str) -> dict:
         result = self.dispatch("show", ref, "--json")
@@ -281,7 +286,8 @@ def test_make_down_stops_workers_before_the_broker_and_hands_their_jobs_back(fau
 def misbehaving(faults: FaultStack) -> Iterator[Callable[..., str]]:
     """A worker for tests/services/stubborn_task.py's tasks; yields submit(task, argument) -> run ref."""
     here = Path(__file__).resolve().parent
-    env = {**faults.env, "PYTHONPATH": str(here)}
+    # Celery's command line reads BROKER_URL itself (its --broker option): it gets the URL with the password.
+    env = {**faults.env, "PYTHONPATH": str(here), "BROKER_URL": faults.broker_url()}
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "shared.celery_app", "worker", "-Q", "stubborn", "-c", "1",
          "-n", "stubborn@%h", "--include", "stubborn_task", "--loglevel", "INFO"],
@@ -338,5 +344,6 @@ def test_cancel_frees_a_worker_blocked_in_a_read_within_seconds(
     freed_after = time.monotonic() - cancelled_at
     assert quick["state"] == "succeeded", quick["error"]
     assert freed_after < 10, f"the worker took its next job {freed_after:.1f} s after the cancel"
-    assert "interrupted after it was cancelled" in (faults.data_root / "logs" / "stubborn.log").read_text()
+    log = (faults.data_root / "logs" / "stubborn.log").read_text()
+    assert "still busy after it was cancelled; interrupting it" in log and "stopped: cancelled" in log
     assert faults.show(ref)["state"] == "cancelled"

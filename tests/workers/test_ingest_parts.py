@@ -141,3 +141,20 @@ def test_release_reader_takes_labels_from_folders(release: Callable[..., Path]) 
     quirky = next(image for image in loaded.images if image.file_name == "IMG0000004.jpg")
     assert quirky.fractured and quirky.attributes["fractured"] == 0
     assert sum(len(image.polygons) for image in loaded.fractured) > 6
+
+
+def test_a_coco_file_with_a_utf8_bom_is_read(release: Callable[..., Path]) -> None:
+    root = release(fractured=6, non_fractured=3)
+    coco = root / COCO_RELATIVE
+    coco.write_bytes(b"\xef\xbb\xbf" + coco.read_bytes())
+    assert len(read_release(root).fractured) == 6
+
+
+def test_a_link_to_a_picture_inside_the_release_is_read_by_its_real_path(release: Callable[..., Path]) -> None:
+    root = release(fractured=6, non_fractured=3)
+    others = sorted((root / "images" / "Non_fractured").iterdir())
+    copy = root / "spare.jpg"
+    others[0].rename(copy)
+    others[0].symlink_to(copy)
+    entry = next(image for image in read_release(root).images if image.file_name == others[0].name)
+    assert entry.path == copy.resolve()

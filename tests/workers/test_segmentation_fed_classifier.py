@@ -114,10 +114,26 @@ def test_predict_writes_masks_overlays_and_a_table_and_skips_a_bad_file(
     case = next((dataset / "imagesTs").glob("*.nii.gz"))
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 this is no JPEG")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (9000, 9000)).save(bomb)  # 81 million pixels in a few kilobytes
     out = tmp_path / "predictions"
-    run = run_json(system, "predict", *map(str, pictures), str(case), str(bad), "--out", str(out))
+    # Hostile --out contents: a link where a mask will go, and a folder of the user's that looks like ours.
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    (out / f"{pictures[0].stem}_mask.png").symlink_to(victim)
+    (out / ".work").mkdir()
+    (out / ".work" / "keep.txt").write_text("mine")
+    refused = system.dispatch("predict", str(case), "--out", str(victim / "predictions"))
+    assert refused.returncode == 2 and f"{victim} is not a folder" in refused.stderr, "checked before a run exists"
+    run = run_json(system, "predict", *map(str, pictures), str(case), str(bad), str(bomb), "--out", str(out))
     assert run["metrics"]["predicted"] == 3
-    assert list(run["metrics"]["skipped"]) == [str(bad.resolve())], "the bad file is named and skipped"
+    skipped = run["metrics"]["skipped"]
+    assert sorted(skipped) == sorted([str(bad.resolve()), str(bomb.resolve())]), "bad files are named and skipped"
+    assert "9000x9000 pixels, over the cap" in skipped[str(bomb.resolve())]
+    assert victim.read_text() == "untouched" and not (out / f"{pictures[0].stem}_mask.png").is_symlink()
+    assert (out / ".work" / "keep.txt").read_text() == "mine"
+    assert not list(out.glob(".predict-work-*")), "only its own temporary folder is removed, and it is"
     with (out / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [Path(row["file"]).name for row in rows] == [*(p.name for p in pictures), case.name]

@@ -8,8 +8,6 @@ sizes are compared as COCO saw them.
 from __future__ import annotations
 
 import io
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from workers.cpu.jpeg_scans import dc_scans
 from workers.errors import InputError
+from workers.files import read_regular_file
 
 EXIF_ORIENTATION = 0x0112
 SWAPS_AXES = {5, 6, 7, 8}  # orientations that rotate by 90 or 270 degrees
@@ -30,19 +29,6 @@ class Picture:
     pixels: np.ndarray  # (size, size) uint8
     oriented_size: tuple[int, int]  # (width, height) after EXIF orientation, at full resolution
     warning: str | None
-
-
-def read_regular_file(path: Path) -> bytes:
-    """The bytes of `path`, which must still be a regular file: never through a link, never a FIFO or
-    device (the release was checked when it was planned; this closes the gap until the file is read)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as error:
-        raise InputError(f"{path} cannot be read ({error.strerror}); check the file and its permissions") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise InputError(f"{path} is no longer a regular file; remove it from the release")
-        return handle.read()  # one read: opening files is a large share of a small picture's cost
 
 
 def load_picture(path: Path, size: int, max_pixels: int = 64_000_000) -> Picture:

@@ -7,11 +7,14 @@ A file that cannot be read is reported by name and skipped; the others go on.
 from __future__ import annotations
 
 import csv
-import os
+import io
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -19,6 +22,7 @@ from PIL import Image
 
 from shared.settings import Settings
 from workers.errors import InputError
+from workers.files import write_replacing
 from workers.gpu.classifier.fit import training_device
 from workers.gpu.classifier.model import build_model
 from workers.gpu.classifier.radiographs import read_radiograph
@@ -92,7 +96,13 @@ def predict_files(
         stem: np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR))
         for stem, pixels in pictures.items()
     }
-    maps = predict_probabilities(settings, experiment, folds, resized.items(), out / ".work", log, on_line, should_stop)
+    out.mkdir(parents=True, exist_ok=True)
+    # A folder of its own, made here and removed here: nothing else under --out is ever deleted.
+    work = Path(tempfile.mkdtemp(dir=out, prefix=".predict-work-"))
+    try:
+        maps = predict_probabilities(settings, experiment, folds, resized.items(), work, log, on_line, should_stop)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     stems = list(resized)
     channels = [np.stack([resized[stem] for stem in stems])]
     if classifier.input == IMAGE_SEG:
@@ -100,15 +110,15 @@ def predict_files(
     device = training_device()
     batch = torch.from_numpy(np.stack(channels, 1)).to(device)
     scores = predict_scores(classifier.model.to(device), batch, device)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for stem, score in zip(stems, scores, strict=True):
         pixels = pictures[stem]
         small_mask = Image.fromarray((maps[stem] >= MASK_THRESHOLD).astype(np.uint8) * 255)
         mask = np.asarray(small_mask.resize(pixels.shape[::-1], Image.Resampling.NEAREST)) > 0
         mask_file, overlay_file = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
-        Image.fromarray(mask.astype(np.uint8) * 255).save(mask_file)
-        Image.fromarray(_overlay(pixels, mask)).save(overlay_file)
+        # Replaced, never written through: a link planted at one of these names is itself replaced.
+        write_replacing(mask_file, partial(Image.fromarray(mask.astype(np.uint8) * 255).save, format="PNG"))
+        write_replacing(overlay_file, partial(Image.fromarray(_overlay(pixels, mask)).save, format="PNG"))
         rows.append(
             {
                 "file": str(sources[stem]),
@@ -120,14 +130,16 @@ def predict_files(
             }
         )
     table = out / "predictions.csv"
-    tmp = table.with_name(".predictions.csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(
-            handle, ["file", "fracture_probability", "predicted_label", "fracture_area_px", "mask", "overlay"]
-        )
+
+    def write_table(handle: BinaryIO) -> None:
+        text = io.TextIOWrapper(handle, newline="")
+        writer = csv.DictWriter(text, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, table)
+        text.flush()
+        text.detach()  # the handle is closed by write_replacing
+
+    write_replacing(table, write_table)
     metrics = {
         "predicted": len(rows),
         "fractures": sum(row["predicted_label"] == "fracture" for row in rows),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -9,9 +11,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from workers.errors import InputError
+from workers.files import read_regular_file
 
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+MAX_PIXELS = 64_000_000  # as the ingest's cap; the release's largest radiograph has 6.6 million
+NIFTI_HEADER_BYTES = 352
 
 
 def is_radiograph_file(path: Path) -> bool:
@@ -19,22 +24,40 @@ def is_radiograph_file(path: Path) -> bool:
     return name.endswith(PICTURE_SUFFIXES) or name.endswith(NIFTI_SUFFIXES)
 
 
-def read_radiograph(path: Path) -> np.ndarray:
-    """(rows, columns) uint8, upright: JPEG or PNG (EXIF applied, grey), or a 2D NIfTI case."""
+def read_radiograph(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """(rows, columns) uint8, upright: JPEG or PNG (EXIF applied, grey), or a 2D NIfTI case.
+
+    Read as untrusted: only a regular file, and nothing of more than `max_pixels` is decoded.
+    """
     name = path.name.lower()
+    data = read_regular_file(path, follow_links=True)  # the dispatcher resolved the links it was given
     try:
         if name.endswith(NIFTI_SUFFIXES):
-            volume = np.asarray(nib.load(path).dataobj, dtype=np.float32)
-            if volume.ndim == 3 and volume.shape[2] == 1:
-                volume = volume[:, :, 0]
-            if volume.ndim != 2:
-                raise ValueError(f"a {volume.ndim}-D volume of shape {volume.shape}, not a 2D radiograph")
-            pixels = volume.T  # NIfTI's x runs along columns (as ingest writes it)
-            low, high = float(pixels.min()), float(pixels.max())
-            scale = 255 / (high - low) if high > low else 0.0
-            return ((pixels - low) * scale).astype(np.uint8)
-        with Image.open(path) as image:
+            return _nifti_pixels(path, data, max_pixels)
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > max_pixels:
+                raise InputError(f"{path} is {image.width}x{image.height} pixels, over the cap of {max_pixels:,}")
             image.load()
             return np.asarray(ImageOps.exif_transpose(image).convert("L"))
-    except (OSError, UnidentifiedImageError, ValueError, nib.filebasedimages.ImageFileError) as error:
+    except Image.DecompressionBombError:
+        raise InputError(f"{path} declares more pixels than Pillow will decode (a decompression bomb)") from None
+    except (OSError, UnidentifiedImageError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:
         raise InputError(f"{path} cannot be read as a radiograph ({error})") from error
+
+
+def _nifti_pixels(path: Path, data: bytes, max_pixels: int) -> np.ndarray:
+    if path.name.lower().endswith(".gz"):
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip; bounded, so a gzip bomb stops at the cap
+        data = inflater.decompress(data, NIFTI_HEADER_BYTES + 8 * max_pixels + 1)
+    image = nib.Nifti1Image.from_bytes(data)
+    if int(np.prod(image.shape)) > max_pixels:
+        raise InputError(f"{path} holds {int(np.prod(image.shape)):,} voxels, over the cap of {max_pixels:,}")
+    volume = np.asarray(image.dataobj, dtype=np.float32)
+    if volume.ndim == 3 and volume.shape[2] == 1:
+        volume = volume[:, :, 0]
+    if volume.ndim != 2:
+        raise ValueError(f"a {volume.ndim}-D volume of shape {volume.shape}, not a 2D radiograph")
+    pixels = volume.T  # NIfTI's x runs along columns (as ingest writes it)
+    low, high = float(pixels.min()), float(pixels.max())
+    scale = 255 / (high - low) if high > low else 0.0
+    return ((pixels - low) * scale).astype(np.uint8)

@@ -1,0 +1,74 @@
+"""No password printed, logged or stored: the stack's run with known passwords, searched everywhere it
+writes (docs/security.md); and Flower answers nothing without its password."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import BIN, DATABASE_PASSWORD, FLOWER_PASSWORD, PROJECT, REDIS_PASSWORD, Stack, wait_for
+from sqlalchemy import select
+
+from shared.db.engine import session_scope
+from shared.db.models import Job, Run
+
+# Files that hold the secrets on purpose, readable by their owner only.
+SECRET_HOLDERS = {"supervisord.conf", "flower_basic_auth", "redis_password", "redis.conf"}
+# Pictures, labels and weights: searched by the tests of what writes them, not here.
+DATASETS = {"nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "classification", "staging", "synthetic"}
+
+
+def test_no_password_in_any_log_row_or_output(system: Stack, release: Callable[..., Path]) -> None:
+    # A failed run whose error quotes a service URL, and ordinary listings, as a user would make them.
+    failing = {**system.env, "BROKER_URL": "redis://:broker-pw-3m8x@127.0.0.1:1/0", "DISPATCH_RETRY_SECONDS": "1"}
+    sent = subprocess.run(
+        [str(BIN / "dispatch"), "ingest", "--source", str(release()), "--dataset-id", "990"], env=failing,
+        capture_output=True, text=True, cwd=PROJECT, timeout=60,
+    )  # fmt: skip
+    assert sent.returncode == 1
+    shown = [sent.stdout, sent.stderr, system.up_output]
+    for command in (("jobs", "--all"), ("workers",), ("jobs", "--all", "--json")):
+        shown.append(system.dispatch(*command).stdout)
+    passwords = (FLOWER_PASSWORD, DATABASE_PASSWORD, REDIS_PASSWORD, "broker-pw-3m8x")
+
+    for text in shown:
+        assert not any(password in text for password in passwords), text[-500:]
+    with session_scope() as session:
+        rows = [*session.scalars(select(Run)), *session.scalars(select(Job))]
+        stored = json.dumps([[row.params, row.metrics, row.artifacts, row.error] for row in rows], default=str)
+    assert "cannot reach the broker at redis://:***@127.0.0.1:1/0" in stored
+    assert not any(password in stored for password in passwords)
+    for path in sorted(p for p in system.data_root.rglob("*") if p.is_file() and not p.is_symlink()):
+        if path.name in SECRET_HOLDERS:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, f"{path} holds secrets and is not 0600"
+        elif path.relative_to(system.data_root).parts[0] not in DATASETS:
+            content = path.read_bytes()
+            leaked = [password for password in passwords if password.encode() in content]
+            assert not leaked, f"{path} holds {leaked}"
+    assert stat.S_IMODE((system.data_root / "stack").stat().st_mode) == 0o700
+
+
+def test_flower_answers_nothing_without_its_password(system: Stack) -> None:
+    base = f"http://127.0.0.1:{system.env['FLOWER_PORT']}"
+
+    def status(path: str) -> int:
+        try:
+            return urllib.request.urlopen(base + path, timeout=5).status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 0
+
+    wait_for(lambda: status("/") == 401, timeout=30, what="Flower to answer")
+    assert status("/api/workers") == 401 and status("/metrics") == 401
+    conf = (system.data_root / "stack" / "supervisord.conf").read_text()
+    assert 'FLOWER_ADDRESS="127.0.0.1"' in conf, "the local stack keeps Flower on this machine"
+
+
+def test_make_up_says_where_the_flower_password_is_kept(system: Stack) -> None:
+    assert "the password is in FLOWER_BASIC_AUTH" in system.up_output
