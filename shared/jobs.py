@@ -312,21 +312,9 @@ def retry(job_id: int) -> JobRef:
             raise ValueError(f"job j{job_id} is {job.state}; only a failed or cancelled job can be retried")
         attempt, run_id, stage, task_id = job.attempt, job.run_id, job.stage, new_task_id()
         if not _guarded(
-            session,
-            job_id,
-            attempt,
-            (State.FAILED, State.CANCELLED),
-            state=State.QUEUED,
-            attempt=attempt + 1,
-            celery_task_id=task_id,
-            error=None,
-            worker=None,
-            gpu=None,
-            heartbeat_at=None,
-            finished_at=None,
-            queued_at=utcnow(),
-            progress_message=f"retry of attempt {attempt}",
-        ):
+            session, job_id, attempt, (State.FAILED, State.CANCELLED), **_next_attempt(attempt, task_id, utcnow()),
+            error=None, finished_at=None, progress_message=f"retry of attempt {attempt}",
+        ):  # fmt: skip
             raise ValueError(f"job j{job_id} changed while it was being retried; look again with `dispatch show`")
         session.execute(
             update(Job)
@@ -365,24 +353,27 @@ def reap(now: datetime | None = None) -> list[JobRef]:
             # Read before the UPDATE: the session refreshes `job` with the new values.
             job_id, attempt, worker, task_id = job.id, job.attempt, job.worker, new_task_id()
             if _guarded(
-                session,
-                job_id,
-                attempt,
-                (State.RUNNING,),
-                state=State.QUEUED,
-                attempt=attempt + 1,
-                celery_task_id=task_id,
-                worker=None,
-                gpu=None,
-                heartbeat_at=None,
-                queued_at=now,
+                session, job_id, attempt, (State.RUNNING,), **_next_attempt(attempt, task_id, now),
                 progress_message=f"re-queued: worker {worker} stopped beating",
-            ):
+            ):  # fmt: skip
                 log.warning("job %s lost with worker %s; re-queued as attempt %s", job_id, worker, attempt + 1)
                 requeued.append(JobRef(job_id, attempt + 1, job.task_name, job.queue, task_id))
     for job_id, attempt, message in exhausted:
         fail(job_id, attempt, message)
     return requeued
+
+
+def _next_attempt(attempt: int, task_id: str, now: datetime) -> dict[str, Any]:
+    """A job's row as it goes back to the queue as its next attempt, under a new task id."""
+    return {
+        "state": State.QUEUED,
+        "attempt": attempt + 1,
+        "celery_task_id": task_id,
+        "worker": None,
+        "gpu": None,
+        "heartbeat_at": None,
+        "queued_at": now,
+    }
 
 
 def hand_back(job_id: int, attempt: int, reason: str) -> JobRef | None:
@@ -391,20 +382,9 @@ def hand_back(job_id: int, attempt: int, reason: str) -> JobRef | None:
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None or not _guarded(
-            session,
-            job_id,
-            attempt,
-            (State.RUNNING,),
-            state=State.QUEUED,
-            attempt=attempt + 1,
-            handed_back=job.handed_back + 1,
-            celery_task_id=task_id,
-            worker=None,
-            gpu=None,
-            heartbeat_at=None,
-            queued_at=utcnow(),
-            progress_message=reason,
-        ):
+            session, job_id, attempt, (State.RUNNING,), **_next_attempt(attempt, task_id, utcnow()),
+            handed_back=job.handed_back + 1, progress_message=reason,
+        ):  # fmt: skip
             return None
         return JobRef(job_id, attempt + 1, job.task_name, job.queue, task_id)
 

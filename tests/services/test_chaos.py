@@ -10,7 +10,14 @@ import time
 
 import pytest
 from conftest import TRAINING_DATASET, Stack, preprocess_training_dataset, wait_for
-from test_reliability import FOLD_SECONDS, FaultStack, assert_each_job_once, faults, job_of  # noqa: F401
+from test_reliability import (  # noqa: F401 - faults is the fixture
+    FOLD_SECONDS,
+    FaultStack,
+    assert_each_job_once,
+    faults,
+    job_of,
+    train_through_a_database_outage,
+)
 
 pytestmark = pytest.mark.chaos
 MINUTE_S = 60
@@ -60,13 +67,4 @@ def test_a_fold_trains_through_a_minute_without_redis(faults: FaultStack) -> Non
 
 
 def test_a_fold_trains_through_a_minute_without_its_database(faults: FaultStack) -> None:  # noqa: F811
-    ref = faults.submit_folds(1, epochs=OUTLASTING_EPOCHS)
-    wait_for(lambda: job_of(faults.show(ref), "fold")["progress"]["step"] >= 1, 30, "the fold's first epoch")
-    faults.proxy.cut()
-    try:
-        time.sleep(MINUTE_S)
-    finally:
-        faults.proxy.restore()
-    run = faults.wait_run(ref, 180)
-    assert_each_job_once(faults, run)
-    assert job_of(run, "fold")["attempt"] == 1
+    train_through_a_database_outage(faults, 1, MINUTE_S, epochs=OUTLASTING_EPOCHS)

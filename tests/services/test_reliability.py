@@ -252,17 +252,22 @@ def test_messages_the_broker_lost_are_sent_again_and_each_job_runs_once(faults: 
     assert "no message in the broker; sent again" in faults.log("cpu-worker")
 
 
-def test_a_fold_trains_through_a_20_s_database_outage(faults: FaultStack) -> None:
-    ref = faults.submit_folds(4)
-    wait_for(lambda: job_of(faults.show(ref), "fold")["state"] == "running", 30, "the fold to start")
+def train_through_a_database_outage(faults: FaultStack, fold: int, outage_s: float, epochs: int = 5) -> None:
+    """A fold starts, the database goes away for `outage_s`, comes back: the fold's first attempt succeeds."""
+    ref = faults.submit_folds(fold, epochs=epochs)
+    wait_for(lambda: job_of(faults.show(ref), "fold")["progress"]["step"] >= 1, 30, "the fold's first epoch")
     faults.proxy.cut()
     try:
-        time.sleep(OUTAGE_S)
+        time.sleep(outage_s)
     finally:
         faults.proxy.restore()
-    run = faults.wait_run(ref, 120)
+    run = faults.wait_run(ref, 180)
     assert_each_job_once(faults, run)
     assert job_of(run, "fold")["attempt"] == 1
+
+
+def test_a_fold_trains_through_a_20_s_database_outage(faults: FaultStack) -> None:
+    train_through_a_database_outage(faults, 4, OUTAGE_S)
 
 
 def test_make_down_stops_workers_before_the_broker_and_hands_their_jobs_back(faults: FaultStack) -> None:
