@@ -44,6 +44,6 @@ def test_every_file_the_docs_or_the_code_cite_exists() -> None:
 
 
 def test_nothing_cites_the_design_sketch_outside_the_repository() -> None:
-    sources = [path for path in [*DOCS, *code_files()] if path != Path(__file__).resolve()]
-    citing = [path for path in sources if "DESIGN.md" in path.read_text()]
+    sketch = "DESIGN" + ".md"  # ../shared's first sketch; spelt in two so that this file does not cite it
+    citing = [path for path in [*DOCS, *code_files()] if sketch in path.read_text()]
     assert not citing, "cite docs/design.md, which a clone holds"
