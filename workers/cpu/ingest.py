@@ -30,6 +30,7 @@ from workers.errors import InputError
 
 PLAN_FILE = "plan.json"
 MARKER = ".made-by-fracatlas-jobs"  # in every dataset the ingest writes: --overwrite replaces only these
+DESCRIPTION = "FracAtlas fracture segmentation: COCO polygons scaled to the output size"
 MIN_CHUNKS = 8
 CLASSIFICATION = "classification"
 CACHE_FILE = "images.npy"
@@ -69,7 +70,7 @@ def _check_ours_to_replace(dataset_id: int, raw_root: Path, derived_roots: tuple
     """--overwrite replaces only a dataset this project's ingest made (it carries MARKER), and what nnU-Net
     derived from it; a folder of another origin with the same id is left alone, and the ingest refused."""
     raw = _existing_datasets(raw_root, dataset_id)
-    foreign = [path for path in raw if not (path / MARKER).is_file()]
+    foreign = [path for path in raw if not _made_here(path)]
     if not raw:
         foreign = [path for root in derived_roots for path in _existing_datasets(root, dataset_id)]
     if foreign:
@@ -77,6 +78,16 @@ def _check_ours_to_replace(dataset_id: int, raw_root: Path, derived_roots: tuple
             f"{foreign[0]} was not made by this project's ingest (it has no {MARKER}); it is not replaced, "
             "even with --overwrite: move it away or choose another --dataset-id"
         )
+
+
+def _made_here(dataset: Path) -> bool:
+    """The marker, or (a dataset of a version before it) the dataset.json this ingest writes."""
+    if (dataset / MARKER).is_file():
+        return True
+    try:
+        return json.loads((dataset / "dataset.json").read_text()).get("description") == DESCRIPTION
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _existing_datasets(raw_root: Path, dataset_id: int) -> list[Path]:
@@ -239,7 +250,7 @@ def assemble(
         dataset / "dataset.json",
         {
             "name": request.dataset_name,
-            "description": "FracAtlas fracture segmentation: COCO polygons scaled to the output size",
+            "description": DESCRIPTION,
             "reference": "Abedeen et al., Scientific Data 10, 521 (2023), doi:10.1038/s41597-023-02432-4",
             "licence": "CC BY 4.0",
             "channel_names": {"0": "X-ray"},
