@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any
 
 from workers.errors import InputError
 
@@ -30,13 +30,21 @@ def read_regular_file(path: Path, follow_links: bool = False) -> bytes:
         return handle.read()  # one read: opening files is a large share of a small picture's cost
 
 
-def write_replacing(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `target` through `write(handle)` into a new file beside it, then rename it into place."""
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+@contextmanager
+def replacing(target: Path, text: bool = False) -> Iterator[IO[Any]]:
+    """A handle on a new file beside `target`, renamed over it once the block ends without an error.
+
+    Readers never see a half-written file, a failed write leaves nothing, and a symbolic link planted at
+    `target` is replaced, never written through. The file gets the usual mode (0666 less the umask).
+    """
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)  # a leftover of a killed writer (or a planted link: never followed)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(temporary, flags, 0o666)
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
+        with os.fdopen(descriptor, "w" if text else "wb", **({"newline": ""} if text else {})) as handle:
+            yield handle
         os.replace(temporary, target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise

@@ -1,4 +1,5 @@
-"""What every nnU-Net step shares: where a dataset's folders are, and the environment of its commands.
+"""What every nnU-Net step shares: where a dataset's folders are, the environment of its commands, and how
+one runs (a child process whose failure becomes a user-facing error).
 
 nnU-Net runs as its own command-line tools in child processes; this module never imports nnunetv2.
 """
@@ -8,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared.settings import Settings
+from workers.child import ChildFailed, run_child
 from workers.errors import InputError, ToolFailed
 
 TRAINERS_DIR = Path(__file__).resolve().parent / "gpu" / "nnunet_trainers"
@@ -98,8 +100,19 @@ def device(environ: Mapping[str, str] = os.environ) -> str:
     return "cuda" if environ.get("CUDA_VISIBLE_DEVICES", "").strip() else "cpu"
 
 
-def failure(step: str, code: int, tail: list[str], log: Path) -> ToolFailed:
-    """A user-facing message for a failed nnU-Net command: its last error line and where its log is."""
-    errors = [line for line in tail if ERROR_LINE.match(line.strip())]
-    reason = errors[-1].strip() if errors else (tail[-1].strip() if tail else "no output")
-    return ToolFailed(f"{step} exited with {code}: {reason}; full log: {log}")
+def run_tool(
+    step: str,
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Run one nnU-Net command as a child process; its failure becomes a user-facing ToolFailed that quotes
+    its last error line and says where its log is."""
+    try:
+        run_child(command, env, log, on_line, should_stop)
+    except ChildFailed as error:
+        errors = [line for line in error.tail if ERROR_LINE.match(line.strip())]
+        reason = errors[-1].strip() if errors else (error.tail[-1].strip() if error.tail else "no output")
+        raise ToolFailed(f"{step} exited with {error.code}: {reason}; full log: {log}") from error

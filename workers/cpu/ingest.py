@@ -27,6 +27,7 @@ from workers.cpu.pictures import load_picture
 from workers.cpu.release import DEFAULT_CAPS, REGIONS, InputCaps, read_release
 from workers.cpu.split import TEST, TRAIN, official_split, stratified_split
 from workers.errors import InputError
+from workers.files import replacing
 
 PLAN_FILE = "plan.json"
 MARKER = ".made-by-fracatlas-jobs"  # in every dataset the ingest writes: --overwrite replaces only these
@@ -61,9 +62,8 @@ class IngestRequest:
 
 
 def _write_json(path: Path, content: Any, indent: int | None = 1) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(content, indent=indent))
-    os.replace(tmp, path)
+    with replacing(path, text=True) as handle:
+        handle.write(json.dumps(content, indent=indent))
 
 
 def _check_ours_to_replace(dataset_id: int, raw_root: Path, derived_roots: tuple[Path, ...]) -> None:
@@ -311,8 +311,7 @@ def _write_manifest(
     path: Path, cases: list[dict[str, Any]], records: list[dict[str, Any]], warnings: dict[str, str]
 ) -> None:
     by_name = {record["file_name"]: record for record in records}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with replacing(path, text=True) as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["case_id", "source_file", "width", "height", "polygons", "foreground_pixels", "split", "warning"]
@@ -331,12 +330,10 @@ def _write_manifest(
                     warnings.get(item["file_name"], ""),
                 ]
             )
-    os.replace(tmp, path)
 
 
 def _write_labels(path: Path, items: list[dict[str, Any]], warnings: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with replacing(path, text=True) as handle:
         writer = csv.writer(handle)
         writer.writerow(["index", "image_id", "label", "region", "segmentation_split", *ATTRIBUTE_COLUMNS, "warning"])
         for index, item in enumerate(items):
@@ -351,7 +348,6 @@ def _write_labels(path: Path, items: list[dict[str, Any]], warnings: dict[str, s
                     warnings.get(item["file_name"], ""),
                 ]
             )
-    os.replace(tmp, path)
 
 
 def _discard(path: Path, staging: Path) -> None:

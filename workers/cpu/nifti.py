@@ -7,13 +7,14 @@ times faster than zlib's at this size).
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from isal import igzip
+
+from workers.files import replacing
 
 AFFINE = np.eye(4)
 GZIP_LEVEL = 1
@@ -37,9 +38,8 @@ def write_case(path: Path, pixels: np.ndarray) -> None:
     rows, columns = pixels.shape
     # NIfTI stores x fastest: a C-ordered (rows, columns) array is already in that order.
     body = _header(columns, rows, pixels.dtype.str) + np.ascontiguousarray(pixels).tobytes()
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
-    os.replace(tmp, path)
+    with replacing(path) as handle:
+        handle.write(igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
 
 
 def read_case(path: Path) -> np.ndarray:

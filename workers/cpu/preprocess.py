@@ -7,7 +7,6 @@ splits_final.json (nnU-Net writes it on first use otherwise).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,17 +14,16 @@ from typing import Any
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
 from shared.settings import Settings
-from workers.child import ChildFailed, run_child
-from workers.nnunet import FOLDS, Experiment, environment, failure, tool
+from workers.files import replacing
+from workers.nnunet import FOLDS, Experiment, environment, run_tool, tool
 
 
 def write_splits(raw: Path, preprocessed: Path, seed: int) -> Path:
     cases = [path.name.removesuffix(".nii.gz") for path in (raw / "labelsTr").glob("*.nii.gz")]
     path = preprocessed / "splits_final.json"
-    tmp = path.with_name(".splits_final.json.tmp")
     # nnU-Net's own 5-fold scheme (sklearn KFold over the sorted cases, shuffled), with our seed.
-    tmp.write_text(json.dumps(generate_crossval_split(sorted(cases), seed=seed, n_splits=FOLDS), indent=1))
-    os.replace(tmp, path)
+    with replacing(path, text=True) as handle:
+        json.dump(generate_crossval_split(sorted(cases), seed=seed, n_splits=FOLDS), handle, indent=1)
     return path
 
 
@@ -54,10 +52,7 @@ def preprocess(
     # turns off augmentation workers in training: planning takes nnU-Net's default instead.
     if env.get("nnUNet_n_proc_DA") == "0":
         del env["nnUNet_n_proc_DA"]
-    try:
-        run_child(command, env, log, on_line, should_stop)
-    except ChildFailed as error:
-        raise failure("nnUNetv2_plan_and_preprocess", error.code, error.tail, log) from error
+    run_tool("nnUNetv2_plan_and_preprocess", command, env, log, on_line, should_stop)
     preprocessed = experiment.preprocessed(settings)
     splits = write_splits(raw, preprocessed, seed)
     plans = json.loads((preprocessed / f"{experiment.plans}.json").read_text())

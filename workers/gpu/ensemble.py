@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from shared.settings import Settings
-from workers.child import ChildFailed, run_child
 from workers.cpu.nifti import write_case
-from workers.nnunet import Experiment, device, environment, failure, tool
+from workers.gpu.folds import predict_command
+from workers.nnunet import Experiment, environment, run_tool
 
 FRACTURE = 1
 
@@ -48,18 +48,8 @@ def predict_probabilities(
     if not names:
         shutil.rmtree(work, ignore_errors=True)
         return {}
-    processes = ["-npp", "1", "-nps", "1"] if device() == "cpu" else []
-    command = [
-        tool("nnUNetv2_predict"),
-        *("-i", str(inputs), "-o", str(outputs), "-d", str(experiment.dataset_id)),
-        *("-c", experiment.configuration, "-tr", experiment.trainer, "-p", experiment.plans),
-        *("-f", *map(str, folds)),
-        *("-device", device(), "--save_probabilities", "--disable_progress_bar", *processes),
-    ]
-    try:
-        run_child(command, environment(settings), log, on_line, should_stop)
-    except ChildFailed as error:
-        raise failure("nnUNetv2_predict", error.code, error.tail, log) from error
+    command = predict_command(experiment, inputs, outputs, folds, probabilities=True)
+    run_tool("nnUNetv2_predict", command, environment(settings), log, on_line, should_stop)
     maps = {name: fracture_channel(outputs / f"{name}.npz") for name in names}
     shutil.rmtree(work, ignore_errors=True)
     return maps

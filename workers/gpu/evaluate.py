@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.settings import Settings
-from workers.child import ChildFailed, run_child
 from workers.errors import InputError
-from workers.gpu.folds import validation_dice
-from workers.nnunet import Experiment, device, environment, failure, tool
+from workers.gpu.folds import predict_command, validation_dice
+from workers.nnunet import Experiment, environment, run_tool, tool
 
 
 def evaluate_run(
@@ -38,32 +37,8 @@ def evaluate_run(
     if not any((raw / "imagesTs").glob("*.nii.gz")):
         return {**metrics, "test_cases": 0}, {"results": str(experiment.results(settings))}
     env = environment(settings)
-    processes = ["-npp", "1", "-nps", "1"] if device() == "cpu" else []
     steps = [
-        (
-            "nnUNetv2_predict",
-            [
-                tool("nnUNetv2_predict"),
-                "-i",
-                str(raw / "imagesTs"),
-                "-o",
-                str(predictions),
-                "-d",
-                str(experiment.dataset_id),
-                "-c",
-                experiment.configuration,
-                "-tr",
-                experiment.trainer,
-                "-p",
-                experiment.plans,
-                "-f",
-                *map(str, folds),
-                "-device",
-                device(),
-                "--disable_progress_bar",
-                *processes,
-            ],
-        ),
+        ("nnUNetv2_predict", predict_command(experiment, raw / "imagesTs", predictions, folds)),
         (
             "nnUNetv2_evaluate_folder",
             [
@@ -78,10 +53,7 @@ def evaluate_run(
         ),
     ]
     for step, command in steps:
-        try:
-            run_child(command, env, log, on_line, should_stop)
-        except ChildFailed as error:
-            raise failure(step, error.code, error.tail, log) from error
+        run_tool(step, command, env, log, on_line, should_stop)
     summary = json.loads((predictions / "summary.json").read_text())
     per_case = {
         Path(case["reference_file"]).name.removesuffix(".nii.gz"): case["metrics"]["1"]["Dice"]

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.settings import Settings
-from workers.child import ChildFailed, run_child
-from workers.nnunet import JOBS_TRAINER, Experiment, device, environment, failure, tool
+from workers.nnunet import JOBS_TRAINER, Experiment, device, environment, run_tool, tool
 
 # nnU-Net's print_to_log_file lines: "2026-11-27 05:40:00.123456: Epoch 3"
 LOG_VALUE = re.compile(
@@ -110,6 +109,23 @@ class FoldRequest:
         return {key: str(value) for key, value in values.items() if value is not None}
 
 
+def predict_command(
+    experiment: Experiment, inputs: Path, outputs: Path, folds: list[int], probabilities: bool = False
+) -> list[str]:
+    """`nnUNetv2_predict` of `inputs` into `outputs` with the ensemble of `folds` (one process each for
+    preprocessing and export on the CPU, where nnU-Net's defaults would crowd the cores)."""
+    on_cpu = device() == "cpu"
+    return [
+        tool("nnUNetv2_predict"),
+        *("-i", str(inputs), "-o", str(outputs), "-d", str(experiment.dataset_id)),
+        *("-c", experiment.configuration, "-tr", experiment.trainer, "-p", experiment.plans),
+        *("-f", *map(str, folds)),
+        *("-device", device(), "--disable_progress_bar"),
+        *(["--save_probabilities"] if probabilities else []),
+        *(["-npp", "1", "-nps", "1"] if on_cpu else []),
+    ]
+
+
 def _train_executable(settings: Settings) -> str:
     """nnUNetv2_train from this environment, or the command NNUNET_TRAIN_COMMAND names."""
     chosen = settings.nnunet_train_command
@@ -155,9 +171,7 @@ def train_fold(
             if progress.feed(line):
                 on_epoch(progress.completed, progress.total, progress.message(), dict(progress.values))
 
-        try:
-            run_child(command, environment(settings, request.trainer_environment()), log, on_line, should_stop)
-        except ChildFailed as error:
-            raise failure(f"nnUNetv2_train (fold {request.fold})", error.code, error.tail, log) from error
+        env = environment(settings, request.trainer_environment())
+        run_tool(f"nnUNetv2_train (fold {request.fold})", command, env, log, on_line, should_stop)
     metrics = {"validation_dice": validation_dice(folder), "mode": mode, "fold": request.fold}
     return metrics, fold_artifacts(folder, log)

@@ -7,14 +7,12 @@ A file that cannot be read is reported by name and skipped; the others go on.
 from __future__ import annotations
 
 import csv
-import io
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +20,7 @@ from PIL import Image
 
 from shared.settings import Settings
 from workers.errors import InputError
-from workers.files import write_replacing
+from workers.files import replacing
 from workers.gpu.classifier.fit import training_device
 from workers.gpu.classifier.model import build_model
 from workers.gpu.classifier.radiographs import read_radiograph
@@ -117,8 +115,10 @@ def predict_files(
         mask = np.asarray(small_mask.resize(pixels.shape[::-1], Image.Resampling.NEAREST)) > 0
         mask_file, overlay_file = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
         # Replaced, never written through: a link planted at one of these names is itself replaced.
-        write_replacing(mask_file, partial(Image.fromarray(mask.astype(np.uint8) * 255).save, format="PNG"))
-        write_replacing(overlay_file, partial(Image.fromarray(_overlay(pixels, mask)).save, format="PNG"))
+        with replacing(mask_file) as handle:
+            Image.fromarray(mask.astype(np.uint8) * 255).save(handle, format="PNG")
+        with replacing(overlay_file) as handle:
+            Image.fromarray(_overlay(pixels, mask)).save(handle, format="PNG")
         rows.append(
             {
                 "file": str(sources[stem]),
@@ -130,16 +130,10 @@ def predict_files(
             }
         )
     table = out / "predictions.csv"
-
-    def write_table(handle: BinaryIO) -> None:
-        text = io.TextIOWrapper(handle, newline="")
-        writer = csv.DictWriter(text, list(rows[0]))
+    with replacing(table, text=True) as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-        text.flush()
-        text.detach()  # the handle is closed by write_replacing
-
-    write_replacing(table, write_table)
     metrics = {
         "predicted": len(rows),
         "fractures": sum(row["predicted_label"] == "fracture" for row in rows),

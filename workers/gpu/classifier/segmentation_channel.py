@@ -8,7 +8,6 @@ fracture polygon) gets the ensemble of the run's folds. No image's map comes fro
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 
 from shared.settings import Settings
 from workers.errors import InputError
+from workers.files import replacing
 from workers.gpu.classifier.data import ClassificationSet
 from workers.gpu.ensemble import fracture_channel, predict_probabilities
 from workers.nnunet import Experiment
@@ -76,9 +76,8 @@ def build_channel(
     )
     for index in ensemble:
         channel[index] = _as_uint8(maps[f"img{index:06d}"], classification.size, log)
-    tmp = target.with_name(f".{target.name}.tmp.npy")
-    np.save(tmp, channel)
-    os.replace(tmp, target)
+    with replacing(target) as handle:
+        np.save(handle, channel)
     return target, {"out_of_fold": len(classification.labels) - len(ensemble), "ensemble": len(ensemble)}
 
 
