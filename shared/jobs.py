@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,17 @@ class JobRef:
     task_name: str
     queue: str
     task_id: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job to add to a run: what `dispatch` plans and what a fanning-out job adds."""
+
+    kind: str
+    name: str
+    task_name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    stage: int = 0  # jobs of a later stage wait for the earlier stages to end
 
 
 def new_task_id() -> str:
@@ -409,3 +420,37 @@ def runs_with_waiting_jobs() -> list[int]:
                 .distinct()
             )
         )
+
+
+def fan_out(run_id: int, children: list[JobSpec], then: JobSpec) -> list[JobRef]:
+    """Add `children` (queued) and `then` (waiting for them) to a run, once: a re-delivered parent finds
+    them made and gets back the children still queued, to send again."""
+    with session_scope() as session:
+        made = session.scalar(
+            select(Job.id).where(Job.run_id == run_id, Job.kind == then.kind, Job.stage == then.stage)
+        )
+        if made is not None:
+            queued = select(Job).where(Job.run_id == run_id, Job.stage < then.stage, Job.state == State.QUEUED)
+            return [ref(job) for job in session.scalars(queued)]
+        added = [
+            add_job(session, run_id, spec.kind, spec.name, spec.task_name, spec.params, stage=spec.stage)
+            for spec in children
+        ]
+        add_job(session, run_id, then.kind, then.name, then.task_name, then.params, State.WAITING, then.stage)
+        return [ref(job) for job in added]
+
+
+def first_unfinished(run_id: int, kind: str) -> tuple[int, str, str] | None:
+    """(id, name, state) of a job of `kind` in the run that did not succeed, if any."""
+    with session_scope() as session:
+        row = session.execute(
+            select(Job.id, Job.name, Job.state).where(
+                Job.run_id == run_id, Job.kind == kind, Job.state != State.SUCCEEDED
+            )
+        ).first()
+        return (row.id, row.name, row.state) if row else None
+
+
+def has_job(run_id: int, kind: str) -> bool:
+    with session_scope() as session:
+        return session.scalar(select(Job.id).where(Job.run_id == run_id, Job.kind == kind).limit(1)) is not None

@@ -238,7 +238,7 @@ def _train_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_specs(params: dict[str, Any], first_stage: int) -> list[Any]:
-    from services.dispatcher.submit import JobSpec
+    from shared.jobs import JobSpec
     from shared.tasknames import NNUNET_EVALUATE, NNUNET_TRAIN_FOLD
 
     folds = [
@@ -248,7 +248,7 @@ def _train_specs(params: dict[str, Any], first_stage: int) -> list[Any]:
 
 
 def _ingest_specs() -> list[Any]:
-    from services.dispatcher.submit import JobSpec
+    from shared.jobs import JobSpec
     from shared.tasknames import INGEST_PLAN
 
     return [JobSpec("plan", "plan ingest", INGEST_PLAN)]
@@ -259,7 +259,7 @@ def _classifier_specs(
 ) -> list[Any]:
     """The segmentation channel's job where a mode needs it, then one classifier job per input mode.
     `seg_run` None: the run's own folds (a pipeline)."""
-    from services.dispatcher.submit import JobSpec
+    from shared.jobs import JobSpec
     from shared.tasknames import CLASSIFY_CHANNEL, CLASSIFY_TRAIN
 
     specs = []
@@ -276,7 +276,7 @@ def _classifier_specs(
 def _pipeline_specs(params: dict[str, Any]) -> list[Any]:
     from dataclasses import asdict
 
-    from services.dispatcher.submit import JobSpec
+    from shared.jobs import JobSpec
     from shared.tasknames import NNUNET_PREPROCESS
     from workers.gpu.classifier.request import ClassifyRequest
     from workers.nnunet import FOLDS
@@ -318,7 +318,7 @@ def ingest(source: Path, wait: bool, as_json: bool, **params: Any) -> None:
 @json_option
 def preprocess(wait: bool, as_json: bool, **params: Any) -> None:
     """nnU-Net's plan, integrity check and preprocessing, and a fixed 5-fold split."""
-    from services.dispatcher.submit import JobSpec
+    from shared.jobs import JobSpec
     from shared.settings import get_settings
     from shared.tasknames import NNUNET_PREPROCESS
     from workers.nnunet import Experiment
@@ -562,7 +562,7 @@ def _classifier_checkpoint(ref: str | None) -> dict[str, Any]:
 @json_option
 def predict(paths: tuple[Path, ...], out: Path | None, classifier_ref: str | None, wait: bool, as_json: bool) -> None:
     """Masks, overlays and fracture probabilities for radiographs (JPEG, PNG, NIfTI; files or folders)."""
-    from services.dispatcher.submit import JobSpec
+    from shared.jobs import JobSpec
     from shared.tasknames import CLASSIFY_PREDICT
 
     files = _radiograph_files(paths)

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from shared import jobs
 from shared.db.engine import session_scope
 from shared.db.models import State
+from shared.jobs import JobSpec
 
 
 class BrokerUnreachable(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    kind: str
-    name: str
-    task_name: str
-    params: dict[str, Any] = field(default_factory=dict)
-    stage: int = 0  # jobs of a later stage wait for the earlier stages to end
 
 
 def submit(kind: str, params: dict[str, Any], specs: list[JobSpec]) -> int:

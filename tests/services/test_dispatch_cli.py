@@ -91,9 +91,10 @@ def test_workers_lists_queues_and_gpus(system: Stack) -> None:
 
 
 def test_a_second_delivery_of_one_message_runs_once(system: Stack, release: Callable[..., Path]) -> None:
-    from services.dispatcher.submit import JobSpec, submit
+    from services.dispatcher.submit import submit
     from shared import jobs
     from shared.enqueue import send
+    from shared.jobs import JobSpec
     from shared.views import get_run
 
     params = ingest_params(release(), 102)

@@ -119,7 +119,7 @@ class FaultStack(Stack):
         """A run of fold jobs only (no evaluation: the stand-in trains nothing to evaluate); each epoch of
         the stand-in takes FOLD_SECONDS / 5."""
         script = (
-            "import sys; from services.dispatcher.submit import JobSpec, submit;"
+            "import sys; from services.dispatcher.submit import submit; from shared.jobs import JobSpec;"
             "from shared.tasknames import NNUNET_TRAIN_FOLD; from workers.nnunet import JOBS_TRAINER;"
             "folds = [int(f) for f in sys.argv[3:]];"
             "params = dict(dataset_id=int(sys.argv[1]), folds=folds, trainer=JOBS_TRAINER, epochs=int(sys.argv[2]));"

@@ -7,11 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from sqlalchemy import select
-
 from shared import jobs
-from shared.db.engine import session_scope
-from shared.db.models import Job, State
 from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN, NNUNET_PREPROCESS
 from workers.cpu.ingest import IngestRequest, assemble, convert_chunk, plan
@@ -31,27 +27,16 @@ def discard_staging(ctx: JobContext) -> None:
 
 
 def _fan_out(run_id: int, chunks: list[list[int]], stage: int) -> list[jobs.JobRef]:
-    """Create one convert job per chunk (next stage) and the waiting assemble job (the one after), once."""
-    with session_scope() as session:
-        existing = session.scalars(select(Job).where(Job.run_id == run_id, Job.kind == "convert")).all()
-        if existing:  # a re-delivered plan: its children exist; re-send only those not yet taken
-            return [jobs.ref(job) for job in existing if job.state == State.QUEUED]
-        children = [
-            jobs.add_job(
-                session,
-                run_id,
-                "convert",
-                f"convert {start}-{stop - 1}",
-                INGEST_CONVERT,
-                {"start": start, "stop": stop},
-                stage=stage + 1,
-            )
-            for start, stop in chunks
-        ]
-        jobs.add_job(
-            session, run_id, "assemble", "assemble dataset", INGEST_ASSEMBLE, state=State.WAITING, stage=stage + 2
+    """One convert job per chunk (next stage) and the waiting assemble job (the one after), once."""
+    converts = [
+        jobs.JobSpec(
+            "convert", f"convert {start}-{stop - 1}", INGEST_CONVERT, {"start": start, "stop": stop}, stage + 1
         )
-        return [jobs.ref(job) for job in children]
+        for start, stop in chunks
+    ]
+    return jobs.fan_out(
+        run_id, converts, jobs.JobSpec("assemble", "assemble dataset", INGEST_ASSEMBLE, stage=stage + 2)
+    )
 
 
 @job_task(INGEST_PLAN, cleanup=discard_staging)
@@ -60,11 +45,9 @@ def ingest_plan(ctx: JobContext) -> Outcome:
     settings = get_settings()
     request = IngestRequest.from_params(ctx.run_params)
     ctx.progress(0, 1, f"reading {request.source}", force=True)
-    with session_scope() as session:
-        planned = session.scalar(select(Job.id).where(Job.run_id == ctx.run_id, Job.kind == "convert"))
     metrics: dict = {}
     chunks: list[list[int]] = []
-    if planned is None:
+    if not jobs.has_job(ctx.run_id, "convert"):  # a re-delivered plan only sends what it made again
         caps = InputCaps(
             coco_bytes=settings.ingest_max_coco_mb * 2**20,
             coco_depth=settings.ingest_max_coco_depth,
@@ -92,15 +75,10 @@ def ingest_assemble(ctx: JobContext) -> Outcome:
     """Write dataset.json, manifest, split and cache, and rename the dataset into nnUNet_raw."""
     settings = get_settings()
     ctx.progress(0, 1, "assembling", force=True)
-    with session_scope() as session:
-        unfinished = session.scalars(
-            select(Job).where(Job.run_id == ctx.run_id, Job.kind == "convert", Job.state != State.SUCCEEDED)
-        ).first()
+    unfinished = jobs.first_unfinished(ctx.run_id, "convert")
     if unfinished is not None:
-        raise InputError(
-            f"job j{unfinished.id} ({unfinished.name}) was {unfinished.state}: the dataset would be incomplete; "
-            "run the ingest again"
-        )
+        job_id, name, state = unfinished
+        raise InputError(f"job j{job_id} ({name}) was {state}: the dataset would be incomplete; run the ingest again")
     metrics, artifacts = assemble(
         staging_for(ctx.run_id),
         settings.nnunet_raw,
