@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     hard_limit_grace_seconds: float = Field(default=30.0, alias="HARD_LIMIT_GRACE_SECONDS")
     # A cancelled job still blocked (in a read, say) this long after its worker noticed is interrupted.
     cancel_grace_seconds: float = Field(default=2.0, alias="CANCEL_GRACE_SECONDS")
-    # A stopping worker lets its running jobs finish for this long, then hands them back to the queue.
-    shutdown_grace_seconds: float = Field(default=20.0, alias="SHUTDOWN_GRACE_SECONDS")
+    # How long `make down` waits for a stopping worker (it hands its running jobs back at once) before it is
+    # killed; a job that could not be handed back in time is re-queued by the lease.
+    shutdown_grace_seconds: float = Field(default=30.0, alias="SHUTDOWN_GRACE_SECONDS")
     # Above the longest fold: the lease, not this, bounds recovery time (docs/design.md).
     visibility_timeout_seconds: int = Field(default=7 * 24 * 3600, alias="VISIBILITY_TIMEOUT_SECONDS")
     flower_port: int = Field(default=5555, alias="FLOWER_PORT")

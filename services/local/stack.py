@@ -76,7 +76,7 @@ def write_config(settings: Settings, stack: list[Program]) -> Path:
             # Warm shutdown: the group's TERM reaches each pool process, which hands its job back to the queue
             # (workers/runtime.py); what has not stopped after the grace is killed, and the lease re-queues it.
             "stopsignal": "TERM",
-            "stopwaitsecs": str(int(settings.shutdown_grace_seconds) + 10),
+            "stopwaitsecs": str(int(settings.shutdown_grace_seconds)),
             "stopasgroup": "true",
             "killasgroup": "true",
             "redirect_stderr": "true",
