@@ -88,8 +88,9 @@ bench: bench-ingest bench-dispatch bench-fold bench-classify
 bench-ingest: install
 	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
 
+# BASELINE=DIR: also time `dispatch train` against another checkout (git worktree add DIR <commit>)
 bench-dispatch: install
-	$(PY) -m bench.dispatch
+	$(PY) -m bench.dispatch $(if $(BASELINE),--baseline $(BASELINE))
 
 bench-fold: install
 	$(PY) -m bench.fold_overhead --epochs $(FOLD_EPOCHS) --iterations $(FOLD_ITERATIONS) --rounds $(FOLD_ROUNDS)

@@ -3,6 +3,9 @@
 The folds run bench/sleep_train.py instead of nnUNetv2_train (NNUNET_TRAIN_COMMAND), so the figure is the
 job system's own cost: `dispatch train` returning, five messages taken by five workers, five child
 processes, progress rows, and the last fold's end.
+
+With `--baseline DIR` (another checkout of the project, an earlier commit say) it then times `dispatch
+train` of this checkout and of DIR on the same stack, interleaved, and prints the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -38,6 +41,39 @@ def import_floor(env: dict[str, str]) -> float:
     return statistics.median(times)
 
 
+def time_dispatch(env: dict[str, str], checkout: Path, *args: str) -> float:
+    """Seconds for `dispatch ARGS` with `checkout`'s code to return (run as a module: its entry point moved)."""
+    entry = (
+        "services.dispatcher" if (checkout / "services/dispatcher/__main__.py").exists() else "services.dispatcher.cli"
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", entry, *args],
+        env={**env, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise click.ClickException(f"dispatch {' '.join(args)} ({checkout}) failed: {done.stderr.strip()}")
+    return elapsed
+
+
+def compare(env: dict[str, str], baseline: Path, rounds: int) -> None:
+    """`dispatch train` and `dispatch --help` of this checkout against `baseline`'s, interleaved."""
+    train = ("train", "--dataset-id", str(DATASET), "--folds", "0-4", "--json")
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for label, checkout in (("this", PROJECT), ("baseline", baseline)):
+            for command, args in (("train", train), ("--help", ("--help",))):
+                times.setdefault((label, command), []).append(time_dispatch(env, checkout, *args))
+    click.echo(f"dispatch of this checkout against {baseline}, median of {rounds} interleaved rounds")
+    for command in ("train", "--help"):
+        this, before = (statistics.median(times[(label, command)]) for label in ("this", "baseline"))
+        click.echo(f"  dispatch {command:8} this {this:5.2f} s, baseline {before:5.2f} s, ratio {this / before:4.2f}")
+
+
 def fake_preprocessed(data_root: Path) -> None:
     """Just enough of a preprocessed dataset for `dispatch train` to accept it."""
     folder = data_root / "nnUNet_preprocessed" / f"Dataset{DATASET}_Bench"
@@ -48,7 +84,9 @@ def fake_preprocessed(data_root: Path) -> None:
 @click.command()
 @click.option("--seconds", default=10.0, show_default=True, help="T: how long each fold sleeps.")
 @click.option("--workers", default=5, show_default=True)
-def main(seconds: float, workers: int) -> None:
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Another checkout.")
+@click.option("--rounds", default=7, show_default=True, help="Rounds of the comparison with --baseline.")
+def main(seconds: float, workers: int, baseline: Path | None, rounds: int) -> None:
     data_root = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     fake_preprocessed(data_root)
     settings = {
@@ -69,6 +107,8 @@ def main(seconds: float, workers: int) -> None:
                     break
                 time.sleep(0.2)
             dispatch_json(env, "cancel", run["ref"])  # the evaluation job: nothing to evaluate
+            if baseline:
+                compare(env, baseline.resolve(), rounds)
     finally:
         shutil.rmtree(data_root, ignore_errors=True)
     ends = [datetime.fromisoformat(job["finished_at"]).timestamp() for job in folds]

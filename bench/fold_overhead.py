@@ -31,10 +31,12 @@ import click
 
 from bench.stack import DISPATCH, PROJECT, dispatch_json, own_stack
 from services.local.plan import programs
+from shared.contract import Experiment
+from shared.defaults import JOBS_TRAINER
 from shared.settings import Settings, get_settings
 from workers.cpu.synthetic import make_synthetic_release
 from workers.gpu.folds import FoldRequest, validation_dice
-from workers.nnunet import JOBS_TRAINER, Experiment, device, environment, tool
+from workers.nnunet import device, environment, tool
 
 SYNTHETIC_DATASET = 991
 EPOCH_TIME = re.compile(r"Epoch time: ([\d.]+) s")
@@ -187,7 +189,7 @@ class Bench:
 
     def through_jobs(self, index: int) -> Run:
         request, experiment = self.request, self.request.experiment
-        folder = experiment.fold_folder(self.settings, request.fold)
+        folder = experiment.fold_folder(self.settings.layout, request.fold)
         if index > 0:
             shutil.rmtree(folder)  # this benchmark's own earlier run: train the fold again, not skip it
         args = ["train", "--dataset-id", str(experiment.dataset_id), "--folds", str(request.fold)]
@@ -211,7 +213,7 @@ class Bench:
         return run
 
     def compare(self, rounds: int) -> list[Run]:
-        folder = self.request.experiment.fold_folder(self.settings, self.request.fold)
+        folder = self.request.experiment.fold_folder(self.settings.layout, self.request.fold)
         if folder.exists():
             raise click.ClickException(f"{folder} exists: the benchmark trains that fold itself; use a fresh DATA_ROOT")
         runs = [self.plain(0)]
@@ -303,7 +305,7 @@ def measure(
 ) -> None:
     os.environ.update(env)  # the settings of the stack being measured
     get_settings.cache_clear()
-    experiment = Experiment(dataset_id, trainer=JOBS_TRAINER)
+    experiment = Experiment(dataset_id=dataset_id, trainer=JOBS_TRAINER)
     request = FoldRequest(experiment, fold, epochs=epochs, iterations=iterations, save_every=epochs)
     runs = Bench(get_settings(), env, request, work).compare(rounds)
     report(runs, request)

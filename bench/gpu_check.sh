@@ -37,7 +37,7 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 PY=.venv/bin/python
-DISPATCH=("$PY" -m services.dispatcher.cli)
+DISPATCH=("$PY" -m services.dispatcher)
 WORK=$(mktemp -d)
 export DATA_ROOT="$WORK/var" BROKER_URL="redis://127.0.0.1:6399/0" FLOWER_PORT=5599 FLOWER_BASIC_AUTH=gpu:check
 export nnUNet_compile=${nnUNet_compile:-false} PYTHONUNBUFFERED=1

@@ -19,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 STACK = [sys.executable, "-m", "services.local.stack"]
 # The console script that `make install` puts in the venv; the GPU kit's venv (bench/gpu_check.sh) has the
 # checkout on its path instead, and no console scripts of the project.
-DISPATCH = [str(BIN / "dispatch")] if (BIN / "dispatch").exists() else [sys.executable, "-m", "services.dispatcher.cli"]
+DISPATCH = [str(BIN / "dispatch")] if (BIN / "dispatch").exists() else [sys.executable, "-m", "services.dispatcher"]
 
 
 def free_port() -> int:

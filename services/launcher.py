@@ -25,7 +25,7 @@ def docker_engine() -> bool:
 
 
 def override_path() -> Path:
-    return get_settings().root / "compose" / "gpus.yml"
+    return get_settings().layout.compose_dir / "gpus.yml"
 
 
 def compose(*args: str) -> None:
@@ -87,7 +87,7 @@ def worker_host(gpus: str, out: Path | None) -> None:
     """Write the compose file for a host that runs only GPU workers against the first host."""
     path = write(
         gpu_override(parse_gpus(gpus, visible_gpus()), remote=True),
-        out or get_settings().root / "compose" / "worker-host.yml",
+        out or get_settings().layout.compose_dir / "worker-host.yml",
     )
     click.echo(f"wrote {path}: on the second host, `docker compose -f {path.name} up -d` with .env naming FIRST_HOST")
 

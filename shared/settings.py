@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.layout import DataRoot
 from shared.tasknames import QUEUE_OF
 
 REDIS_PASSWORD_FILE = "redis_password"  # under the stack folder, mode 0600, when the local stack runs Redis
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        url = self.database_url or f"sqlite:///{self.root / 'jobs.sqlite'}"
+        url = self.database_url or f"sqlite:///{self.layout.sqlite_job_table}"
         # The plain postgresql:// scheme would pick psycopg2; the project ships psycopg 3.
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -100,7 +101,7 @@ class Settings(BaseSettings):
         """BROKER_URL as processes connect to it: where it names no password and points at the Redis that
         the local stack started, with that Redis's generated password (kept in the stack folder)."""
         parts = urlsplit(self.broker_url)
-        kept = self.stack_dir / REDIS_PASSWORD_FILE
+        kept = self.layout.stack_dir / REDIS_PASSWORD_FILE
         if parts.password is not None or not kept.is_file():
             return self.broker_url
         address, _, password = kept.read_text().strip().partition(" ")
@@ -113,33 +114,9 @@ class Settings(BaseSettings):
         return self.result_backend or self.broker
 
     @property
-    def nnunet_raw(self) -> Path:
-        return self.root / "nnUNet_raw"
-
-    @property
-    def nnunet_preprocessed(self) -> Path:
-        return self.root / "nnUNet_preprocessed"
-
-    @property
-    def nnunet_results(self) -> Path:
-        return self.root / "nnUNet_results"
-
-    @property
-    def classification_dir(self) -> Path:
-        return self.root / "classification"
-
-    @property
-    def staging_dir(self) -> Path:
-        return self.root / "staging"
-
-    @property
-    def runs_dir(self) -> Path:
-        """Per-run logs and outputs: runs/r<N>/."""
-        return self.root / "runs"
-
-    @property
-    def stack_dir(self) -> Path:
-        return self.root / "stack"
+    def layout(self) -> DataRoot:
+        """Every folder under DATA_ROOT (shared/layout.py)."""
+        return DataRoot(self.root)
 
     def nnunet_environ(self) -> dict[str, str]:
         knobs = {
@@ -147,12 +124,7 @@ class Settings(BaseSettings):
             "nnUNet_def_n_proc": self.nnunet_def_n_proc,
             "nnUNet_compile": self.nnunet_compile,
         }
-        return {
-            "nnUNet_raw": str(self.nnunet_raw),
-            "nnUNet_preprocessed": str(self.nnunet_preprocessed),
-            "nnUNet_results": str(self.nnunet_results),
-            **{key: value for key, value in knobs.items() if value is not None},
-        }
+        return {**self.layout.nnunet_environ(), **{key: value for key, value in knobs.items() if value is not None}}
 
 
 @lru_cache

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from workers.errors import InputError
+from shared.errors import InputError
 
 
 def read_regular_file(path: Path, follow_links: bool = False) -> bytes:

@@ -30,11 +30,11 @@ from shared.db import transient
 from shared.db.engine import engine_for, retry_window_s, session_scope
 from shared.db.models import Job, State
 from shared.enqueue import send
+from shared.errors import UserFacingError
 from shared.redact import redact_text
 from shared.settings import get_settings
 from shared.time_limits import describe, time_limit
 from workers.child import ChildStopped
-from workers.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class JobContext:
     @property
     def folder(self) -> Path:
         """This run's folder for logs and outputs."""
-        return get_settings().runs_dir / f"r{self.run_id}"
+        return get_settings().layout.runs_dir / f"r{self.run_id}"
 
     def log_path(self, what: str) -> Path:
         return self.folder / f"j{self.job_id}-{what}.log"

@@ -59,6 +59,22 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
     return table(rows, ["RUN", "JOB", "KIND", "STATE", "ATTEMPT", "WORKER", "PROGRESS", "AGE", "NAME"])
 
 
+def workers_table(rows: list[dict[str, Any]]) -> str:
+    return table(
+        [
+            [
+                row["worker"],
+                ",".join(row["queues"]),
+                str(row["concurrency"] or ""),
+                row["gpu"] or "-",
+                str(row["pid"] or ""),
+            ]
+            for row in rows
+        ],
+        ["WORKER", "QUEUES", "CONCURRENCY", "GPU", "PID"],
+    )
+
+
 def bar(done: int, total: int, width: int = 30) -> str:
     filled = int(width * done / total) if total else 0
     return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"

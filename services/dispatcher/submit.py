@@ -58,9 +58,3 @@ def send_all(refs: list[jobs.JobRef]) -> None:
             )
             jobs.fail(ref.job_id, ref.attempt, message)
             raise BrokerUnreachable(message) from error
-
-
-def any_worker_online(timeout: float = 1.0) -> bool:
-    from shared.celery_app import app
-
-    return bool(app.control.ping(timeout=timeout, limit=1))

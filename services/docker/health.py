@@ -14,7 +14,7 @@ BEAT_STALE_S = 120
 
 def beat_alive() -> bool:
     """beat rewrites its schedule file as it runs; a stale file means beat is stuck."""
-    schedule = get_settings().stack_dir / "celerybeat-schedule"
+    schedule = get_settings().layout.stack_dir / "celerybeat-schedule"
     return schedule.exists() and time.time() - schedule.stat().st_mtime < BEAT_STALE_S
 
 

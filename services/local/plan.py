@@ -77,7 +77,7 @@ def flower_auth(settings: Settings) -> str:
     """FLOWER_BASIC_AUTH, or a password generated once and kept under DATA_ROOT."""
     if settings.flower_basic_auth:
         return settings.flower_basic_auth
-    return _kept_secret(settings.stack_dir / "flower_basic_auth", f"admin:{secrets.token_urlsafe(12)}")
+    return _kept_secret(settings.layout.stack_dir / "flower_basic_auth", f"admin:{secrets.token_urlsafe(12)}")
 
 
 def redis_program(settings: Settings) -> Program:
@@ -85,9 +85,9 @@ def redis_program(settings: Settings) -> Program:
     through a 0600 config file rather than the command line, which `ps` shows to every user."""
     url = urlparse(settings.broker_url)
     host, port = url.hostname or "127.0.0.1", url.port or 6379
-    redis_dir = settings.root / "redis"
+    redis_dir = settings.layout.redis_dir
     redis_dir.mkdir(parents=True, exist_ok=True)
-    kept = settings.stack_dir / REDIS_PASSWORD_FILE
+    kept = settings.layout.stack_dir / REDIS_PASSWORD_FILE
     if url.password is not None:  # BROKER_URL names the password: this Redis takes that one
         password = unquote(url.password)
         kept.unlink(missing_ok=True)
@@ -98,7 +98,7 @@ def redis_program(settings: Settings) -> Program:
             password = secrets.token_urlsafe(24)
             write_private(kept, f"{host}:{port} {password}")
     config = write_private(
-        settings.stack_dir / "redis.conf",
+        settings.layout.stack_dir / "redis.conf",
         f'bind {host}\nport {port}\ndir {redis_dir}\nappendonly yes\nsave ""\nrequirepass {password}\n',
     )
     return Program("redis", [redis_binary(), str(config)], priority=BROKER_PRIORITY)
@@ -130,7 +130,7 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
     result.append(
         Program(
             "beat",
-            [*CELERY, "beat", "-s", str(settings.stack_dir / "celerybeat-schedule"), "--loglevel", "INFO"],
+            [*CELERY, "beat", "-s", str(settings.layout.stack_dir / "celerybeat-schedule"), "--loglevel", "INFO"],
             priority=WATCHER_PRIORITY,
         )
     )

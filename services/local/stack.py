@@ -32,12 +32,12 @@ WORKERS_GROUP = "workers"  # supervisorctl names them workers:cpu-worker, worker
 
 
 def _paths(settings: Settings) -> dict[str, Path]:
-    stack = settings.stack_dir
+    stack = settings.layout.stack_dir
     return {
         "conf": stack / "supervisord.conf",
         "sock": stack / "supervisor.sock",
         "pid": stack / "supervisord.pid",
-        "logs": settings.root / "logs",
+        "logs": settings.layout.logs_dir,
     }
 
 
@@ -111,14 +111,16 @@ def is_up(settings: Settings) -> bool:
 
 
 def up(settings: Settings) -> None:
-    settings.stack_dir.mkdir(parents=True, exist_ok=True)
-    settings.stack_dir.chmod(0o700)
+    settings.layout.stack_dir.mkdir(parents=True, exist_ok=True)
+    settings.layout.stack_dir.chmod(0o700)
     if is_up(settings):
-        click.echo(f"the local stack is already up (supervisord under {settings.stack_dir}); `make down` stops it")
+        click.echo(
+            f"the local stack is already up (supervisord under {settings.layout.stack_dir}); `make down` stops it"
+        )
         return
     if redis_answers(settings.broker_url):
         # A Redis without a password answers at BROKER_URL (the machine's own): use it as it is.
-        (settings.stack_dir / REDIS_PASSWORD_FILE).unlink(missing_ok=True)
+        (settings.layout.stack_dir / REDIS_PASSWORD_FILE).unlink(missing_ok=True)
     start_redis = not redis_answers(settings.broker)
     stack = programs(settings, start_redis)
     conf = write_config(settings, stack)
@@ -140,7 +142,7 @@ def up(settings: Settings) -> None:
     workers = _wait_for_workers(settings, sum(1 for p in stack if "worker" in p.name))
     click.echo(f"workers online: {', '.join(workers)}")
     user = flower_auth(settings).split(":", 1)[0]
-    kept = "FLOWER_BASIC_AUTH" if settings.flower_basic_auth else settings.stack_dir / "flower_basic_auth"
+    kept = "FLOWER_BASIC_AUTH" if settings.flower_basic_auth else settings.layout.stack_dir / "flower_basic_auth"
     click.echo(f"Flower: http://127.0.0.1:{settings.flower_port}  (user {user}; the password is in {kept})")
     click.echo(f"logs: {_paths(settings)['logs']}   next: .venv/bin/dispatch demo --wait")
 

@@ -13,7 +13,6 @@ from base64 import b64encode
 from collections.abc import Callable
 from pathlib import Path
 
-import click
 import pytest
 from conftest import FLOWER_PASSWORD, PROJECT, Stack, wait_for
 
@@ -41,14 +40,27 @@ def ingest_params(source: Path, dataset_id: int) -> dict:
     }
 
 
-def test_help_answers_without_importing_torch_or_nnunet() -> None:
-    probe = (
-        "import sys; from click.testing import CliRunner; from services.dispatcher.cli import main;"
-        "result = CliRunner().invoke(main, ['--help']); assert result.exit_code == 0, result.output;"
-        "heavy = [m for m in ('torch', 'torchvision', 'nnunetv2', 'numpy', 'PIL') if m in sys.modules];"
-        "assert not heavy, heavy"
-    )
-    subprocess.run([sys.executable, "-c", probe], check=True, cwd=PROJECT)
+HEAVY = ("torch", "torchvision", "nnunetv2", "numpy", "PIL", "nibabel", "pycocotools", "workers")
+
+
+def test_the_dispatcher_imports_only_shared_and_its_libraries() -> None:
+    """Every dispatcher module and every command's --help, in a fresh interpreter: nothing of the workers
+    and none of their libraries is loaded (a change inside a worker cannot break the CLI)."""
+    modules = sorted(path.stem for path in (PROJECT / "services" / "dispatcher").glob("*.py"))
+    probe = f"""
+import importlib, sys
+from click.testing import CliRunner
+for name in {modules!r}:
+    importlib.import_module("services.dispatcher." + name)
+from services.dispatcher.cli import main
+for command in [[], *([name] for name in main.commands)]:
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0, (command, result.output)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
+assert not heavy, heavy
+"""
+    result = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_ingest_wait_builds_the_dataset_through_the_workers(system: Stack, release: Callable[..., Path]) -> None:
@@ -95,7 +107,7 @@ def test_a_second_delivery_of_one_message_runs_once(system: Stack, release: Call
     from shared import jobs
     from shared.enqueue import send
     from shared.jobs import JobSpec
-    from shared.views import get_run
+    from shared.read_model import get_run
 
     params = ingest_params(release(), 102)
     run_id = submit("ingest", params, [JobSpec("plan", "plan ingest", INGEST_PLAN)])
@@ -117,7 +129,7 @@ def test_reaper_requeues_the_job_of_a_dead_worker(system: Stack, release: Callab
     """A plan job held by a worker that died: the beat-driven reaper re-sends it as attempt 2."""
     from shared import jobs
     from shared.db.engine import session_scope
-    from shared.views import get_run
+    from shared.read_model import get_run
 
     params = ingest_params(release(), 103)
     with session_scope() as session:
@@ -139,7 +151,7 @@ def test_cancel_marks_the_run_and_its_queued_message_is_dropped(system: Stack, r
     from shared import jobs
     from shared.db.engine import session_scope
     from shared.enqueue import send
-    from shared.views import get_run
+    from shared.read_model import get_run
 
     with session_scope() as session:
         run = jobs.create_run(session, "ingest", {"source": str(release()), "dataset_id": 104})
@@ -251,10 +263,11 @@ def test_pipeline_chains_the_classifier_with_its_own_settings(system: Stack, rel
 
 
 def test_predict_takes_the_newest_run_that_trained_a_classifier(system: Stack) -> None:
-    from services.dispatcher.cli import _classifier_checkpoint
     from shared import jobs
+    from shared.contract import BadOption
     from shared.db.engine import session_scope
     from shared.db.models import State
+    from shared.read_model import classifier_for_prediction
 
     def finished_run(kind: str, classifiers: dict[str, float]) -> int:
         with session_scope() as session:
@@ -267,9 +280,9 @@ def test_predict_takes_the_newest_run_that_trained_a_classifier(system: Stack) -
     compared = finished_run("classify", {"image": 0.9, "image+seg": 0.7})
     pipeline = finished_run("pipeline", {"image+seg": 0.8})
     without = finished_run("pipeline", {})
-    newest = _classifier_checkpoint(None)
-    assert (newest["run"]["id"], newest["input"], newest["seg_run"]) == (pipeline, "image+seg", pipeline)
-    named = _classifier_checkpoint(f"r{compared}")
-    assert (named["input"], named["checkpoint"]) == ("image", "/models/image.pt"), "the better validation AUC"
-    with pytest.raises(click.BadParameter, match="is not a finished run with a classifier"):
-        _classifier_checkpoint(f"r{without}")
+    newest = classifier_for_prediction(None)
+    assert (newest.run["id"], newest.input, newest.seg_run) == (pipeline, "image+seg", pipeline)
+    named = classifier_for_prediction(compared)
+    assert (named.input, named.checkpoint) == ("image", "/models/image.pt"), "the better validation AUC"
+    with pytest.raises(BadOption, match="is not a finished run with a classifier"):
+        classifier_for_prediction(without)

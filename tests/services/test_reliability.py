@@ -120,7 +120,7 @@ class FaultStack(Stack):
         the stand-in takes FOLD_SECONDS / 5."""
         script = (
             "import sys; from services.dispatcher.submit import submit; from shared.jobs import JobSpec;"
-            "from shared.tasknames import NNUNET_TRAIN_FOLD; from workers.nnunet import JOBS_TRAINER;"
+            "from shared.tasknames import NNUNET_TRAIN_FOLD; from shared.defaults import JOBS_TRAINER;"
             "folds = [int(f) for f in sys.argv[3:]];"
             "params = dict(dataset_id=int(sys.argv[1]), folds=folds, trainer=JOBS_TRAINER, epochs=int(sys.argv[2]));"
             "specs = [JobSpec('fold', f'fold {f}', NNUNET_TRAIN_FOLD, {'fold': f}) for f in folds];"
@@ -349,6 +349,8 @@ def test_cancel_frees_a_worker_blocked_in_a_read_within_seconds(
     freed_after = time.monotonic() - cancelled_at
     assert quick["state"] == "succeeded", quick["error"]
     assert freed_after < 10, f"the worker took its next job {freed_after:.1f} s after the cancel"
-    log = (faults.data_root / "logs" / "stubborn.log").read_text()
-    assert "still busy after it was cancelled; interrupting it" in log and "stopped: cancelled" in log
+    log = faults.data_root / "logs" / "stubborn.log"
+    said = ("still busy after it was cancelled; interrupting it", "stopped: cancelled")
+    # the worker's log reaches its file a moment after the next job's row says it succeeded
+    wait_for(lambda: all(line in log.read_text() for line in said), 10, "the interruption in the worker's log")
     assert faults.show(ref)["state"] == "cancelled"

@@ -10,9 +10,9 @@ import pytest
 from shared import jobs
 from shared.db.engine import session_scope
 from shared.db.models import State, utcnow
+from shared.read_model import get_job, get_run
 from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN
-from shared.views import get_job, get_run
 
 
 def new_run(children: int = 0) -> tuple[int, list[int]]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from workers.errors import InputError
+from shared.errors import InputError
 from workers.gpu.classifier.augment import augment
 from workers.gpu.classifier.data import TEST, TRAIN, VAL, stratified_split
 from workers.gpu.classifier.model import build_model, initial_model

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.errors import InputError
+from shared.errors import InputError
 from workers.files import read_regular_file, replacing
 
 

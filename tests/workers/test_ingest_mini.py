@@ -13,8 +13,8 @@ from conftest import Stack
 from PIL import Image, ImageOps
 
 from workers.cpu.masks import rasterize
-from workers.cpu.nifti import read_case
 from workers.cpu.release import COCO_RELATIVE, load_coco
+from workers.nifti import read_case
 
 SIZE = 224
 

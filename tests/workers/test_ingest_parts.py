@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from shared.errors import InputError
 from workers.cpu.jpeg_scans import dc_scans
 from workers.cpu.masks import fracture_mask, rasterize
 from workers.cpu.pictures import load_picture
 from workers.cpu.release import COCO_RELATIVE, read_release
 from workers.cpu.split import TEST, stratified_split
-from workers.errors import InputError
 
 
 def test_split_of_the_full_release_size_gives_573_and_144() -> None:

@@ -85,7 +85,7 @@ def test_the_map_is_out_of_fold_for_nnunet_training_cases(segmented: dict, syste
 def test_auto_input_reuses_the_map_and_takes_weights_from_a_file(
     segmented: dict, system: Stack, tmp_path: Path
 ) -> None:
-    from shared.views import latest_succeeded_run
+    from shared.read_model import latest_succeeded_run
 
     earlier = latest_succeeded_run(("classify",), DATASET)
     assert earlier is not None

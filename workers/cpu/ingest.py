@@ -15,50 +15,31 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from shared.contract import IngestRequest
+from shared.errors import InputError
+from shared.layout import CACHE_IMAGES, CACHE_LABELS, DataRoot, existing_datasets
 from workers.cpu.masks import fracture_mask
-from workers.cpu.nifti import write_case
 from workers.cpu.pictures import load_picture
 from workers.cpu.release import DEFAULT_CAPS, REGIONS, InputCaps, read_release
 from workers.cpu.split import TEST, TRAIN, official_split, stratified_split
-from workers.errors import InputError
 from workers.files import replacing
+from workers.nifti import write_case
 
 PLAN_FILE = "plan.json"
 MARKER = ".made-by-fracatlas-jobs"  # in every dataset the ingest writes: --overwrite replaces only these
 DESCRIPTION = "FracAtlas fracture segmentation: COCO polygons scaled to the output size"
 MIN_CHUNKS = 8
 CLASSIFICATION = "classification"
-CACHE_FILE = "images.npy"
 FOLDERS = {TRAIN: ("imagesTr", "labelsTr"), TEST: ("imagesTs", "labelsTs")}
 ATTRIBUTE_COLUMNS = (*REGIONS, "hardware", "multiscan", "fracture_count", "frontal", "lateral", "oblique")
 
 Progress = Callable[[int, int, str], None]
-
-
-@dataclass(frozen=True)
-class IngestRequest:
-    source: str
-    dataset_id: int = 921
-    size: int = 224
-    test_fraction: float = 0.2
-    seed: int = 0
-    split: str = "stratified"  # or "official": the release's Utilities/Fracture Split
-    overwrite: bool = False
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> IngestRequest:
-        """The ingest's part of a run's parameters (a pipeline run holds the training's too)."""
-        return cls(**{name: params[name] for name in cls.__dataclass_fields__ if name in params})
-
-    @property
-    def dataset_name(self) -> str:
-        return f"Dataset{self.dataset_id:03d}_FracAtlas"
 
 
 def _write_json(path: Path, content: Any, indent: int | None = 1) -> None:
@@ -69,10 +50,10 @@ def _write_json(path: Path, content: Any, indent: int | None = 1) -> None:
 def _check_ours_to_replace(dataset_id: int, raw_root: Path, derived_roots: tuple[Path, ...]) -> None:
     """--overwrite replaces only a dataset this project's ingest made (it carries MARKER), and what nnU-Net
     derived from it; a folder of another origin with the same id is left alone, and the ingest refused."""
-    raw = _existing_datasets(raw_root, dataset_id)
+    raw = existing_datasets(raw_root, dataset_id)
     foreign = [path for path in raw if not _made_here(path)]
     if not raw:
-        foreign = [path for root in derived_roots for path in _existing_datasets(root, dataset_id)]
+        foreign = [path for root in derived_roots for path in existing_datasets(root, dataset_id)]
     if foreign:
         raise InputError(
             f"{foreign[0]} was not made by this project's ingest (it has no {MARKER}); it is not replaced, "
@@ -90,12 +71,9 @@ def _made_here(dataset: Path) -> bool:
         return False
 
 
-def _existing_datasets(raw_root: Path, dataset_id: int) -> list[Path]:
-    return sorted(raw_root.glob(f"Dataset{dataset_id:03d}_*")) if raw_root.is_dir() else []
-
-
 def plan(
     request: IngestRequest,
+    release_folder: Path,
     staging: Path,
     raw_root: Path,
     chunk_size: int,
@@ -103,13 +81,11 @@ def plan(
     derived_roots: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
     """Check the release and the target, split, and lay out the staging folder; returns plan metrics."""
-    if not 32 <= request.size <= 2048:
-        raise InputError(f"--size {request.size} must lie between 32 and 2048 pixels")
-    existing = _existing_datasets(raw_root, request.dataset_id)
+    existing = existing_datasets(raw_root, request.dataset_id)
     if existing and not request.overwrite:
         raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
     _check_ours_to_replace(request.dataset_id, raw_root, derived_roots)
-    release = read_release(Path(request.source), caps)
+    release = read_release(release_folder, caps)
     warnings = list(release.warnings)
     cases = {image.case_id: image.region for image in release.fractured if image.polygons}
     if request.split == "official":
@@ -137,7 +113,10 @@ def plan(
     (staging / CLASSIFICATION).mkdir()
     # The cache is one array file from the start: each convert job fills its own rows in place.
     np.lib.format.open_memmap(
-        staging / CLASSIFICATION / CACHE_FILE, mode="w+", dtype=np.uint8, shape=(len(items), request.size, request.size)
+        staging / CLASSIFICATION / CACHE_IMAGES,
+        mode="w+",
+        dtype=np.uint8,
+        shape=(len(items), request.size, request.size),
     ).flush()
     # At least MIN_CHUNKS chunks, so that a small release still spreads over the workers.
     chunk_size = max(1, min(chunk_size, math.ceil(len(items) / MIN_CHUNKS)))
@@ -145,7 +124,7 @@ def plan(
     # Each convert job reads only its own items; unindented, as json's fast encoder needs.
     for start, stop in chunks:
         _write_json(_items_file(staging, start), items[start:stop], indent=None)
-    plan_content = {"request": asdict(request), "caps": asdict(caps), "chunks": chunks, "warnings": warnings}
+    plan_content = {"request": request.params(), "caps": asdict(caps), "chunks": chunks, "warnings": warnings}
     _write_json(staging / PLAN_FILE, plan_content)
     n_test = sum(1 for value in split.values() if value == TEST)
     return {
@@ -173,7 +152,7 @@ def _read_items(staging: Path, start: int) -> list[dict[str, Any]]:
 def convert_chunk(staging: Path, start: int, progress: Progress) -> dict[str, Any]:
     """Decode the plan's chunk that starts at item `start`; write its cases and its classification slice."""
     planned = read_plan(staging)
-    request, caps = IngestRequest(**planned["request"]), InputCaps(**planned["caps"])
+    request, caps = IngestRequest.parse(planned["request"]), InputCaps(**planned["caps"])
     items = _read_items(staging, start)
     size = request.size
     pixels = np.empty((len(items), size, size), np.uint8)
@@ -192,7 +171,7 @@ def convert_chunk(staging: Path, start: int, progress: Progress) -> dict[str, An
         if item["split"] is not None:
             record["foreground"] = _write_segmentation_case(staging / request.dataset_name, item, picture, size)
         records.append(record)
-    _write_rows(staging / CLASSIFICATION / CACHE_FILE, start, pixels)
+    _write_rows(staging / CLASSIFICATION / CACHE_IMAGES, start, pixels)
     _write_json(staging / CLASSIFICATION / f"chunk_{start:06d}.json", records)
     progress(len(items), len(items), "chunk written")
     return {
@@ -228,16 +207,14 @@ def _write_segmentation_case(dataset: Path, item: dict[str, Any], picture: Any, 
     return int(mask.sum())
 
 
-def assemble(
-    staging: Path, raw_root: Path, classification_root: Path, derived_roots: tuple[Path, ...] = ()
-) -> tuple[dict[str, Any], dict[str, str]]:
+def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str, str]]:
     """Write dataset.json, the manifest, the split and the cache, then rename them into place.
 
-    Replacing a dataset (--overwrite) also removes what was derived from the old one under
-    `derived_roots` (nnU-Net's preprocessed data and trained folds): they no longer match it.
+    Replacing a dataset (--overwrite) also removes what was derived from the old one (nnU-Net's
+    preprocessed data and trained folds): they no longer match it.
     """
     content = read_plan(staging)
-    request = IngestRequest(**content["request"])
+    request = IngestRequest.parse(content["request"])
     items, records = [], []
     for start, _stop in content["chunks"]:
         items.extend(_read_items(staging, start))
@@ -259,7 +236,7 @@ def assemble(
             "file_ending": ".nii.gz",
         },
     )
-    _write_json(dataset / MARKER, {"run_staging": staging.name, "request": asdict(request)})
+    _write_json(dataset / MARKER, {"run_staging": staging.name, "request": request.params()})
     _write_json(
         dataset / "split.json",
         {
@@ -273,14 +250,18 @@ def assemble(
     warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
     _write_manifest(dataset / "manifest.csv", cases, records, warnings)
     cache = staging / CLASSIFICATION
-    _write_labels(cache / "labels.csv", items, warnings)
+    _write_labels(cache / CACHE_LABELS, items, warnings)
     for start, _stop in content["chunks"]:
         (cache / f"chunk_{start:06d}.json").unlink()
-    targets = {"dataset": raw_root / request.dataset_name, "classification": classification_root / request.dataset_name}
+    raw_root = layout.nnunet_raw
+    targets = {
+        "dataset": raw_root / request.dataset_name,
+        "classification": layout.classification_cache(request.dataset_id),
+    }
     _move_into_place(cache, targets["classification"], request, staging)
     replaced = []
-    for root in (raw_root, *derived_roots):
-        for old in _existing_datasets(root, request.dataset_id):
+    for root in (raw_root, layout.nnunet_preprocessed, layout.nnunet_results):
+        for old in existing_datasets(root, request.dataset_id):
             # nnU-Net refuses two folders with one dataset id, whatever their names.
             _make_room(old, request, staging)
             replaced.append(str(old))
@@ -300,8 +281,8 @@ def assemble(
         "dataset_json": str(targets["dataset"] / "dataset.json"),
         "manifest": str(targets["dataset"] / "manifest.csv"),
         "split": str(targets["dataset"] / "split.json"),
-        "classification_images": str(targets["classification"] / "images.npy"),
-        "classification_labels": str(targets["classification"] / "labels.csv"),
+        "classification_images": str(targets["classification"] / CACHE_IMAGES),
+        "classification_labels": str(targets["classification"] / CACHE_LABELS),
     }
     shutil.rmtree(staging, ignore_errors=True)
     return metrics, artifacts

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from shared.errors import InputError
 from workers.cpu.jpeg_scans import dc_scans
-from workers.errors import InputError
 from workers.files import read_regular_file
 
 EXIF_ORIENTATION = 0x0112

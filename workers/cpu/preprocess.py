@@ -13,9 +13,11 @@ from typing import Any
 
 from nnunetv2.utilities.crossval_split import generate_crossval_split
 
+from shared.contract import Experiment
+from shared.defaults import FOLDS
 from shared.settings import Settings
 from workers.files import replacing
-from workers.nnunet import FOLDS, Experiment, environment, run_tool, tool
+from workers.nnunet import environment, run_tool, tool
 
 
 def write_splits(raw: Path, preprocessed: Path, seed: int) -> Path:
@@ -36,7 +38,7 @@ def preprocess(
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool],
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    raw = experiment.raw(settings)
+    raw = experiment.raw(settings.layout)
     command = [
         tool("nnUNetv2_plan_and_preprocess"),
         "-d",
@@ -53,7 +55,7 @@ def preprocess(
     if env.get("nnUNet_n_proc_DA") == "0":
         del env["nnUNet_n_proc_DA"]
     run_tool("nnUNetv2_plan_and_preprocess", command, env, log, on_line, should_stop)
-    preprocessed = experiment.preprocessed(settings)
+    preprocessed = experiment.preprocessed(settings.layout)
     splits = write_splits(raw, preprocessed, seed)
     plans = json.loads((preprocessed / f"{experiment.plans}.json").read_text())
     configuration = plans["configurations"][experiment.configuration]

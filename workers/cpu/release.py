@@ -20,7 +20,7 @@ from typing import Any
 
 from pycocotools.coco import COCO
 
-from workers.errors import InputError
+from shared.errors import InputError
 
 COCO_RELATIVE = Path("Annotations") / "COCO JSON" / "COCO_fracture_masks.json"
 SPLIT_RELATIVE = Path("Utilities") / "Fracture Split"

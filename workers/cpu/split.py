@@ -6,7 +6,7 @@ import math
 import random
 from collections import defaultdict
 
-from workers.errors import InputError
+from shared.errors import InputError
 
 TRAIN, TEST = "train", "test"
 

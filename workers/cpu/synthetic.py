@@ -12,6 +12,9 @@ import csv
 import io
 import json
 import math
+import os
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +159,21 @@ def make_synthetic_release(root: Path, fractured: int = 24, non_fractured: int =
         with (root / SPLIT_RELATIVE / f"{part}.csv").open("w", newline="") as handle:
             handle.write("image_id\n" + "".join(f"{n}\n" for n in members))
     return root
+
+
+def synthetic_release(folder: Path) -> Path:
+    """The demo's release at `folder` (under DATA_ROOT), built the first time an ingest asks for it: in a
+    sibling folder renamed into place, so that two ingests at once never read a half-written release."""
+    if (folder / "dataset.csv").exists():
+        return folder
+    building = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
+    make_synthetic_release(building)
+    try:
+        os.rename(building, folder)
+    except OSError:  # another ingest renamed its own first, or an unfinished one from an older version is there
+        if not (folder / "dataset.csv").exists():
+            shutil.rmtree(folder)
+            os.rename(building, folder)
+        else:
+            shutil.rmtree(building)
+    return folder

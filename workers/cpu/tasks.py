@@ -7,43 +7,32 @@ import os
 import shutil
 from pathlib import Path
 
-from shared import jobs
+from shared import jobs, plans
+from shared.contract import IngestRequest, PreprocessRequest
+from shared.defaults import SYNTHETIC
+from shared.errors import InputError
 from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN, NNUNET_PREPROCESS
-from workers.cpu.ingest import IngestRequest, assemble, convert_chunk, plan
+from workers.cpu.ingest import assemble, convert_chunk, plan
 from workers.cpu.preprocess import preprocess
 from workers.cpu.release import InputCaps
-from workers.errors import InputError
-from workers.nnunet import experiment_of
+from workers.cpu.synthetic import synthetic_release
 from workers.runtime import JobContext, Outcome, job_task, send_best_effort
 
 
 def staging_for(run_id: int) -> Path:
-    return get_settings().staging_dir / f"run-{run_id}"
+    return get_settings().layout.staging(run_id)
 
 
 def discard_staging(ctx: JobContext) -> None:
     shutil.rmtree(staging_for(ctx.run_id), ignore_errors=True)
 
 
-def _fan_out(run_id: int, chunks: list[list[int]], stage: int) -> list[jobs.JobRef]:
-    """One convert job per chunk (next stage) and the waiting assemble job (the one after), once."""
-    converts = [
-        jobs.JobSpec(
-            "convert", f"convert {start}-{stop - 1}", INGEST_CONVERT, {"start": start, "stop": stop}, stage + 1
-        )
-        for start, stop in chunks
-    ]
-    return jobs.fan_out(
-        run_id, converts, jobs.JobSpec("assemble", "assemble dataset", INGEST_ASSEMBLE, stage=stage + 2)
-    )
-
-
 @job_task(INGEST_PLAN, cleanup=discard_staging)
 def ingest_plan(ctx: JobContext) -> Outcome:
     """Check the release, split it and fan the conversion out in chunks."""
     settings = get_settings()
-    request = IngestRequest.from_params(ctx.run_params)
+    request = IngestRequest.parse(ctx.run_params)
     ctx.progress(0, 1, f"reading {request.source}", force=True)
     metrics: dict = {}
     chunks: list[list[int]] = []
@@ -55,10 +44,14 @@ def ingest_plan(ctx: JobContext) -> Outcome:
             points_per_polygon=settings.ingest_max_points_per_polygon,
             pixels_per_picture=settings.ingest_max_pixels,
         )
-        derived = (settings.nnunet_preprocessed, settings.nnunet_results)
-        metrics = plan(request, staging_for(ctx.run_id), settings.nnunet_raw, settings.ingest_chunk_size, caps, derived)
+        layout = settings.layout
+        release = Path(request.source) if request.source != SYNTHETIC else synthetic_release(layout.synthetic_release)
+        derived = (layout.nnunet_preprocessed, layout.nnunet_results)
+        staging = staging_for(ctx.run_id)
+        metrics = plan(request, release, staging, layout.nnunet_raw, settings.ingest_chunk_size, caps, derived)
         chunks = metrics.pop("chunks")
-    for child in _fan_out(ctx.run_id, chunks, ctx.stage):
+    converts, assemble_job = plans.ingest_fan_out(ctx.stage, chunks)
+    for child in jobs.fan_out(ctx.run_id, converts, assemble_job):  # a re-delivery sends them again, once
         send_best_effort(child)
     return Outcome(metrics=metrics)
 
@@ -81,9 +74,7 @@ def ingest_assemble(ctx: JobContext) -> Outcome:
         raise InputError(f"job j{job_id} ({name}) was {state}: the dataset would be incomplete; run the ingest again")
     metrics, artifacts = assemble(
         staging_for(ctx.run_id),
-        settings.nnunet_raw,
-        settings.classification_dir,
-        (settings.nnunet_preprocessed, settings.nnunet_results),
+        settings.layout,
     )
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
 
@@ -92,12 +83,12 @@ def ingest_assemble(ctx: JobContext) -> Outcome:
 def nnunet_preprocess(ctx: JobContext) -> Outcome:
     """nnU-Net's plan, integrity check and preprocessing, then the seeded 5-fold split."""
     settings = get_settings()
-    experiment = experiment_of(ctx.run_params)
+    request = PreprocessRequest.parse(ctx.run_params)
     ctx.progress(0, None, "nnUNetv2_plan_and_preprocess", force=True)
     metrics, artifacts = preprocess(
         settings,
-        experiment,
-        int(ctx.run_params.get("seed", 0)),
+        request,
+        request.seed,
         settings.cpu_concurrency or os.cpu_count() or 1,
         ctx.log_path("preprocess"),
         lambda line: ctx.progress(0, None, line[-200:]),

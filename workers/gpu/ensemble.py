@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.contract import Experiment
 from shared.settings import Settings
-from workers.cpu.nifti import write_case
 from workers.gpu.folds import predict_command
-from workers.nnunet import Experiment, environment, run_tool
+from workers.nifti import write_case
+from workers.nnunet import environment, run_tool
 
 FRACTURE = 1
 

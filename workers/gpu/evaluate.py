@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from shared.contract import Experiment
+from shared.errors import InputError
 from shared.settings import Settings
-from workers.errors import InputError
 from workers.gpu.folds import predict_command, validation_dice
-from workers.nnunet import Experiment, environment, run_tool, tool
+from workers.nnunet import environment, run_tool, tool
 
 
 def evaluate_run(
@@ -25,8 +26,8 @@ def evaluate_run(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     if not folds:
         raise InputError("no fold of this run finished training; nothing to evaluate")
-    raw = experiment.raw(settings)
-    per_fold = {str(fold): validation_dice(experiment.fold_folder(settings, fold)) for fold in folds}
+    raw = experiment.raw(settings.layout)
+    per_fold = {str(fold): validation_dice(experiment.fold_folder(settings.layout, fold)) for fold in folds}
     known = [dice for dice in per_fold.values() if dice is not None]
     metrics: dict[str, Any] = {
         "folds": per_fold,
@@ -35,7 +36,7 @@ def evaluate_run(
     }
     predictions = out / "test_predictions"
     if not any((raw / "imagesTs").glob("*.nii.gz")):
-        return {**metrics, "test_cases": 0}, {"results": str(experiment.results(settings))}
+        return {**metrics, "test_cases": 0}, {"results": str(experiment.results(settings.layout))}
     env = environment(settings)
     steps = [
         ("nnUNetv2_predict", predict_command(experiment, raw / "imagesTs", predictions, folds)),
@@ -48,7 +49,7 @@ def evaluate_run(
                 "-djfile",
                 str(raw / "dataset.json"),
                 "-pfile",
-                str(experiment.results(settings) / "plans.json"),
+                str(experiment.results(settings.layout) / "plans.json"),
             ],
         ),
     ]
@@ -67,7 +68,7 @@ def evaluate_run(
     artifacts = {
         "test_predictions": str(predictions),
         "test_summary": str(predictions / "summary.json"),
-        "results": str(experiment.results(settings)),
+        "results": str(experiment.results(settings.layout)),
         "log": str(log),
     }
     return metrics, artifacts

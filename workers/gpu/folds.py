@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.contract import Experiment, TrainRequest
+from shared.defaults import JOBS_TRAINER
 from shared.settings import Settings
-from workers.nnunet import JOBS_TRAINER, Experiment, device, environment, run_tool, tool
+from workers.nnunet import device, environment, run_tool, tool
 
 # nnU-Net's print_to_log_file lines: "2026-11-27 05:40:00.123456: Epoch 3"
 LOG_VALUE = re.compile(
@@ -78,6 +80,13 @@ class FoldRequest:
     iterations: int | None = None
     val_iterations: int | None = None
     save_every: int | None = None
+
+    @classmethod
+    def of(cls, request: TrainRequest, fold: int) -> FoldRequest:
+        """One fold of a training run."""
+        return cls(
+            request.experiment, fold, request.epochs, request.iterations, request.val_iterations, request.save_every
+        )
 
     def command(self, executable: str, device: str, resume: list[str]) -> list[str]:
         """`executable` (nnUNetv2_train) for this fold; `resume` is [], ["--c"] or ["--val"]."""
@@ -155,8 +164,8 @@ def train_fold(
     should_stop: Callable[[], bool],
 ) -> tuple[dict[str, Any], dict[str, str]]:
     experiment = request.experiment
-    experiment.preprocessed(settings)  # a clear error before nnU-Net's own
-    folder = experiment.fold_folder(settings, request.fold)
+    experiment.preprocessed(settings.layout)  # a clear error before nnU-Net's own
+    folder = experiment.fold_folder(settings.layout, request.fold)
     done = (folder / "checkpoint_final.pth").exists()
     resumed = not done and (folder / "checkpoint_latest.pth").exists()
     if done and validation_dice(folder) is not None:

@@ -7,10 +7,13 @@ tasks so that cpu workers never load torch.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from shared.contract import ChannelRequest, ClassifyRequest, Experiment, PredictRequest, TrainRequest
+from shared.defaults import IMAGE_SEG
+from shared.layout import segmentation_channel_file
+from shared.read_model import get_run, trained_folds
 from shared.settings import get_settings
 from shared.tasknames import (
     CLASSIFY_CHANNEL,
@@ -19,29 +22,15 @@ from shared.tasknames import (
     NNUNET_EVALUATE,
     NNUNET_TRAIN_FOLD,
 )
-from shared.views import get_run, trained_folds
 from workers.gpu.evaluate import evaluate_run
 from workers.gpu.folds import FoldRequest, train_fold
-from workers.nnunet import Experiment, experiment_of
 from workers.runtime import JobContext, Outcome, job_task
-
-
-def _optional_int(params: dict[str, Any], name: str) -> int | None:
-    return int(params[name]) if params.get(name) is not None else None
 
 
 @job_task(NNUNET_TRAIN_FOLD)
 def nnunet_train_fold(ctx: JobContext) -> Outcome:
     """Train (or resume, or only validate) one fold with nnUNetv2_train in a child process."""
-    params = ctx.run_params
-    request = FoldRequest(
-        experiment=experiment_of(params),
-        fold=int(ctx.params["fold"]),
-        epochs=_optional_int(params, "epochs"),
-        iterations=_optional_int(params, "iterations"),
-        val_iterations=_optional_int(params, "val_iterations"),
-        save_every=_optional_int(params, "save_every"),
-    )
+    request = FoldRequest.of(TrainRequest.parse(ctx.run_params), int(ctx.params["fold"]))
     ctx.progress(0, request.epochs, "starting nnUNetv2_train", force=True)
 
     def on_epoch(done: int, total: int | None, message: str, values: dict[str, Any]) -> None:
@@ -60,7 +49,7 @@ def nnunet_evaluate(ctx: JobContext) -> Outcome:
     ctx.progress(0, None, f"predicting the test set with folds {folds}", force=True)
     metrics, artifacts = evaluate_run(
         get_settings(),
-        experiment_of(ctx.run_params),
+        Experiment.parse(ctx.run_params),
         folds,
         ctx.folder,
         ctx.log_path("evaluate"),
@@ -72,20 +61,20 @@ def nnunet_evaluate(ctx: JobContext) -> Outcome:
 
 def _segmentation_of(run_id: int) -> tuple[Experiment, list[int]]:
     """The nnU-Net experiment of a training run and its folds that finished."""
-    return experiment_of(get_run(run_id)["params"]), trained_folds(run_id)
+    return Experiment.parse(get_run(run_id)["params"]), trained_folds(run_id)
 
 
 @job_task(CLASSIFY_CHANNEL)
 def classify_segmentation_channel(ctx: JobContext) -> Outcome:
     """nnU-Net's fracture probability for every cached image: out-of-fold or ensemble (built once per run)."""
-    from workers.gpu.classifier.data import cache_folder, load_set
-    from workers.gpu.classifier.segmentation_channel import build_channel, channel_path
+    from workers.gpu.classifier.data import load_set
+    from workers.gpu.classifier.segmentation_channel import build_channel
 
     settings = get_settings()
-    params = {**ctx.run_params, **ctx.params}
-    seg_run = int(params.get("seg_run") or ctx.run_id)  # none named: a pipeline's own folds
-    classification = load_set(cache_folder(settings.classification_dir, int(params["dataset_id"])))
-    existing = channel_path(classification, seg_run)
+    request = ChannelRequest.parse({**ctx.run_params, **ctx.params})
+    seg_run = request.seg_run or ctx.run_id  # none named: a pipeline's own folds
+    classification = load_set(settings.layout.classification_cache(request.dataset_id))
+    existing = segmentation_channel_file(classification.folder, seg_run)
     if existing.exists():
         return Outcome(metrics={"reused": True}, artifacts={"segmentation_channel": str(existing)})
     experiment, folds = _segmentation_of(seg_run)
@@ -108,12 +97,11 @@ def classify_segmentation_channel(ctx: JobContext) -> Outcome:
 def classify_train(ctx: JobContext) -> Outcome:
     """Train and test the ResNet18 classifier for one input mode."""
     from workers.gpu.classifier.fit import fit_classifier
-    from workers.gpu.classifier.request import IMAGE_SEG, ClassifyRequest
     from workers.gpu.classifier.train import EpochReport
 
-    request = ClassifyRequest.from_params(ctx.run_params, ctx.params)
+    request = ClassifyRequest.for_job(ctx.run_params, ctx.params)
     if request.input == IMAGE_SEG and request.seg_run is None:
-        request = replace(request, seg_run=ctx.run_id)  # a pipeline's own folds
+        request = request.model_copy(update={"seg_run": ctx.run_id})  # a pipeline's own folds
 
     def on_epoch(report: EpochReport) -> None:
         auc = "-" if report.val_auc is None else f"{report.val_auc:.3f}"
@@ -141,14 +129,14 @@ def classify_predict(ctx: JobContext) -> Outcome:
     """Masks, overlays and fracture probabilities for new radiographs."""
     from workers.gpu.classifier.predict import load_classifier, predict_files
 
-    params = ctx.run_params
-    classifier = load_classifier(Path(params["checkpoint"]))
-    experiment, folds = _segmentation_of(int(params["seg_run"]))
-    out = Path(params["out"]) if params.get("out") else ctx.folder / "predictions"
-    ctx.progress(0, None, f"{len(params['files'])} file(s): nnU-Net folds {folds} and the classifier", force=True)
+    request = PredictRequest.parse(ctx.run_params)
+    classifier = load_classifier(Path(request.checkpoint))
+    experiment, folds = _segmentation_of(request.seg_run)
+    out = Path(request.out) if request.out else ctx.folder / "predictions"
+    ctx.progress(0, None, f"{len(request.files)} file(s): nnU-Net folds {folds} and the classifier", force=True)
     metrics, artifacts = predict_files(
         get_settings(),
-        [Path(name) for name in params["files"]],
+        [Path(name) for name in request.files],
         out,
         classifier,
         experiment,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.errors import InputError
+from shared.errors import InputError
+from shared.layout import CACHE_IMAGES, CACHE_LABELS
 
 TRAIN, VAL, TEST = "train", "val", "test"
-CACHE_IMAGES, CACHE_LABELS = "images.npy", "labels.csv"
 
 
 @dataclass
@@ -28,10 +28,6 @@ class ClassificationSet:
     @property
     def size(self) -> int:
         return int(self.images.shape[-1])
-
-
-def cache_folder(classification_dir: Path, dataset_id: int) -> Path:
-    return classification_dir / f"Dataset{dataset_id:03d}_FracAtlas"
 
 
 def load_set(folder: Path) -> ClassificationSet:

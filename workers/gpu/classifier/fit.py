@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from shared.contract import ClassifyRequest
+from shared.defaults import IMAGE_SEG
+from shared.layout import segmentation_channel_file
 from shared.settings import Settings
-from workers.gpu.classifier.data import TEST, TRAIN, VAL, cache_folder, load_set, stratified_split
+from workers.gpu.classifier.data import TEST, TRAIN, VAL, load_set, stratified_split
 from workers.gpu.classifier.metrics import binary_metrics, choose_threshold
 from workers.gpu.classifier.model import initial_model
-from workers.gpu.classifier.plots import confusion_png, roc_png
-from workers.gpu.classifier.request import IMAGE_SEG, ClassifyRequest
-from workers.gpu.classifier.segmentation_channel import channel_path
+from workers.gpu.classifier.plots import confusion_png, pr_png, roc_png
 from workers.gpu.classifier.train import EpochReport, TrainConfig, predict_scores, train
 from workers.nnunet import device
 
@@ -34,14 +34,14 @@ def fit_classifier(
     on_epoch: Callable[[EpochReport], None],
     check: Callable[[], None],
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    classification = load_set(cache_folder(settings.classification_dir, request.dataset_id))
+    classification = load_set(settings.layout.classification_cache(request.dataset_id))
     split = stratified_split(
         classification.labels, classification.regions, request.val_fraction, request.test_fraction, request.seed
     )
     channels = [np.asarray(classification.images)]
     if request.input == IMAGE_SEG:
         assert request.seg_run is not None
-        channels.append(np.load(channel_path(classification, request.seg_run)))
+        channels.append(np.load(segmentation_channel_file(classification.folder, request.seg_run)))
     device = training_device()
     images = torch.from_numpy(np.stack(channels, axis=1)).to(device)
     labels = torch.from_numpy(classification.labels).to(device)
@@ -89,11 +89,12 @@ def fit_classifier(
         "history": trained.history,
         "device": str(device),
         "split": {part: len(indices) for part, indices in split.items()},
-        "request": asdict(request),
+        "request": request.params(),
     }
     artifacts = {
         "checkpoint": str(checkpoint),
         "roc_png": str(roc_png(out / f"roc_{tag}.png", test_labels, test_scores, test["roc_auc"], title)),
+        "pr_png": str(pr_png(out / f"pr_{tag}.png", test_labels, test_scores, test["pr_auc"], title)),
         "confusion_png": str(confusion_png(out / f"confusion_{tag}.png", test["confusion"], threshold, title)),
         "split": str(split_file),
     }

@@ -45,16 +45,20 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return fpr, tpr, thresholds
 
 
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """PR AUC as average precision: the precision at each fractured image's rank, averaged (ties grouped)."""
+def precision_recall_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at each distinct score taken as threshold, highest first (needs a positive)."""
     labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, dtype=float)
-    if not labels.any():
-        return None
     thresholds = np.unique(scores)[::-1]
     predicted = scores[None, :] >= thresholds[:, None]
     true_positives = (predicted & labels).sum(1)
-    precision = true_positives / predicted.sum(1)
-    recall = true_positives / labels.sum()
+    return true_positives / predicted.sum(1), true_positives / labels.sum()
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """PR AUC as average precision: the precision at each fractured image's rank, averaged (ties grouped)."""
+    if not np.asarray(labels).astype(bool).any():
+        return None
+    precision, recall = precision_recall_curve(labels, scores)
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
-from workers.errors import InputError
+from shared.errors import InputError
 
 CLASSES = 2
 

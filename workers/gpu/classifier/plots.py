@@ -1,4 +1,4 @@
-"""The test split's ROC curve and confusion matrix as PNG files."""
+"""The test split's ROC and precision-recall curves and its confusion matrix as PNG files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # workers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from workers.gpu.classifier.metrics import roc_curve  # noqa: E402
+from workers.gpu.classifier.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 
 def roc_png(path: Path, labels: np.ndarray, scores: np.ndarray, auc: float | None, title: str) -> Path:
@@ -20,6 +20,21 @@ def roc_png(path: Path, labels: np.ndarray, scores: np.ndarray, auc: float | Non
     axes.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
     axes.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def pr_png(path: Path, labels: np.ndarray, scores: np.ndarray, average_precision: float | None, title: str) -> Path:
+    figure, axes = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    if np.asarray(labels).astype(bool).any():
+        precision, recall = precision_recall_curve(labels, scores)
+        label = f"average precision {average_precision:.3f}" if average_precision is not None else "PR"
+        axes.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="post", lw=2, label=label)
+        axes.axhline(float(np.mean(labels)), ls="--", c="grey", lw=1, label="prevalence")
+        axes.legend(loc="lower left")
+    axes.set(xlabel="recall (sensitivity)", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from shared.contract import Experiment
+from shared.defaults import IMAGE_SEG
+from shared.errors import InputError
 from shared.settings import Settings
-from workers.errors import InputError
 from workers.files import replacing
 from workers.gpu.classifier.fit import training_device
 from workers.gpu.classifier.model import build_model
 from workers.gpu.classifier.radiographs import read_radiograph
-from workers.gpu.classifier.request import IMAGE_SEG
 from workers.gpu.classifier.train import predict_scores
 from workers.gpu.ensemble import predict_probabilities
-from workers.nnunet import Experiment
 
 MASK_THRESHOLD = 0.5
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)

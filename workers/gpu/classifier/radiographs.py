@@ -10,18 +10,12 @@ import nibabel as nib
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from workers.errors import InputError
+from shared.defaults import NIFTI_SUFFIXES
+from shared.errors import InputError
 from workers.files import read_regular_file
 
-PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 MAX_PIXELS = 64_000_000  # as the ingest's cap; the release's largest radiograph has 6.6 million
 NIFTI_HEADER_BYTES = 352
-
-
-def is_radiograph_file(path: Path) -> bool:
-    name = path.name.lower()
-    return name.endswith(PICTURE_SUFFIXES) or name.endswith(NIFTI_SUFFIXES)
 
 
 def read_radiograph(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -14,22 +14,19 @@ from typing import Any
 
 import numpy as np
 
+from shared.contract import Experiment
+from shared.errors import InputError
+from shared.layout import segmentation_channel_file
 from shared.settings import Settings
-from workers.errors import InputError
 from workers.files import replacing
 from workers.gpu.classifier.data import ClassificationSet
 from workers.gpu.ensemble import fracture_channel, predict_probabilities
-from workers.nnunet import Experiment
 
 TRAIN_CASE = "train"
 
 
-def channel_path(classification: ClassificationSet, seg_run: int) -> Path:
-    return classification.folder / f"fracture_probability_r{seg_run}.npy"
-
-
 def _fold_of_case(experiment: Experiment, settings: Settings) -> dict[str, int]:
-    splits = json.loads((experiment.preprocessed(settings) / "splits_final.json").read_text())
+    splits = json.loads((experiment.preprocessed(settings.layout) / "splits_final.json").read_text())
     return {case: fold for fold, split in enumerate(splits) for case in split["val"]}
 
 
@@ -45,7 +42,7 @@ def build_channel(
     should_stop: Callable[[], bool],
 ) -> tuple[Path, dict[str, Any]]:
     """Write the (N, size, size) uint8 map (probability x 255) beside the cache; returns it and counts."""
-    target = channel_path(classification, seg_run)
+    target = segmentation_channel_file(classification.folder, seg_run)
     fold_of = _fold_of_case(experiment, settings)
     channel = np.zeros(classification.images.shape, dtype=np.uint8)
     ensemble = []
@@ -60,7 +57,7 @@ def build_channel(
                 f"{case} was trained on by nnU-Net, but fold {fold} (the one that held it out) did not finish "
                 f"in run r{seg_run}: train every fold (`dispatch train --folds 0-4`) or use --input image"
             )
-        npz = experiment.fold_folder(settings, fold) / "validation" / f"{case}.npz"
+        npz = experiment.fold_folder(settings.layout, fold) / "validation" / f"{case}.npz"
         if not npz.exists():
             raise InputError(f"{npz} is missing: fold {fold} of run r{seg_run} was not validated with --npz")
         channel[index] = _as_uint8(fracture_channel(npz), classification.size, npz)

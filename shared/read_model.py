@@ -1,16 +1,21 @@
-"""Read side of the job table: runs and jobs as plain dicts for the dispatcher and for tests."""
+"""The read model of the job table: runs and jobs as plain dicts for the dispatcher and for tests, and the
+runs a new run builds on (the segmentation that feeds a classifier, the classifier a prediction uses)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from shared.contract import BadOption
 from shared.db.engine import session_scope
 from shared.db.models import OPEN, Job, Run, State, utcnow
+from shared.defaults import FOLDS, IMAGE, IMAGE_SEG
+from shared.errors import InputError
 from shared.jobs import NotFound
 
 
@@ -140,3 +145,80 @@ def latest_succeeded_run(
             if having is None or having(content):
                 return content
     return None
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """An nnU-Net training run and the folds of it that finished."""
+
+    run_id: int
+    folds: list[int]
+
+    @property
+    def complete(self) -> bool:
+        """Every fold trained: the run gives out-of-fold maps of every image."""
+        return len(self.folds) == FOLDS
+
+
+def segmentation_run(run_id: int | None, dataset_id: int) -> Segmentation | None:
+    """The run that feeds the classifier or a prediction: the one named, else the newest that succeeded."""
+    if run_id is None:
+        run = latest_succeeded_run(SEGMENTATION_RUN_KINDS, dataset_id)
+        return Segmentation(run["id"], trained_folds(run["id"])) if run else None
+    if get_run(run_id)["kind"] not in SEGMENTATION_RUN_KINDS:
+        raise BadOption(f"r{run_id} is not an nnU-Net training run (dispatch train or pipeline)", "--seg-run")
+    folds = trained_folds(run_id)
+    if not folds:
+        raise BadOption(f"no fold of r{run_id} finished training", "--seg-run")
+    return Segmentation(run_id, folds)
+
+
+def classifier_inputs(requested: str, compare: bool, segmentation: Segmentation | None) -> list[str]:
+    """The inputs `dispatch classify` trains: as asked, or (auto) image+seg where every fold gives a map."""
+    if compare or requested == IMAGE_SEG:
+        if segmentation is None:
+            raise BadOption(
+                "image+seg needs a trained nnU-Net run on this dataset: run `dispatch train` first, name one with "
+                "--seg-run, or use --input image",
+                "--input",
+            )
+        return [IMAGE, IMAGE_SEG] if compare else [IMAGE_SEG]
+    if requested == IMAGE:
+        return [IMAGE]
+    return [IMAGE_SEG] if segmentation and segmentation.complete else [IMAGE]
+
+
+CHECKPOINT_PREFIX = "checkpoint "  # a run's artifact "checkpoint <input>": a classifier it trained
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """The classifier a prediction uses: its run, its input, its checkpoint and the run whose folds gave
+    its map (None for the image input)."""
+
+    run: dict[str, Any]
+    input: str
+    checkpoint: str
+    seg_run: int | None
+
+
+def _has_classifier(run: dict[str, Any]) -> bool:
+    return any(key.startswith(CHECKPOINT_PREFIX) for key in run["artifacts"])
+
+
+def classifier_for_prediction(run_id: int | None) -> Classifier:
+    """The run whose classifier to use (a `dispatch classify` run, or a pipeline that trained one: the
+    newest, or `run_id`) and its best checkpoint (by validation AUC, where it trained two)."""
+    if run_id is None:
+        run = latest_succeeded_run(("classify", "pipeline"), having=_has_classifier)
+        if run is None:
+            raise InputError("no classifier has finished training; run `dispatch classify` first")
+    else:
+        run = get_run(run_id)
+        if run["state"] != State.SUCCEEDED or not _has_classifier(run):
+            raise BadOption(f"r{run_id} is not a finished run with a classifier", "--classifier")
+    inputs = [key.removeprefix(CHECKPOINT_PREFIX) for key in run["artifacts"] if key.startswith(CHECKPOINT_PREFIX)]
+    best = max(inputs, key=lambda mode: run["metrics"][f"classifier {mode}"]["best_val_auc"] or 0)
+    # A pipeline's classifier took its map from the pipeline's own folds.
+    seg_run = run["params"].get("seg_run") or (run["id"] if run["kind"] == "pipeline" else None)
+    return Classifier(run, best, run["artifacts"][CHECKPOINT_PREFIX + best], seg_run)

@@ -1,0 +1,62 @@
+"""The user's paths, checked on the dispatcher's host before a run exists: the release folder, the
+radiographs to predict, the output folder and a weights file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from shared.defaults import SYNTHETIC, is_radiograph_file
+
+
+def release_folder(source: str) -> str:
+    """A release folder as its absolute path, or SYNTHETIC (the ingest builds the demo's release)."""
+    if source == SYNTHETIC:
+        return source
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"{source} is not a folder; pass the unpacked FracAtlas release", param_hint="--source"
+        )
+    return str(folder.resolve())
+
+
+def weights_file(weights: str) -> str:
+    """'none', 'imagenet', or a state dict file (named by its absolute path: a worker reads it)."""
+    if weights in ("none", "imagenet"):
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise click.BadParameter(f"{path} is not a file (a state dict saved with torch.save)", param_hint="--weights")
+    return str(path.resolve())
+
+
+def radiograph_files(paths: tuple[Path, ...]) -> list[str]:
+    files: list[Path] = []
+    for path in paths:
+        path = path.expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_radiograph_file(p))
+            if not found:
+                raise click.BadParameter(f"{path} holds no JPEG, PNG or NIfTI file")
+            files += found
+        elif path.resolve().is_file():
+            files.append(path)
+        elif path.exists():
+            raise click.BadParameter(f"{path} is not a regular file (a FIFO, device or socket); it is not read")
+        else:
+            raise click.BadParameter(f"{path} does not exist")
+    return [str(path.resolve()) for path in files]
+
+
+def writable_folder(out: Path) -> Path:
+    """--out as the worker will use it: an existing writable folder, or a new one in a writable parent."""
+    out = out.expanduser().resolve()
+    existing = next(folder for folder in (out, *out.parents) if folder.exists())
+    if not existing.is_dir():
+        raise click.BadParameter(f"{existing} is not a folder", param_hint="--out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{existing} is not writable by this user", param_hint="--out")
+    return out

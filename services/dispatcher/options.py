@@ -1,0 +1,110 @@
+"""The command-line options of `dispatch`. Their defaults are the requests' (shared/defaults.py, plain
+values, so that --help loads no pydantic); the requests (shared/contract.py) refuse a bad value, naming
+the option."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from shared.defaults import CLASSIFIER_INPUTS, CLASSIFY, CONFIGURATION, DEFAULT_DATASET_ID, INGEST, PLANS, SPLITS
+
+
+def options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def apply(function: Any) -> Any:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+wait = click.option("--wait", is_flag=True, help="Follow the run until it ends; exit 1 if it fails.")
+as_json = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable object.")
+dataset = click.option(
+    "--dataset-id",
+    default=DEFAULT_DATASET_ID,
+    show_default=True,
+    type=int,
+    help="nnU-Net dataset id (1-999): nnUNet_raw/Dataset<ID>_FracAtlas.",
+)
+release = click.option(
+    "--source", required=True, help="The unpacked FracAtlas release (holds images/, Annotations/, dataset.csv)."
+)
+configuration = click.option(
+    "--config",
+    "configuration",
+    default=CONFIGURATION,
+    show_default=True,
+    help="nnU-Net configuration.",
+)
+plans = click.option("--plans", default=PLANS, show_default=True, help="nnU-Net plans identifier.")
+
+
+def _ingest_option(name: str, help: str, **kwargs: Any) -> Callable[[Any], Any]:
+    field = name.removeprefix("--").replace("-", "_")
+    return click.option(name, default=INGEST[field], show_default=True, help=help, **kwargs)
+
+
+ingest = options(
+    _ingest_option("--size", "Output width and height (32-2048).", type=int),
+    _ingest_option("--test-fraction", "Share of fractured cases held out as imagesTs (stratified split).", type=float),
+    _ingest_option("--seed", "Seed of the splits.", type=int),
+    _ingest_option(
+        "--split",
+        "Seeded stratified split, or the release's Utilities/Fracture Split.",
+        type=click.Choice(SPLITS),
+    ),
+    click.option("--overwrite", is_flag=True, help="Replace an existing dataset with this id."),
+)
+train = options(
+    click.option("--folds", default="0-4", show_default=True, help="A range (0-4), a list (0,2) or 'all' (0-4)."),
+    configuration,
+    click.option(
+        "--trainer",
+        default=None,
+        help="nnU-Net trainer class [default: nnUNetTrainer; nnUNetTrainerJobs with --epochs].",
+    ),
+    plans,
+    click.option("--epochs", type=int, help="Epochs (through the project's nnUNetTrainerJobs)."),
+    click.option("--iterations", type=int, help="Training iterations per epoch (nnUNetTrainerJobs)."),
+    click.option("--save-every", type=int, help="Checkpoint every N epochs (nnUNetTrainerJobs; default 5)."),
+)
+classifier_epochs = click.option(
+    "--classifier-epochs",
+    type=int,
+    help="Then train the ResNet18 classifier for N epochs (on image+seg when all five folds train).",
+)
+
+
+def _classify_option(name: str, help: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+    field = name.removeprefix("--").replace("-", "_")
+    return click.option(name, default=CLASSIFY[field], show_default=True, help=help, **kwargs)
+
+
+classify = options(
+    click.option(
+        "--input",
+        "requested_input",
+        type=click.Choice(["auto", *CLASSIFIER_INPUTS]),
+        default="auto",
+        show_default=True,
+        help="The radiograph alone, or with nnU-Net's fracture probability map as a second channel "
+        "(auto: image+seg where a run with every fold trained exists).",
+    ),
+    click.option("--compare", is_flag=True, help="Train image and image+seg side by side and report both."),
+    click.option("--seg-run", help="The nnU-Net training run (r12) whose folds give the map [default: the newest]."),
+    _classify_option("--epochs", type=int),
+    _classify_option("--batch-size", type=int),
+    _classify_option("--learning-rate", type=float),
+    _classify_option("--patience", "Epochs without a better val AUC.", type=int),
+    _classify_option(
+        "--weights",
+        "'none' (from scratch), 'imagenet' (torchvision's, cached in TORCH_HOME or fetched) or a state dict file.",
+    ),
+    _classify_option("--val-fraction", type=float),
+    _classify_option("--test-fraction", type=float),
+    _classify_option("--seed", "Seed of the split and the training.", type=int),
+)

@@ -1,0 +1,239 @@
+"""The contract between the dispatcher and the workers: what each kind of run asks for, typed, with its
+defaults and its bounds defined here once.
+
+`dispatch` builds a request from its options (`Request.build`: a value a worker would refuse is refused
+before the run exists, naming the option), stores `request.params()` as the run's parameters, and a worker
+parses them once (`Request.parse`). nnU-Net's own names (configuration `2d`, plans `nnUNetPlans`, the
+trainers) are spelled here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.defaults import (
+    CLASSIFY,
+    CONFIGURATION,
+    DEFAULT_DATASET_ID,
+    FOLDS,
+    IMAGE,
+    INGEST,
+    JOBS_TRAINER,
+    PLANS,
+    TRAINER,
+)
+from shared.errors import InputError
+from shared.layout import DataRoot, dataset_name, find_dataset, training_name
+
+DatasetId = Annotated[int, Field(ge=1, le=999)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Positive = Annotated[int, Field(ge=1)]
+
+
+class BadOption(InputError):
+    """A value the user gave that a request refuses; `option` names the command-line option."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+class Request(BaseModel):
+    # Frozen: what a run asked for never changes. Extra keys are ignored: a pipeline run's parameters hold
+    # every stage's request, and each job parses its own part.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def build(cls, **values: Any) -> Self:
+        """The dispatcher's side: a refused value becomes a BadOption that names its option."""
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else ""
+            option = option_name(field) if field else None
+            given = f"{first['input']!r}: " if field and not isinstance(first["input"], dict) else ""
+            raise BadOption(f"{given}{first['msg']}", option) from None
+
+    @classmethod
+    def parse(cls, params: dict[str, Any]) -> Self:
+        """The worker's side: a run's stored parameters."""
+        return cls.model_validate(params)
+
+    def params(self) -> dict[str, Any]:
+        """What the run's row stores."""
+        return self.model_dump(mode="json")
+
+
+class IngestRequest(Request):
+    source: str  # the unpacked release's folder, or SYNTHETIC
+    dataset_id: DatasetId = DEFAULT_DATASET_ID
+    size: int = Field(INGEST["size"], ge=32, le=2048)
+    test_fraction: Fraction = INGEST["test_fraction"]
+    seed: int = INGEST["seed"]
+    split: Literal["stratified", "official"] = INGEST["split"]
+    overwrite: bool = False
+
+    @property
+    def dataset_name(self) -> str:
+        return dataset_name(self.dataset_id)
+
+
+class Experiment(Request):
+    """One nnU-Net training setup: dataset, configuration, trainer and plans."""
+
+    dataset_id: DatasetId = DEFAULT_DATASET_ID
+    configuration: str = CONFIGURATION
+    trainer: str = TRAINER
+    plans: str = PLANS
+
+    def raw(self, layout: DataRoot) -> Path:
+        try:
+            return find_dataset(layout.nnunet_raw, self.dataset_id)
+        except InputError:
+            raise InputError(
+                f"dataset {self.dataset_id} is not in {layout.nnunet_raw}; run `dispatch ingest` first"
+            ) from None
+
+    def preprocessed(self, layout: DataRoot) -> Path:
+        try:
+            folder = find_dataset(layout.nnunet_preprocessed, self.dataset_id)
+        except InputError:
+            folder = None
+        if folder is None or not (folder / f"{self.plans}.json").exists():
+            raise InputError(
+                f"dataset {self.dataset_id} has no {self.plans}.json in {layout.nnunet_preprocessed}; "
+                f"run `dispatch preprocess --dataset-id {self.dataset_id}` first"
+            )
+        return folder
+
+    def results(self, layout: DataRoot) -> Path:
+        name = self.preprocessed(layout).name
+        return layout.nnunet_results / name / training_name(self.trainer, self.plans, self.configuration)
+
+    def fold_folder(self, layout: DataRoot, fold: int | str) -> Path:
+        return self.results(layout) / f"fold_{fold}"
+
+
+class PreprocessRequest(Experiment):
+    seed: int = 0  # of the 5-fold split
+
+
+def parse_folds(text: str) -> list[int]:
+    """`--folds` as users write it: `0-4`, `0,2`, `3` or `all` (the five cross-validation folds)."""
+    if text.strip().lower() == "all":
+        return list(range(FOLDS))
+    folds: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            folds.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise BadOption(f"{text!r}: write folds as 0-4, 0,2 or all", "--folds") from None
+    if not folds or min(folds) < 0 or max(folds) >= FOLDS:
+        raise BadOption(f"{text!r}: folds run from 0 to {FOLDS - 1}", "--folds")
+    return sorted(folds)
+
+
+JOBS_TRAINER_OPTIONS = ("epochs", "iterations", "save_every")
+
+
+class TrainRequest(Experiment):
+    folds: list[int] = Field(default_factory=lambda: list(range(FOLDS)))
+    epochs: Positive | None = None  # these three through JOBS_TRAINER
+    iterations: Positive | None = None
+    save_every: Positive | None = None
+    val_iterations: Positive | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trainer_for_options(cls, values: Any) -> Any:
+        """No trainer named: nnU-Net's own, or the project's where an option needs it; a named trainer
+        other than the project's cannot take those options."""
+        if not isinstance(values, dict):
+            return values
+        asked = [name for name in JOBS_TRAINER_OPTIONS if values.get(name)]
+        trainer = values.get("trainer") or (JOBS_TRAINER if asked else TRAINER)
+        if asked and trainer != JOBS_TRAINER:
+            flags = ", ".join(option_name(name) for name in asked)
+            raise BadOption(f"{flags} work through {JOBS_TRAINER}, not {trainer}", "--trainer")
+        return {**values, "trainer": trainer}
+
+    @field_validator("folds", mode="before")
+    @classmethod
+    def _folds(cls, folds: Any) -> Any:
+        if isinstance(folds, str):
+            return parse_folds(folds)
+        if isinstance(folds, list) and any(not 0 <= int(fold) < FOLDS for fold in folds):
+            raise ValueError(f"folds run from 0 to {FOLDS - 1}")
+        return folds
+
+    @property
+    def experiment(self) -> Experiment:
+        return Experiment.parse(self.params())
+
+
+class PipelineRequest(IngestRequest, TrainRequest):
+    """Ingest, preprocess, train and evaluate; then the classifier where `classifier_epochs` is given."""
+
+    classifier_epochs: Positive | None = None
+
+
+class ChannelRequest(Request):
+    """The segmentation channel of a classifier run: nnU-Net's map of every cached image."""
+
+    dataset_id: DatasetId = DEFAULT_DATASET_ID
+    seg_run: int | None = None  # None: the job's own run (a pipeline's folds)
+
+
+class ClassifyRequest(Request):
+    dataset_id: DatasetId = DEFAULT_DATASET_ID
+    input: Literal["image", "image+seg"] = IMAGE
+    seg_run: int | None = None  # the training run whose folds give the map; None: the job's own run
+    weights: str = CLASSIFY["weights"]
+    epochs: Positive = CLASSIFY["epochs"]
+    batch_size: int = Field(CLASSIFY["batch_size"], ge=2)
+    learning_rate: float = Field(CLASSIFY["learning_rate"], gt=0)
+    patience: Positive = CLASSIFY["patience"]
+    val_fraction: Fraction = CLASSIFY["val_fraction"]
+    test_fraction: Fraction = CLASSIFY["test_fraction"]
+    seed: int = CLASSIFY["seed"]
+
+    @model_validator(mode="after")
+    def _leaves_training_images(self) -> Self:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise BadOption(
+                f"{self.val_fraction} + {self.test_fraction} leaves no images to train on; keep the two below 1 "
+                "together",
+                "--val-fraction/--test-fraction",
+            )
+        return self
+
+    @classmethod
+    def for_job(cls, run_params: dict[str, Any], job_params: dict[str, Any]) -> Self:
+        """The job's own parameters win: a pipeline run's `epochs` are nnU-Net's, its classifier jobs carry
+        their own."""
+        merged = {**run_params, **job_params}
+        return cls.parse({key: value for key, value in merged.items() if value is not None})
+
+    def job_params(self) -> dict[str, Any]:
+        """What a pipeline's classifier jobs carry: everything but the input and the map's run, which each
+        job and the pipeline itself give."""
+        return {key: value for key, value in self.params().items() if key not in ("input", "seg_run")}
+
+
+class PredictRequest(Request):
+    files: list[str] = Field(min_length=1)
+    out: str | None = None  # default: the run's folder
+    classifier_run: int
+    input: Literal["image", "image+seg"]
+    checkpoint: str
+    seg_run: int  # the training run whose folds give the masks (and the map, for image+seg)
+    dataset_id: DatasetId

@@ -1,0 +1,39 @@
+"""The names and default values that the requests (shared/contract.py) and the command line share, as plain
+values: `dispatch --help` shows them without loading pydantic. nnU-Net's own spellings are here once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_DATASET_ID = 921
+FOLDS = 5  # nnU-Net's cross-validation folds
+CONFIGURATION = "2d"
+PLANS = "nnUNetPlans"
+TRAINER = "nnUNetTrainer"
+JOBS_TRAINER = "nnUNetTrainerJobs"  # the project's trainer: epochs, iterations and checkpoints as options
+SYNTHETIC = "synthetic"  # an ingest source: the ingest builds the demo's synthetic release itself
+IMAGE, IMAGE_SEG = "image", "image+seg"  # the classifier's inputs: the radiograph, or it and nnU-Net's map
+CLASSIFIER_INPUTS = (IMAGE, IMAGE_SEG)
+SPLITS = ("stratified", "official")  # official: the release's Utilities/Fracture Split
+
+# Each request's defaults, by field
+INGEST = {"size": 224, "test_fraction": 0.2, "seed": 0, "split": "stratified"}
+CLASSIFY = {
+    "weights": "none",  # none, imagenet, or a state dict file
+    "epochs": 30,
+    "batch_size": 128,
+    "learning_rate": 1e-3,
+    "patience": 10,  # epochs without a better validation AUC
+    "val_fraction": 0.15,
+    "test_fraction": 0.15,
+    "seed": 0,
+}
+
+# What `dispatch predict` takes: pictures as the release has them, or nnU-Net's 2D cases.
+PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_radiograph_file(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith(PICTURE_SUFFIXES) or name.endswith(NIFTI_SUFFIXES)

@@ -1,0 +1,122 @@
+"""The data root's layout: every folder under DATA_ROOT, the names nnU-Net gives datasets and trainings, and
+the files of the classification cache. The one module that spells them (docs/design.md, "Layout").
+
+    DATA_ROOT/
+      nnUNet_raw/Dataset921_FracAtlas/           the ingest's dataset (imagesTr, labelsTr, imagesTs, labelsTs)
+      nnUNet_preprocessed/Dataset921_FracAtlas/  nnU-Net's plans, preprocessed data and splits_final.json
+      nnUNet_results/Dataset921_FracAtlas/<trainer>__<plans>__<configuration>/fold_<N>/
+      classification/Dataset921_FracAtlas/       images.npy, labels.csv, fracture_probability_r<N>.npy
+      staging/run-<N>/                           an ingest in progress (renamed into place at its end)
+      runs/r<N>/                                 each run's logs and outputs
+      synthetic/FracAtlas/                       the demo's synthetic release
+      stack/, logs/, redis/                      the local stack: supervisord, its programs' logs, Redis's AOF
+      compose/                                   generated compose overrides (gpus.yml, worker-host.yml)
+      jobs.sqlite                                the job table in the local mode
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import InputError
+
+DATASET_NAME = "FracAtlas"
+CACHE_IMAGES, CACHE_LABELS = "images.npy", "labels.csv"
+
+
+def dataset_name(dataset_id: int) -> str:
+    """nnU-Net's folder name of a dataset: Dataset921_FracAtlas."""
+    return f"Dataset{dataset_id:03d}_{DATASET_NAME}"
+
+
+def existing_datasets(root: Path, dataset_id: int) -> list[Path]:
+    """The folders of `dataset_id` under an nnU-Net root, whatever their name after the id (nnU-Net's rule)."""
+    return sorted(root.glob(f"Dataset{dataset_id:03d}_*")) if root.is_dir() else []
+
+
+def find_dataset(root: Path, dataset_id: int) -> Path:
+    found = existing_datasets(root, dataset_id)
+    if not found:
+        raise InputError(f"no Dataset{dataset_id:03d}_* under {root}")
+    return found[0]
+
+
+def training_name(trainer: str, plans: str, configuration: str) -> str:
+    """nnU-Net's folder of one training setup under the dataset's results."""
+    return f"{trainer}__{plans}__{configuration}"
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    root: Path
+
+    @property
+    def nnunet_raw(self) -> Path:
+        return self.root / "nnUNet_raw"
+
+    @property
+    def nnunet_preprocessed(self) -> Path:
+        return self.root / "nnUNet_preprocessed"
+
+    @property
+    def nnunet_results(self) -> Path:
+        return self.root / "nnUNet_results"
+
+    @property
+    def classification_dir(self) -> Path:
+        return self.root / "classification"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.root / "stack"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def compose_dir(self) -> Path:
+        return self.root / "compose"
+
+    @property
+    def synthetic_release(self) -> Path:
+        return self.root / "synthetic" / DATASET_NAME
+
+    @property
+    def sqlite_job_table(self) -> Path:
+        return self.root / "jobs.sqlite"
+
+    def classification_cache(self, dataset_id: int) -> Path:
+        return self.classification_dir / dataset_name(dataset_id)
+
+    def staging(self, run_id: int) -> Path:
+        return self.staging_dir / f"run-{run_id}"
+
+    def run_folder(self, run_id: int) -> Path:
+        return self.runs_dir / f"r{run_id}"
+
+    def nnunet_environ(self) -> dict[str, str]:
+        """nnU-Net's three folder variables."""
+        return {
+            "nnUNet_raw": str(self.nnunet_raw),
+            "nnUNet_preprocessed": str(self.nnunet_preprocessed),
+            "nnUNet_results": str(self.nnunet_results),
+        }
+
+
+def segmentation_channel_file(cache: Path, seg_run: int) -> Path:
+    """The fracture probability map of every cached image, from the folds of run `seg_run`."""
+    return cache / f"fracture_probability_r{seg_run}.npy"

@@ -1,0 +1,89 @@
+"""The jobs of each kind of run and the order of their stages, in one place.
+
+A job of stage N waits until every job of the earlier stages has ended (shared/jobs.py releases it). The
+ingest fans out: its plan job (stage s) adds its convert jobs (s + 1) and the assemble job (s + 2) once
+it has read the release, so a plan that follows an ingest leaves INGEST_STAGES stages to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.contract import ClassifyRequest, PipelineRequest, TrainRequest
+from shared.defaults import FOLDS, IMAGE, IMAGE_SEG
+from shared.jobs import JobSpec
+from shared.tasknames import (
+    CLASSIFY_CHANNEL,
+    CLASSIFY_PREDICT,
+    CLASSIFY_TRAIN,
+    INGEST_ASSEMBLE,
+    INGEST_CONVERT,
+    INGEST_PLAN,
+    NNUNET_EVALUATE,
+    NNUNET_PREPROCESS,
+    NNUNET_TRAIN_FOLD,
+)
+
+INGEST_STAGES = 3  # plan, convert, assemble
+
+
+def next_stage(specs: list[JobSpec]) -> int:
+    return max(spec.stage for spec in specs) + 1
+
+
+def ingest(first: int = 0) -> list[JobSpec]:
+    return [JobSpec("plan", "plan ingest", INGEST_PLAN, stage=first)]
+
+
+def ingest_fan_out(plan_stage: int, chunks: list[list[int]]) -> tuple[list[JobSpec], JobSpec]:
+    """What an ingest's plan job adds: one convert job per chunk of pictures, then the assemble job."""
+    converts = [
+        JobSpec(
+            "convert", f"convert {start}-{stop - 1}", INGEST_CONVERT, {"start": start, "stop": stop}, plan_stage + 1
+        )
+        for start, stop in chunks
+    ]
+    return converts, JobSpec("assemble", "assemble dataset", INGEST_ASSEMBLE, stage=plan_stage + 2)
+
+
+def preprocess(first: int = 0) -> list[JobSpec]:
+    return [JobSpec("preprocess", "nnU-Net plan + preprocess", NNUNET_PREPROCESS, stage=first)]
+
+
+def train(request: TrainRequest, first: int = 0) -> list[JobSpec]:
+    """The folds side by side, then the ensemble's evaluation."""
+    folds = [JobSpec("fold", f"fold {fold}", NNUNET_TRAIN_FOLD, {"fold": fold}, first) for fold in request.folds]
+    return [*folds, JobSpec("evaluate", "ensemble + test Dice", NNUNET_EVALUATE, stage=first + 1)]
+
+
+def classify(
+    inputs: list[str], first: int = 0, job_params: dict[str, Any] | None = None, seg_run: int | None = None
+) -> list[JobSpec]:
+    """The segmentation channel's job where an input needs it, then one classifier job per input.
+    `seg_run` None: the run's own folds (a pipeline)."""
+    specs = []
+    if IMAGE_SEG in inputs:
+        own = seg_run is None
+        name = "nnU-Net fracture maps" + ("" if own else f" (r{seg_run})")
+        specs.append(JobSpec("channel", name, CLASSIFY_CHANNEL, {} if own else {"seg_run": seg_run}, first))
+    stage = first + len(specs)
+    for mode in inputs:
+        params = {**(job_params or {}), "input": mode}
+        specs.append(JobSpec("classifier", f"ResNet18 {mode}", CLASSIFY_TRAIN, params, stage))
+    return specs
+
+
+def pipeline(request: PipelineRequest) -> list[JobSpec]:
+    specs = [*ingest(), *preprocess(first=INGEST_STAGES)]
+    specs += train(request, first=next_stage(specs))
+    if request.classifier_epochs:
+        # The classifier's own settings travel with its jobs: the run's `epochs` are nnU-Net's.
+        classifier = ClassifyRequest(dataset_id=request.dataset_id, epochs=request.classifier_epochs, seed=request.seed)
+        # Out-of-fold maps need every fold.
+        inputs = [IMAGE_SEG] if len(request.folds) == FOLDS else [IMAGE]
+        specs += classify(inputs, first=next_stage(specs), job_params=classifier.job_params())
+    return specs
+
+
+def predict(files: int) -> list[JobSpec]:
+    return [JobSpec("predict", f"predict {files} file(s)", CLASSIFY_PREDICT)]
