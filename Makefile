@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-fold bench-classify gpu-kit gpu-check compose-tools compose-check wheelhouse clean
+.PHONY: help install test chaos lint browser-tools demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-fold bench-classify gpu-kit gpu-check compose-tools compose-check wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
@@ -31,7 +31,7 @@ $(INSTALLED): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,tracking-server]'
 	touch $(INSTALLED)
 else
 # Offline: the machine's own torch (the packages of PYTHON, venv or not), everything else from the wheelhouse.
@@ -46,7 +46,7 @@ lint: install
 	$(VENV)/bin/ruff check services workers shared tests bench
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
-test: install lint compose-tools
+test: install lint compose-tools browser-tools
 	$(VENV)/bin/pytest -q -ra
 
 GPUS ?=
@@ -70,6 +70,13 @@ worker-host: install
 # The longer fault tests: a real fold through a Redis kill -9, one-minute outages of Redis and PostgreSQL.
 chaos: install
 	$(VENV)/bin/pytest -q -ra -m chaos tests/services/test_chaos.py
+
+# Debian's chromium, headless: the browser test of the MLflow pages (tests/workers/test_tracking.py).
+browser-tools:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null)); } || \
+	  echo "chromium is not installed and apt-get is not available: the browser test will skip"
 
 compose-tools:
 	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \

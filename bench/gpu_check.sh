@@ -41,6 +41,8 @@ DISPATCH=("$PY" -m services.dispatcher)
 WORK=$(mktemp -d)
 export DATA_ROOT="$WORK/var" BROKER_URL="redis://127.0.0.1:6399/0" FLOWER_PORT=5599 FLOWER_BASIC_AUTH=gpu:check
 export nnUNet_compile=${nnUNet_compile:-false} PYTHONUNBUFFERED=1
+# No MLflow server in the kit (it must stay under 64 MiB): the check measures training without tracking.
+export MLFLOW_TRACKING_URI=none
 mkdir -p "$DATA_ROOT"
 "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA:", torch.cuda.is_available())'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"

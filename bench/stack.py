@@ -19,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 STACK = [sys.executable, "-m", "services.local.stack"]
 # The console script that `make install` puts in the venv; the GPU kit's venv (bench/gpu_check.sh) has the
 # checkout on its path instead, and no console scripts of the project.
-DISPATCH = [str(BIN / "dispatch")] if (BIN / "dispatch").exists() else [sys.executable, "-m", "services.dispatcher"]
+DISPATCH = [str(BIN / "dispatch")] if (BIN / "dispatch").exists() else [sys.executable, "-m", "services.dispatcher.cli"]
 
 
 def free_port() -> int:
@@ -37,6 +37,7 @@ def own_stack(data_root: Path, **settings: str) -> Iterator[dict[str, str]]:
         "BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
         "FLOWER_PORT": str(free_port()),
         "FLOWER_BASIC_AUTH": "bench:bench",
+        "MLFLOW_PORT": str(free_port()),
         **settings,
     }
     env.pop("DATABASE_URL", None)

@@ -454,3 +454,48 @@ def first_unfinished(run_id: int, kind: str) -> tuple[int, str, str] | None:
 def has_job(run_id: int, kind: str) -> bool:
     with session_scope() as session:
         return session.scalar(select(Job.id).where(Job.run_id == run_id, Job.kind == kind).limit(1)) is not None
+
+
+def tracking_ids(run_id: int | None = None, job_id: int | None = None) -> str | None:
+    """The MLflow run id kept for a run or a job (None: none made yet)."""
+    with session_scope() as session:
+        if job_id is not None:
+            return session.scalar(select(Job.tracking_id).where(Job.id == job_id))
+        return session.scalar(select(Run.tracking_id).where(Run.id == run_id))
+
+
+def set_tracking_id(tracking_id: str, run_id: int | None = None, job_id: int | None = None) -> str:
+    """Keep `tracking_id` for the row unless one is kept already; returns the one kept (the first wins)."""
+    table, key = (Job, job_id) if job_id is not None else (Run, run_id)
+    with session_scope() as session:
+        session.execute(
+            update(table).where(table.id == key, table.tracking_id.is_(None)).values(tracking_id=tracking_id)
+        )
+        kept = session.scalar(select(table.tracking_id).where(table.id == key))
+        if kept is None:
+            raise NotFound(f"{'job j' if job_id is not None else 'run r'}{key}")
+        return kept
+
+
+def run_for_tracking(run_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"run r{run_id}")
+        return {"kind": run.kind, "params": dict(run.params)}
+
+
+def job_for_tracking(job_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job j{job_id}")
+        return {"run_id": job.run_id, "name": job.name, "kind": job.kind, "params": dict(job.params)}
+
+
+def add_run_artifacts(run_id: int, artifacts: dict[str, Any]) -> None:
+    """Merge into the run's artifacts, the row locked (as a finishing job does)."""
+    with session_scope() as session:
+        run = session.get(Run, run_id, with_for_update=True, populate_existing=True)
+        if run is not None:
+            run.artifacts = {**run.artifacts, **artifacts}

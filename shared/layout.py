@@ -10,6 +10,8 @@ the files of the classification cache. The one module that spells them (docs/des
       runs/r<N>/                                 each run's logs and outputs
       synthetic/FracAtlas/                       the demo's synthetic release
       stack/, logs/, redis/                      the local stack: supervisord, its programs' logs, Redis's AOF
+      mlflow/                                    the local stack's MLflow server (stores, artifacts)
+      tracking/spool/                            what jobs could not send to MLflow yet
       compose/                                   generated compose overrides (gpus.yml, worker-host.yml)
       jobs.sqlite                                the job table in the local mode
 """
@@ -90,6 +92,16 @@ class DataRoot:
     @property
     def compose_dir(self) -> Path:
         return self.root / "compose"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """The local stack's MLflow server: its SQLite stores and its artifacts."""
+        return self.root / "mlflow"
+
+    @property
+    def tracking_spool(self) -> Path:
+        """What jobs could not send to MLflow; the reaper replays it."""
+        return self.root / "tracking" / "spool"
 
     @property
     def synthetic_release(self) -> Path:

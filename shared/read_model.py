@@ -206,9 +206,10 @@ def _has_classifier(run: dict[str, Any]) -> bool:
     return any(key.startswith(CHECKPOINT_PREFIX) for key in run["artifacts"])
 
 
-def classifier_for_prediction(run_id: int | None) -> Classifier:
+def classifier_for_prediction(run_id: int | None, input: str | None = None) -> Classifier:
     """The run whose classifier to use (a `dispatch classify` run, or a pipeline that trained one: the
-    newest, or `run_id`) and its best checkpoint (by validation AUC, where it trained two)."""
+    newest, or `run_id`) and its checkpoint for `input`, else its best (by validation AUC, where it trained
+    two)."""
     if run_id is None:
         run = latest_succeeded_run(("classify", "pipeline"), having=_has_classifier)
         if run is None:
@@ -218,7 +219,9 @@ def classifier_for_prediction(run_id: int | None) -> Classifier:
         if run["state"] != State.SUCCEEDED or not _has_classifier(run):
             raise BadOption(f"r{run_id} is not a finished run with a classifier", "--classifier")
     inputs = [key.removeprefix(CHECKPOINT_PREFIX) for key in run["artifacts"] if key.startswith(CHECKPOINT_PREFIX)]
-    best = max(inputs, key=lambda mode: run["metrics"][f"classifier {mode}"]["best_val_auc"] or 0)
+    if input is not None and input not in inputs:
+        raise BadOption(f"r{run['id']} trained no classifier on {input}", "--model")
+    best = input or max(inputs, key=lambda mode: run["metrics"][f"classifier {mode}"]["best_val_auc"] or 0)
     # A pipeline's classifier took its map from the pipeline's own folds.
     seg_run = run["params"].get("seg_run") or (run["id"] if run["kind"] == "pipeline" else None)
     return Classifier(run, best, run["artifacts"][CHECKPOINT_PREFIX + best], seg_run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 from shared.settings import Settings
@@ -18,6 +19,11 @@ def example_secrets(settings: Settings) -> list[str]:
             found.append(name)
     if settings.flower_basic_auth and settings.flower_basic_auth.split(":", 1)[-1] == EXAMPLE_SECRET:
         found.append("FLOWER_BASIC_AUTH")
+    if settings.mlflow_password == EXAMPLE_SECRET:
+        found.append("MLFLOW_TRACKING_PASSWORD (MLFLOW_ADMIN_PASSWORD)")
+    # The MLflow server's own variable (the mlflow service's container sets it; no setting reads it).
+    if os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") == EXAMPLE_SECRET:
+        found.append("MLFLOW_FLASK_SERVER_SECRET_KEY (MLFLOW_SECRET_KEY)")
     return found
 
 

@@ -17,6 +17,9 @@ from shared.layout import DataRoot
 from shared.tasknames import QUEUE_OF
 
 REDIS_PASSWORD_FILE = "redis_password"  # under the stack folder, mode 0600, when the local stack runs Redis
+# "url user password", mode 0600, when the local stack runs the MLflow server
+MLFLOW_SERVER_FILE = "mlflow_server"
+TRACKING_OFF = ("", "none", "off")
 
 
 class Settings(BaseSettings):
@@ -71,6 +74,16 @@ class Settings(BaseSettings):
     nnunet_compile: str | None = Field(default=None, alias="nnUNet_compile")
     # The command that trains a fold: nnU-Net's, or a wrapper around it (nice, numactl, a bench stand-in).
     nnunet_train_command: str = Field(default="nnUNetv2_train", alias="NNUNET_TRAIN_COMMAND")
+    # Experiment tracking (docs/tracking.md): the MLflow server the workers log to ("none": no tracking;
+    # unset: the local stack starts its own), the address users open, and how long a request may take.
+    mlflow_tracking_uri: str | None = Field(default=None, alias="MLFLOW_TRACKING_URI")
+    mlflow_username: str | None = Field(default=None, alias="MLFLOW_TRACKING_USERNAME")
+    mlflow_password: str | None = Field(default=None, alias="MLFLOW_TRACKING_PASSWORD")
+    mlflow_ui_url: str | None = Field(default=None, alias="MLFLOW_UI_URL")
+    mlflow_port: int = Field(default=5000, alias="MLFLOW_PORT")
+    tracking_timeout_seconds: float = Field(default=10.0, alias="TRACKING_TIMEOUT_SECONDS")
+    # What a job has not sent when it ends waits this long, then goes to the spool (the reaper replays it).
+    tracking_flush_seconds: float = Field(default=15.0, alias="TRACKING_FLUSH_SECONDS")
 
     @field_validator("job_time_limits")
     @classmethod
@@ -112,6 +125,31 @@ class Settings(BaseSettings):
     @property
     def backend_url(self) -> str:
         return self.result_backend or self.broker
+
+    @property
+    def tracking_uri(self) -> str | None:
+        """MLFLOW_TRACKING_URI, else the local stack's own server; None: no tracking."""
+        if self.mlflow_tracking_uri is not None:
+            chosen = self.mlflow_tracking_uri.strip()
+            return None if chosen.lower() in TRACKING_OFF else chosen
+        kept = self._local_mlflow()
+        return kept[0] if kept else None
+
+    @property
+    def tracking_credentials(self) -> tuple[str | None, str]:
+        if self.mlflow_username:
+            return self.mlflow_username, self.mlflow_password or ""
+        kept = self._local_mlflow() if self.mlflow_tracking_uri is None else None
+        return (kept[1], kept[2]) if kept else (None, "")
+
+    @property
+    def tracking_ui_url(self) -> str:
+        return self.mlflow_ui_url or self.tracking_uri or ""
+
+    def _local_mlflow(self) -> list[str] | None:
+        kept = self.layout.stack_dir / MLFLOW_SERVER_FILE
+        parts = kept.read_text().split() if kept.is_file() else []
+        return parts if len(parts) == 3 else None
 
     @property
     def layout(self) -> DataRoot:

@@ -166,6 +166,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "LEASE_SECONDS": "6",
         "REAP_INTERVAL_SECONDS": "2",
         "INGEST_CHUNK_SIZE": "16",
+        # The SQLite stack runs its own MLflow server (tracking is tested there); the PostgreSQL one runs none.
+        "MLFLOW_PORT": str(free_port()),
+        **({"MLFLOW_TRACKING_URI": "none"} if request.param == "postgres" else {}),
     }
     started = subprocess.run(
         [sys.executable, "-m", "services.local.stack", "up"],

@@ -17,6 +17,8 @@ from shared.enqueue import send
 from shared.settings import get_settings
 from shared.tasknames import QUEUE_OF, REAP
 from workers.runtime import worker_gpu
+from workers.tracking.client import tracking_enabled
+from workers.tracking.outbox import replay_spool
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +26,20 @@ log = logging.getLogger(__name__)
 @app.task(name=REAP)
 def reap_lost_jobs() -> dict[str, int]:
     """Celery beat sends this every REAP_INTERVAL_SECONDS: re-queue jobs whose worker stopped beating,
-    send again the messages that the broker lost, and release waiting jobs whose release was lost."""
+    send again the messages that the broker lost, release waiting jobs whose release was lost, and send
+    MLflow what jobs could not (docs/tracking.md)."""
     requeued = jobs.reap()
     for job in requeued:
         send(job)
     released = [job for run_id in jobs.runs_with_waiting_jobs() for job in jobs.release_waiting(run_id)]
     for job in released:
         send(job)
-    return {"requeued": len(requeued), "released": len(released), "resent": resend_lost_messages()}
+    return {
+        "requeued": len(requeued),
+        "released": len(released),
+        "resent": resend_lost_messages(),
+        "tracking_replayed": replay_spool() if tracking_enabled() else 0,
+    }
 
 
 def resend_lost_messages() -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 from celery.worker.request import Request
 
 from shared import jobs
@@ -31,10 +31,13 @@ from shared.db.engine import engine_for, retry_window_s, session_scope
 from shared.db.models import Job, State
 from shared.enqueue import send
 from shared.errors import UserFacingError
+from shared.read_model import get_run
 from shared.redact import redact_text
 from shared.settings import get_settings
 from shared.time_limits import describe, time_limit
 from workers.child import ChildStopped
+from workers.tracking.job import JobTracking
+from workers.tracking.outbox import close_process_outbox
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,12 @@ def _running_job(ctx: JobContext) -> Iterator[None]:
             signal.signal(number, handler)
 
 
+@worker_process_shutdown.connect
+def _flush_tracking(**_: Any) -> None:
+    """A stopping pool process sends what it has not sent to MLflow, or spools it for the reaper."""
+    close_process_outbox()
+
+
 @worker_process_init.connect
 def _forget_inherited_engines(**_: Any) -> None:
     # A prefork child must not share its parent's database connections.
@@ -117,6 +126,7 @@ class JobContext:
         self.stage = job.stage
         self.params: dict[str, Any] = dict(job.params)
         self.run_params: dict[str, Any] = dict(job.run.params)
+        self.tracking = JobTracking(job.id, job.run_id, job.attempt, job.worker or "unknown", job.gpu)
         self.stopped = threading.Event()
         self.noticed = threading.Event()  # the body asked and learnt that it must stop: it is stopping
         self._last_write = 0.0
@@ -125,7 +135,7 @@ class JobContext:
     @property
     def folder(self) -> Path:
         """This run's folder for logs and outputs."""
-        return get_settings().layout.runs_dir / f"r{self.run_id}"
+        return get_settings().layout.run_folder(self.run_id)
 
     def log_path(self, what: str) -> Path:
         return self.folder / f"j{self.job_id}-{what}.log"
@@ -240,34 +250,51 @@ def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup 
     except (JobStopped, ChildStopped):
         log.info("job %s attempt %s stopped: cancelled or re-queued", job_id, attempt)
         _clean_up_if_ended(ctx, cleanup)
+        _end_tracking(ctx, "cancelled")
         return "stopped"
     except WorkerStopping:
         handed = _record(jobs.hand_back, job_id, attempt, f"handed back by {worker}, which was stopping")
         log.warning("job %s attempt %s handed back to the queue: the worker is stopping", job_id, attempt)
         if handed is not None:
             send_best_effort(handed)
-        return "handed back"
+        return "handed back"  # the job goes on in a later attempt, in the same MLflow run
     except SoftTimeLimitExceeded:
         limit = describe(task.name, task.soft_time_limit)
         _record(jobs.fail, job_id, attempt, f"ran past its time limit of {limit} on {worker}")
         _clean_up_if_ended(ctx, cleanup)
+        _end_tracking(ctx, "failed")
         return "failed"
     except UserFacingError as error:
         _record(jobs.fail, job_id, attempt, redact_text(str(error)))
         _clean_up_if_ended(ctx, cleanup)
+        _end_tracking(ctx, "failed")
         return "failed"
     except Exception as error:
         log.exception("job %s attempt %s failed", job_id, attempt)
         message = f"{type(error).__name__}: {error} (worker {worker}; traceback in its log)"
         _record(jobs.fail, job_id, attempt, redact_text(message))
         _clean_up_if_ended(ctx, cleanup)
+        _end_tracking(ctx, "failed")
         return "failed"
     recorded = (outcome.metrics, outcome.artifacts, outcome.run_metrics, outcome.run_artifacts)
     if not _record(jobs.succeed, job_id, attempt, *recorded):
         log.info("job %s attempt %s finished after it was cancelled or re-queued; result dropped", job_id, attempt)
         return "stopped"
+    ctx.tracking.metrics(outcome.metrics)
+    ctx.tracking.metrics(outcome.run_metrics, on_run=True)
     _send_released(ctx.run_id)
+    _end_tracking(ctx, "succeeded")
     return "succeeded"
+
+
+def _end_tracking(ctx: JobContext, state: str) -> None:
+    """End the job's MLflow run; when the run has ended with it, its timeline and its end too."""
+    try:
+        run = _record(get_run, ctx.run_id)
+    except Exception as error:  # noqa: BLE001 - tracking never costs a job
+        log.warning("r%s: run not read for tracking (%s)", ctx.run_id, redact_text(str(error)))
+        run = None
+    ctx.tracking.finish(state, run if run and run["state"] in ("succeeded", "failed", "cancelled") else None)
 
 
 def send_best_effort(job: jobs.JobRef) -> None:

@@ -176,9 +176,12 @@ def classify(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="[default: DATA_ROOT/runs/r<N>/predictions]"
 )
 @click.option("--classifier", "classifier_ref", help="The classify run (r12) [default: the newest that succeeded].")
+@click.option("--model", help="A registered classifier in MLflow: NAME, NAME@ALIAS or NAME/VERSION.")
 @options.wait
 @options.as_json
-def predict(paths: tuple[Path, ...], out: Path | None, classifier_ref: str | None, wait: bool, as_json: bool) -> None:
+def predict(
+    paths: tuple[Path, ...], out: Path | None, classifier_ref: str | None, model: str | None, wait: bool, as_json: bool
+) -> None:
     """Masks, overlays and fracture probabilities for radiographs (JPEG, PNG, NIfTI; files or folders)."""
     from shared import plans
     from shared.contract import PredictRequest
@@ -186,7 +189,15 @@ def predict(paths: tuple[Path, ...], out: Path | None, classifier_ref: str | Non
 
     files = inputs.radiograph_files(paths)
     out = inputs.writable_folder(out) if out else None
-    classifier = classifier_for_prediction(_run_ref(classifier_ref, "--classifier"))
+    if model and classifier_ref:
+        raise click.BadParameter("name the classifier by its run or by its model, not both", param_hint="--model")
+    if model:
+        from shared.model_registry import find_version
+
+        version = find_version(model)
+        classifier = classifier_for_prediction(version.run_id, version.input)
+    else:
+        classifier = classifier_for_prediction(_run_ref(classifier_ref, "--classifier"))
     dataset_id = int(classifier.run["params"]["dataset_id"])
     segmentation = segmentation_run(classifier.seg_run if classifier.input == IMAGE_SEG else None, dataset_id)
     if segmentation is None:

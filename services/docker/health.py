@@ -30,6 +30,13 @@ def flower_alive() -> bool:
         return False
 
 
+def mlflow_alive() -> bool:
+    try:
+        return urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=5).status == 200
+    except OSError:
+        return False
+
+
 if __name__ == "__main__":
-    check = {"beat": beat_alive, "flower": flower_alive}[sys.argv[1]]
+    check = {"beat": beat_alive, "flower": flower_alive, "mlflow": mlflow_alive}[sys.argv[1]]
     raise SystemExit(0 if check() else 1)

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 
 import redis
 
-from shared.settings import REDIS_PASSWORD_FILE, Settings
+from shared.settings import MLFLOW_SERVER_FILE, REDIS_PASSWORD_FILE, Settings
 
 FLOWER_CONFIG = Path(__file__).resolve().parent.parent / "flower" / "flowerconfig.py"
 CELERY = [sys.executable, "-m", "celery", "-A", "shared.celery_app"]
@@ -21,7 +21,9 @@ CELERY = [sys.executable, "-m", "celery", "-A", "shared.celery_app"]
 
 # supervisord starts lower priorities first and stops them last: the broker outlives the workers, so
 # that a stopping worker can hand its job back to the queue, and Flower and beat stop first.
-BROKER_PRIORITY, WORKER_PRIORITY, WATCHER_PRIORITY = 10, 500, 900
+# MLflow starts before the workers and stops after them: a stopping worker sends what it logged last.
+BROKER_PRIORITY, TRACKER_PRIORITY, WORKER_PRIORITY, WATCHER_PRIORITY = 10, 20, 500, 900
+MLFLOW_USER = "fracatlas"
 
 
 @dataclass
@@ -104,6 +106,39 @@ def redis_program(settings: Settings) -> Program:
     return Program("redis", [redis_binary(), str(config)], priority=BROKER_PRIORITY)
 
 
+def runs_mlflow(settings: Settings) -> bool:
+    """The stack runs its own MLflow server unless MLFLOW_TRACKING_URI names one (or `none`)."""
+    return settings.mlflow_tracking_uri is None
+
+
+def mlflow_program(settings: Settings) -> Program:
+    """MLflow's tracking server behind its basic-auth app, on 127.0.0.1 only: SQLite stores and artifacts
+    under DATA_ROOT/mlflow. The admin password and the app's secret key are generated once and given
+    through 0600 files, never on a command line; workers find the server and its password in
+    DATA_ROOT/stack/mlflow_server (Settings.tracking_uri)."""
+    stack, store = settings.layout.stack_dir, settings.layout.mlflow_dir
+    store.mkdir(parents=True, exist_ok=True)
+    password = _kept_secret(stack / "mlflow_admin_password", secrets.token_urlsafe(18))
+    secret_key = _kept_secret(stack / "mlflow_secret_key", secrets.token_urlsafe(32))
+    auth = write_private(
+        stack / "mlflow-auth.ini",
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{store / 'basic_auth.db'}\n"
+        f"admin_username = {MLFLOW_USER}\nadmin_password = {password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+    )
+    url = f"http://127.0.0.1:{settings.mlflow_port}"
+    write_private(stack / MLFLOW_SERVER_FILE, f"{url} {MLFLOW_USER} {password}\n")
+    command = [
+        str(Path(sys.executable).parent / "mlflow"),
+        *("server", "--host", "127.0.0.1", "--port", str(settings.mlflow_port), "--workers", "1"),
+        *("--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"),
+        *("--artifacts-destination", str(store / "artifacts"), "--app-name", "basic-auth"),
+    ]
+    environment = {"MLFLOW_AUTH_CONFIG_PATH": str(auth), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key}
+    return Program("mlflow", command, environment, TRACKER_PRIORITY)
+
+
 def programs(settings: Settings, start_redis: bool) -> list[Program]:
     gpus = visible_gpus()
     gpu_workers = settings.gpu_workers if settings.gpu_workers is not None else max(gpus, 1)
@@ -112,6 +147,10 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
     result = []
     if start_redis:
         result.append(redis_program(settings))
+    if runs_mlflow(settings):
+        result.append(mlflow_program(settings))
+    else:
+        (settings.layout.stack_dir / MLFLOW_SERVER_FILE).unlink(missing_ok=True)
     result.append(
         Program(
             "cpu-worker",

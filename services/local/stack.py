@@ -8,23 +8,26 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import click
 
 from services.local.plan import (
+    MLFLOW_USER,
     WORKER_PRIORITY,
     Program,
     flower_auth,
     programs,
     redis_answers,
+    runs_mlflow,
     shared_environment,
     write_private,
 )
 from shared.data_root import claim_data_root
 from shared.db.migrate import upgrade_to_head
 from shared.redact import redact_url
-from shared.settings import REDIS_PASSWORD_FILE, Settings, get_settings
+from shared.settings import MLFLOW_SERVER_FILE, REDIS_PASSWORD_FILE, Settings, get_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90
@@ -144,7 +147,24 @@ def up(settings: Settings) -> None:
     user = flower_auth(settings).split(":", 1)[0]
     kept = "FLOWER_BASIC_AUTH" if settings.flower_basic_auth else settings.layout.stack_dir / "flower_basic_auth"
     click.echo(f"Flower: http://127.0.0.1:{settings.flower_port}  (user {user}; the password is in {kept})")
+    if runs_mlflow(settings):
+        click.echo(_mlflow_ready(settings))
     click.echo(f"logs: {_paths(settings)['logs']}   next: .venv/bin/dispatch demo --wait")
+
+
+def _mlflow_ready(settings: Settings) -> str:
+    """Wait for MLflow's /health (its first start creates its stores); say where it is either way."""
+    url = settings.tracking_uri or ""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    kept = settings.layout.stack_dir / MLFLOW_SERVER_FILE
+                    return f"MLflow: {url}  (user {MLFLOW_USER}; the password is in {kept})"
+        except OSError:
+            time.sleep(0.5)
+    return f"MLflow: {url} is not answering yet; jobs log to it once it does (see `make logs`)"
 
 
 def _wait_for_broker(settings: Settings) -> None:

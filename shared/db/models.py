@@ -41,6 +41,8 @@ class Run(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     artifacts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # The MLflow run of this row (docs/tracking.md), made by the first job that logs.
+    tracking_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -77,6 +79,7 @@ class Job(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     artifacts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    tracking_id: Mapped[str | None] = mapped_column(String(64))  # its nested MLflow run, kept across attempts
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -82,14 +82,15 @@ def test_a_host_without_gpus_gets_a_cpu_backed_gpu_queue_worker(files: dict[str,
     assert "deploy" not in worker and worker["environment"]["NNUNET_DEVICE"] == "cpu"
 
 
-READ_BY_TINI = {"TINI_KILL_PROCESS_GROUP"}  # the init process's, not the project's settings
+# Read by the init process (tini) and by the MLflow server, not by the project's settings.
+READ_ELSEWHERE = {"TINI_KILL_PROCESS_GROUP", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_ALLOWED_HOSTS"}
 
 
 def test_rules_of_the_stack(files: dict[str, Path]) -> None:
     merged = config(PROJECT / "docker-compose.yml", files["four_gpus"])
     settings_names = {field.alias for field in Settings.model_fields.values()}
     for name, service in app_services(merged).items():
-        unknown = set(service.get("environment", {})) - settings_names - READ_BY_TINI
+        unknown = set(service.get("environment", {})) - settings_names - READ_ELSEWHERE
         assert not unknown, f"{name} sets {unknown}, which shared/settings.py does not read"
         # `docker compose stop` reaches the pool processes (they hand their jobs back) before Redis stops.
         assert service["init"] is True and service["environment"]["TINI_KILL_PROCESS_GROUP"] == "1"
@@ -98,8 +99,17 @@ def test_rules_of_the_stack(files: dict[str, Path]) -> None:
             assert "healthcheck" in service, f"{name} has no health check"
             assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
             assert service["restart"] == "unless-stopped"
-    for name in ("redis", "postgres", "flower"):
+    for name in ("redis", "postgres", "flower", "mlflow"):
         assert "healthcheck" in merged["services"][name]
+    mlflow = merged["services"]["mlflow"]
+    assert mlflow["command"] == ["services/docker/start/mlflow.sh"] and mlflow["build"]["args"]["EXTRAS"]
+    script = (PROJECT / "services/docker/start/mlflow.sh").read_text()
+    assert "--app-name basic-auth" in script and "--backend-store-uri" not in script, (
+        "no database URL on its command line"
+    )
+    for name, service in app_services(merged).items():  # every job logs to it, with the admin's password
+        if name not in ("mlflow", "migrate", "dispatch"):
+            assert service["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
     for name in ("redis", "postgres"):
         assert "ports" not in merged["services"][name], f"{name} must not be published on a host port"
     redis_command = " ".join(merged["services"]["redis"]["command"])
@@ -113,7 +123,9 @@ def test_no_secret_is_written_in_the_compose_files(files: dict[str, Path]) -> No
     secrets = {
         line.split("=", 1)[1]
         for line in ENV_FILE.read_text().splitlines()
-        if re.match(r"^(REDIS_PASSWORD|POSTGRES_PASSWORD|FLOWER_BASIC_AUTH)=", line)
+        if re.match(
+            r"^(REDIS_PASSWORD|POSTGRES_PASSWORD|FLOWER_BASIC_AUTH|MLFLOW_ADMIN_PASSWORD|MLFLOW_SECRET_KEY)=", line
+        )
     }
     for path in (PROJECT / "docker-compose.yml", *files.values()):
         assert not any(secret in path.read_text() for secret in secrets), path.name
@@ -224,11 +236,19 @@ def test_the_example_passwords_are_refused_before_anything_starts(tmp_path: Path
         "DATABASE_URL": f"postgresql://fracatlas:{example['POSTGRES_PASSWORD']}@127.0.0.1:1/fracatlas",
         "BROKER_URL": f"redis://:{example['REDIS_PASSWORD']}@127.0.0.1:1/0",
         "FLOWER_BASIC_AUTH": example["FLOWER_BASIC_AUTH"],
+        "MLFLOW_TRACKING_PASSWORD": example["MLFLOW_ADMIN_PASSWORD"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": example["MLFLOW_SECRET_KEY"],
     }
     started = subprocess.run(
         [sys.executable, "-m", "services.docker.prestart"], env=env, capture_output=True, text=True, timeout=30
     )
     assert started.returncode == 1 and "Traceback" not in started.stderr
-    for name in ("DATABASE_URL (POSTGRES_PASSWORD)", "BROKER_URL (REDIS_PASSWORD)", "FLOWER_BASIC_AUTH"):
+    for name in (
+        "DATABASE_URL (POSTGRES_PASSWORD)",
+        "BROKER_URL (REDIS_PASSWORD)",
+        "FLOWER_BASIC_AUTH",
+        "MLFLOW_TRACKING_PASSWORD (MLFLOW_ADMIN_PASSWORD)",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY (MLFLOW_SECRET_KEY)",
+    ):
         assert name in started.stderr
     assert "still hold the example password" in started.stderr

@@ -286,3 +286,14 @@ def test_predict_takes_the_newest_run_that_trained_a_classifier(system: Stack) -
     assert (named.input, named.checkpoint) == ("image", "/models/image.pt"), "the better validation AUC"
     with pytest.raises(BadOption, match="is not a finished run with a classifier"):
         classifier_for_prediction(without)
+
+
+def test_the_ingest_builds_the_synthetic_release_itself(system: Stack) -> None:
+    """`--source synthetic` (what `dispatch demo` asks for): the plan job builds the release under DATA_ROOT
+    once; the dispatcher builds nothing."""
+    code, run = ingest(system, Path("synthetic"), 109, "--size", "32")
+    assert code == 0 and run["state"] == "succeeded", run["error"]
+    assert run["params"]["source"] == "synthetic"
+    release = system.data_root / "synthetic" / "FracAtlas"
+    assert (release / "dataset.csv").is_file() and run["metrics"]["images"] == 40
+    assert not list(release.parent.glob(".FracAtlas-*")), "built aside and renamed into place"

@@ -120,7 +120,7 @@ class FaultStack(Stack):
         the stand-in takes FOLD_SECONDS / 5."""
         script = (
             "import sys; from services.dispatcher.submit import submit; from shared.jobs import JobSpec;"
-            "from shared.tasknames import NNUNET_TRAIN_FOLD; from shared.defaults import JOBS_TRAINER;"
+            "from shared.tasknames import NNUNET_TRAIN_FOLD; from shared.contract import JOBS_TRAINER;"
             "folds = [int(f) for f in sys.argv[3:]];"
             "params = dict(dataset_id=int(sys.argv[1]), folds=folds, trainer=JOBS_TRAINER, epochs=int(sys.argv[2]));"
             "specs = [JobSpec('fold', f'fold {f}', NNUNET_TRAIN_FOLD, {'fold': f}) for f in folds];"
@@ -154,6 +154,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
         "BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
         "FLOWER_PORT": str(free_port()),
         "FLOWER_BASIC_AUTH": "test:secret",
+        "MLFLOW_TRACKING_URI": "none",  # the faults here are the broker's and the job table's
         "CPU_CONCURRENCY": "2",
         "GPU_WORKERS": "2",
         "OMP_NUM_THREADS": "1",

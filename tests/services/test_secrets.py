@@ -8,9 +8,11 @@ import stat
 import subprocess
 import urllib.error
 import urllib.request
+from base64 import b64encode
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import BIN, DATABASE_PASSWORD, FLOWER_PASSWORD, PROJECT, REDIS_PASSWORD, Stack, wait_for
 from sqlalchemy import select
 
@@ -18,9 +20,26 @@ from shared.db.engine import session_scope
 from shared.db.models import Job, Run
 
 # Files that hold the secrets on purpose, readable by their owner only.
-SECRET_HOLDERS = {"supervisord.conf", "flower_basic_auth", "redis_password", "redis.conf"}
+SECRET_HOLDERS = {
+    "supervisord.conf",
+    "flower_basic_auth",
+    "redis_password",
+    "redis.conf",
+    "mlflow_server",
+    "mlflow_admin_password",
+    "mlflow_secret_key",
+    "mlflow-auth.ini",
+}
 # Pictures, labels and weights: searched by the tests of what writes them, not here.
 DATASETS = {"nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "classification", "staging", "synthetic"}
+
+
+def mlflow_secrets(stack: Stack) -> tuple[str, ...]:
+    """The local MLflow server's generated admin password and session key, where the stack runs one."""
+    kept = stack.data_root / "stack"
+    if not (kept / "mlflow_server").exists():
+        return ()
+    return (kept / "mlflow_admin_password").read_text().strip(), (kept / "mlflow_secret_key").read_text().strip()
 
 
 def test_no_password_in_any_log_row_or_output(system: Stack, release: Callable[..., Path]) -> None:
@@ -34,7 +53,7 @@ def test_no_password_in_any_log_row_or_output(system: Stack, release: Callable[.
     shown = [sent.stdout, sent.stderr, system.up_output]
     for command in (("jobs", "--all"), ("workers",), ("jobs", "--all", "--json")):
         shown.append(system.dispatch(*command).stdout)
-    passwords = (FLOWER_PASSWORD, DATABASE_PASSWORD, REDIS_PASSWORD, "broker-pw-3m8x")
+    passwords = (FLOWER_PASSWORD, DATABASE_PASSWORD, REDIS_PASSWORD, "broker-pw-3m8x", *mlflow_secrets(system))
 
     for text in shown:
         assert not any(password in text for password in passwords), text[-500:]
@@ -72,3 +91,26 @@ def test_flower_answers_nothing_without_its_password(system: Stack) -> None:
 
 def test_make_up_says_where_the_flower_password_is_kept(system: Stack) -> None:
     assert "the password is in FLOWER_BASIC_AUTH" in system.up_output
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_mlflow_answers_nothing_without_its_password(system: Stack) -> None:
+    url, user, password = (system.data_root / "stack" / "mlflow_server").read_text().split()
+    assert url.startswith("http://127.0.0.1:"), "the local stack keeps MLflow on this machine"
+
+    def status(path: str, credentials: str | None = None) -> int:
+        request = urllib.request.Request(url + path)
+        if credentials:
+            request.add_header("Authorization", "Basic " + b64encode(credentials.encode()).decode())
+        try:
+            return urllib.request.urlopen(request, timeout=5).status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 0
+
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    wait_for(lambda: status(search) == 401, timeout=120, what="MLflow to answer")
+    assert status("/") == 401 and status(search, f"{user}:wrong") == 401
+    assert status(search, f"{user}:{password}") == 200
+    assert f"MLflow: {url}  (user {user}; the password is in" in system.up_output

@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY_TRAINER as TINY
 from conftest import TRAINING_DATASET as DATASET
 from conftest import Stack, preprocess_training_dataset, wait_for
+from tracking_reads import artifact_paths, download_png, mlflow_client, mlflow_run_of, nested_runs, steps
 
 # Training is shown on the SQLite stack; the job table itself is tested on both databases.
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
@@ -54,7 +55,37 @@ def test_train_needs_preprocessing_first(system: Stack) -> None:
     assert result.returncode == 1 and "run `dispatch preprocess --dataset-id 401` first" in result.stderr
 
 
-def test_folds_train_in_parallel_and_the_ensemble_is_evaluated(preprocessed: Stack, system: Stack) -> None:
+def assert_tracked_in_mlflow(system: Stack, run: dict, tmp_path: Path) -> None:
+    """The run in MLflow: its request, a nested run per job with one entry per epoch, the final figures, the
+    pictures and the fold set as a registered model version."""
+    parent = mlflow_run_of(system, run)
+    assert parent.info.status == "FINISHED" and parent.data.params["folds"] == "[0, 1]"
+    assert run["artifacts"]["mlflow"].endswith(f"/runs/{parent.info.run_id}"), "dispatch show names the run"
+    jobs = wait_for(lambda: (found := nested_runs(system, parent)) and len(found) == 3 and found, 60, "job runs")
+    assert set(jobs) == {"fold 0", "fold 1", "ensemble + test Dice"}
+    for name in ("fold 0", "fold 1"):
+        fold = jobs[name]
+        assert fold.data.tags["worker"].startswith("gpu") and fold.data.tags["attempt"] == "1"
+        for key in ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "learning_rate", "epoch_time_s"):
+            assert steps(system, fold.info.run_id, key) == [0, 1], (name, key)
+        assert 0 <= fold.data.metrics["validation_dice"] <= 1
+        assert "progress.png" in artifact_paths(system, fold.info.run_id)
+    figures = parent.data.metrics
+    assert figures["test_dice_mean"] == run["metrics"]["test_dice_mean"] and "cv_dice_mean" in figures
+    assert any(key.startswith("test_dice_per_case/") for key in figures) and "folds/0" in figures
+    pictures = artifact_paths(system, parent.info.run_id)
+    assert "test_cases/test_case_best.png" in pictures and "timeline.png" in pictures, pictures
+    for path in ("test_cases/test_case_best.png", "timeline.png", "fold_0/progress.png"):
+        download_png(system, parent.info.run_id, path, tmp_path)
+    client = mlflow_client(system)
+    versions = client.search_model_versions(f"name='Dataset{DATASET}_FracAtlas-nnunet'")
+    mine = [version for version in versions if version.tags.get("fracatlas.run") == f"r{run['id']}"]
+    assert len(mine) == 1 and mine[0].tags["folds"] == "0,1"
+
+
+def test_folds_train_in_parallel_and_the_ensemble_is_evaluated(
+    preprocessed: Stack, system: Stack, tmp_path: Path
+) -> None:
     result = system.dispatch(
         "train", "--dataset-id", str(DATASET), "--folds", "0-1", *TINY, "--wait", "--json", timeout=900
     )
@@ -77,6 +108,7 @@ def test_folds_train_in_parallel_and_the_ensemble_is_evaluated(preprocessed: Sta
     assert set(metrics["folds"]) == {"0", "1"} and metrics["folds_used"] == [0, 1]
     shown = system.dispatch("show", run["ref"]).stdout
     assert "test Dice" in shown and "fold 1" in shown
+    assert_tracked_in_mlflow(system, run, tmp_path)
 
     again = system.dispatch("train", "--dataset-id", str(DATASET), "--folds", "0", *TINY, "--wait", "--json")
     fold = next(job for job in json.loads(again.stdout)["jobs"] if job["kind"] == "fold")
@@ -151,6 +183,11 @@ def test_a_fold_whose_worker_is_killed_resumes_from_its_checkpoint(
     assert fold_job["attempt"] == 2 and fold_job["metrics"]["mode"] == "resumed"
     log = Path(fold_job["artifacts"]["log"]).read_text()
     assert log.count("Training done.") == 1, "the fold finished exactly once"
+    # In MLflow the resumed fold went on in its own run: each of its six epochs logged exactly once.
+    fold_run = wait_for(lambda: nested_runs(system, mlflow_run_of(system, finished)).get("fold 4"), 60, "fold 4")
+    assert fold_run.data.tags["attempt"] == "2"
+    wait_for(lambda: steps(system, fold_run.info.run_id, "train_loss") == list(range(6)), 60, "six epoch steps")
+    assert steps(system, fold_run.info.run_id, "epoch_time_s") == list(range(6))
 
 
 def _pids() -> list[int]:

@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY_TRAINER, Stack, preprocess_training_dataset
 from conftest import TRAINING_DATASET as DATASET
 from PIL import Image, ImageOps
+from tracking_reads import artifact_paths, download_png, mlflow_client, mlflow_run_of, nested_runs, steps
 
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
@@ -35,7 +36,7 @@ def segmented(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"run": run}
 
 
-def test_classify_trains_both_inputs_side_by_side(segmented: dict, system: Stack) -> None:
+def test_classify_trains_both_inputs_side_by_side(segmented: dict, system: Stack, tmp_path: Path) -> None:
     run = run_json(system, "classify", "--dataset-id", str(DATASET), "--compare", *SHORT)
     assert run["params"]["inputs"] == ["image", "image+seg"] and run["params"]["seg_run"] == segmented["run"]["id"]
     kinds = [job["kind"] for job in run["jobs"]]
@@ -54,6 +55,25 @@ def test_classify_trains_both_inputs_side_by_side(segmented: dict, system: Stack
     assert job["progress"]["step"] == job["metrics"]["epochs_run"] == 2 and "val AUC" in job["progress"]["message"]
     shown = system.dispatch("show", run["ref"]).stdout
     assert "TEST SPLIT" in shown and "image+seg" in shown and "balanced accuracy" in shown
+    # MLflow: per-epoch curves of each classifier, the full metric set, the pictures, two model versions
+    parent = mlflow_run_of(system, run)
+    jobs = nested_runs(system, parent)
+    assert set(jobs) == {f"nnU-Net fracture maps ({segmented['run']['ref']})", "ResNet18 image", "ResNet18 image+seg"}
+    for mode in ("image", "image+seg"):
+        classifier = jobs[f"ResNet18 {mode}"]
+        for key in ("train_loss", "val_auc", "images_per_s"):
+            assert steps(system, classifier.info.run_id, key) == [1, 2], (mode, key)
+        figures = classifier.data.metrics
+        for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc"):
+            assert f"test/{key}" in figures, key
+        tag = mode.replace("+", "_")
+        assert {f"roc_{tag}.png", f"pr_{tag}.png", f"confusion_{tag}.png"} <= set(
+            artifact_paths(system, classifier.info.run_id)
+        )
+        download_png(system, parent.info.run_id, f"classifier_{tag}/pr_{tag}.png", tmp_path)
+    versions = mlflow_client(system).search_model_versions(f"name='Dataset{DATASET}_FracAtlas-classifier'")
+    mine = {version.tags["fracatlas.input"] for version in versions if version.tags["fracatlas.run"] == run["ref"]}
+    assert mine == {"image", "image+seg"}
 
 
 def test_the_map_is_out_of_fold_for_nnunet_training_cases(segmented: dict, system: Stack) -> None:
@@ -145,3 +165,13 @@ def test_predict_writes_masks_overlays_and_a_table_and_skips_a_bad_file(
         assert Image.open(out / row["overlay"]).mode == "RGB"
     shown = system.dispatch("show", run["ref"]).stdout
     assert "P(FRACTURE)" in shown and pictures[0].name in shown
+    # The classifier named by its registered model version instead of its run
+    name = f"Dataset{DATASET}_FracAtlas-classifier"
+    client = mlflow_client(system)
+    version = max(client.search_model_versions(f"name='{name}'"), key=lambda found: int(found.version))
+    client.set_registered_model_alias(name, "champion", version.version)
+    chosen = run_json(system, "predict", str(case), "--model", f"{name}@champion", "--out", str(tmp_path / "by-model"))
+    assert chosen["params"]["classifier_run"] == int(version.tags["fracatlas.run"].lstrip("r"))
+    assert chosen["params"]["input"] == version.tags["fracatlas.input"]
+    missing = system.dispatch("predict", str(case), "--model", f"{name}@nobody")
+    assert missing.returncode == 2 and "no such registered model version" in missing.stderr

@@ -162,7 +162,9 @@ def train_fold(
     log: Path,
     on_epoch: Callable[[int, int | None, str, dict[str, Any]], None],
     should_stop: Callable[[], bool],
+    child_environment: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """`child_environment`: more variables for nnU-Net's process (the job's tracking)."""
     experiment = request.experiment
     experiment.preprocessed(settings.layout)  # a clear error before nnU-Net's own
     folder = experiment.fold_folder(settings.layout, request.fold)
@@ -180,7 +182,7 @@ def train_fold(
             if progress.feed(line):
                 on_epoch(progress.completed, progress.total, progress.message(), dict(progress.values))
 
-        env = environment(settings, request.trainer_environment())
+        env = environment(settings, {**request.trainer_environment(), **(child_environment or {})})
         run_tool(f"nnUNetv2_train (fold {request.fold})", command, env, log, on_line, should_stop)
     metrics = {"validation_dice": validation_dice(folder), "mode": mode, "fold": request.fold}
     return metrics, fold_artifacts(folder, log)

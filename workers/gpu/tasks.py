@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contract import ChannelRequest, ClassifyRequest, Experiment, PredictRequest, TrainRequest
-from shared.defaults import IMAGE_SEG
+from shared.defaults import IMAGE_SEG, JOBS_TRAINER
 from shared.layout import segmentation_channel_file
 from shared.read_model import get_run, trained_folds
 from shared.settings import get_settings
@@ -25,6 +25,7 @@ from shared.tasknames import (
 from workers.gpu.evaluate import evaluate_run
 from workers.gpu.folds import FoldRequest, train_fold
 from workers.runtime import JobContext, Outcome, job_task
+from workers.tracking.publish import publish_classifier, publish_evaluation
 
 
 @job_task(NNUNET_TRAIN_FOLD)
@@ -33,12 +34,26 @@ def nnunet_train_fold(ctx: JobContext) -> Outcome:
     request = FoldRequest.of(TrainRequest.parse(ctx.run_params), int(ctx.params["fold"]))
     ctx.progress(0, request.epochs, "starting nnUNetv2_train", force=True)
 
+    # The project's trainer streams every epoch to MLflow from nnU-Net's own logger; with another trainer
+    # the figures read from its log are sent instead.
+    own_trainer = request.experiment.trainer == JOBS_TRAINER
+
     def on_epoch(done: int, total: int | None, message: str, values: dict[str, Any]) -> None:
         ctx.progress(done, total, message, force=True)
+        if not own_trainer:
+            ctx.tracking.metrics({key: value for key, value in values.items() if key != "epoch"}, step=done - 1)
 
     metrics, artifacts = train_fold(
-        get_settings(), request, ctx.log_path(f"fold{request.fold}"), on_epoch, ctx.should_stop
+        get_settings(),
+        request,
+        ctx.log_path(f"fold{request.fold}"),
+        on_epoch,
+        ctx.should_stop,
+        ctx.tracking.child_environment() if own_trainer else None,
     )
+    if "progress" in artifacts:
+        ctx.tracking.artifact(artifacts["progress"])
+        ctx.tracking.artifact(artifacts["progress"], f"fold_{request.fold}", on_run=True)
     return Outcome(metrics=metrics, artifacts=artifacts)
 
 
@@ -47,15 +62,17 @@ def nnunet_evaluate(ctx: JobContext) -> Outcome:
     """Per-fold Dice, ensemble prediction of imagesTs and nnU-Net's evaluation against labelsTs."""
     folds = trained_folds(ctx.run_id)
     ctx.progress(0, None, f"predicting the test set with folds {folds}", force=True)
+    settings, experiment = get_settings(), Experiment.parse(ctx.run_params)
     metrics, artifacts = evaluate_run(
-        get_settings(),
-        Experiment.parse(ctx.run_params),
+        settings,
+        experiment,
         folds,
         ctx.folder,
         ctx.log_path("evaluate"),
         lambda line: ctx.progress(0, None, line[-200:]),
         ctx.should_stop,
     )
+    publish_evaluation(ctx.tracking, settings, experiment, ctx.run_id, metrics, artifacts, ctx.folder)
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
 
 
@@ -112,9 +129,12 @@ def classify_train(ctx: JobContext) -> Outcome:
             f"{report.images_per_s:.0f} images/s",
             force=True,
         )
+        figures = {"train_loss": report.train_loss, "val_auc": report.val_auc, "images_per_s": report.images_per_s}
+        ctx.tracking.metrics(figures, step=report.epoch)
 
     ctx.progress(0, request.epochs, f"ResNet18 on {request.input}", force=True)
     metrics, artifacts = fit_classifier(get_settings(), request, ctx.folder, on_epoch, ctx.check)
+    publish_classifier(ctx.tracking, ctx.run_id, request.dataset_id, request.input, metrics, artifacts)
     summary = {key: metrics[key] for key in ("test", "best_epoch", "best_val_auc", "train_images_per_s", "split")}
     return Outcome(
         metrics=metrics,

@@ -1,0 +1,82 @@
+"""A job's side of MLflow, as its task and the runtime use it: this attempt's tags, figures per step,
+pictures, registered models, the final figures and the end. Every call only queues an entry in the
+process's outbox (see outbox.py): nothing here waits on the server. With tracking off
+(MLFLOW_TRACKING_URI=none) every call does nothing."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from workers.tracking.client import tracking_enabled
+from workers.tracking.nnunet_logger import JOB_VARIABLE, RUN_VARIABLE
+
+log = logging.getLogger(__name__)
+
+STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
+NOT_FIGURES = ("request", "fold")  # a job's metrics may repeat its request: those are params already
+
+
+def numeric(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a metrics dict, nested keys joined with '/': what MLflow can chart."""
+    found: dict[str, float] = {}
+    for key, value in values.items():
+        if key in NOT_FIGURES:
+            continue
+        name = f"{prefix}{key}".replace(" ", "_").replace("+", "_")
+        if isinstance(value, dict):
+            found.update(numeric(value, f"{name}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[name] = float(value)
+    return found
+
+
+class JobTracking:
+    def __init__(self, job_id: int, run_id: int, attempt: int, worker: str, gpu: str | None) -> None:
+        self.job_id, self.run_id = job_id, run_id
+        self.outbox = None
+        if tracking_enabled():
+            from workers.tracking.outbox import process_outbox
+
+            self.outbox = process_outbox()
+            self._put("tags", tags={"worker": worker, "gpu": gpu or "-", "attempt": attempt})
+
+    def _put(self, kind: str, on_run: bool = False, **entry: Any) -> None:
+        if self.outbox is not None:
+            self.outbox.put({"kind": kind, "job": None if on_run else self.job_id, "run": self.run_id, **entry})
+
+    def child_environment(self) -> dict[str, str]:
+        """What the project's nnU-Net trainer needs to log its epochs into this job's run."""
+        if self.outbox is None:
+            return {}
+        return {JOB_VARIABLE: str(self.job_id), RUN_VARIABLE: str(self.run_id)}
+
+    def metrics(self, values: dict[str, Any], step: int | None = None, on_run: bool = False) -> None:
+        import time
+
+        now = int(time.time() * 1000)
+        found = numeric(values)
+        if found:
+            self._put("metrics", on_run, values=[[key, value, now, step] for key, value in found.items()])
+
+    def artifact(self, path: str | Path, folder: str | None = None, on_run: bool = False) -> None:
+        self._put("artifact", on_run, path=str(path), folder=folder)
+
+    def register(self, model: str, artifact: str, tags: dict[str, str], description: str = "") -> None:
+        """A version of `model` from this job's artifact folder `artifact` (logged before)."""
+        self._put("register", model=model, artifact=artifact, tags=tags, description=description)
+
+    def finish(self, state: str, run: dict[str, Any] | None = None) -> None:
+        """End the job's run in `state`; with `run` (the run, ended now), also its timeline and its end."""
+        self._put("end", status=STATUS.get(state, "FINISHED"))
+        if run is not None and run["state"] in STATUS:
+            try:
+                from shared.settings import get_settings
+                from workers.tracking.pictures import timeline_png
+
+                picture = timeline_png(run, get_settings().layout.run_folder(self.run_id) / "timeline.png")
+                self.artifact(picture, on_run=True)
+            except Exception as error:  # noqa: BLE001 - a picture never costs a run
+                log.warning("r%s: no timeline picture (%s)", self.run_id, error)
+            self._put("end", on_run=True, status=STATUS[run["state"]])
