@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from shared import jobs
+from shared.defaults import DEFAULT_DATASET_ID
 from shared.layout import dataset_name
 from shared.settings import get_settings
 
@@ -87,15 +88,14 @@ def run_tracking_id(run_id: int) -> str:
         return known
     row = jobs.run_for_tracking(run_id)
     created = client().create_run(
-        experiment_id(int(row["params"].get("dataset_id") or 0) or 921),
+        experiment_id(int(row["params"].get("dataset_id") or DEFAULT_DATASET_ID)),
         run_name=f"r{run_id} {row['kind']}",
         tags={RUN_TAG: f"r{run_id}", "fracatlas.kind": row["kind"], PROJECT_VERSION_TAG: project_version()},
     )
     mlflow_id = created.info.run_id
-    winner = jobs.set_tracking_id(mlflow_id, run_id=run_id)
-    if winner != mlflow_id:  # another job of the run made it first: keep theirs
-        client().delete_run(mlflow_id)
-        return winner
+    kept = _keep_first(mlflow_id, run_id=run_id)
+    if kept != mlflow_id:
+        return kept
     _log_params(mlflow_id, row["params"])
     link = f"{get_settings().tracking_ui_url.rstrip('/')}/#/experiments/{created.info.experiment_id}/runs/{mlflow_id}"
     jobs.add_run_artifacts(run_id, {"mlflow": link})
@@ -122,12 +122,20 @@ def job_tracking_id(job_id: int) -> str:
         },
     )
     mlflow_id = created.info.run_id
-    winner = jobs.set_tracking_id(mlflow_id, job_id=job_id)
-    if winner != mlflow_id:
-        client().delete_run(mlflow_id)
-        return winner
+    kept = _keep_first(mlflow_id, job_id=job_id)
+    if kept != mlflow_id:
+        return kept
     _log_params(mlflow_id, row["params"])
     return mlflow_id
+
+
+def _keep_first(mlflow_id: str, run_id: int | None = None, job_id: int | None = None) -> str:
+    """Keep `mlflow_id` for the row unless another process kept one first: then ours is deleted and
+    theirs returned (two folds starting together make one parent run)."""
+    kept = jobs.set_tracking_id(mlflow_id, run_id=run_id, job_id=job_id)
+    if kept != mlflow_id:
+        client().delete_run(mlflow_id)
+    return kept
 
 
 def _log_params(mlflow_id: str, params: dict[str, Any]) -> None:
