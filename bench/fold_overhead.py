@@ -33,6 +33,7 @@ from bench.stack import DISPATCH, PROJECT, dispatch_json, own_stack
 from services.local.plan import programs
 from shared.contract import Experiment
 from shared.defaults import JOBS_TRAINER
+from shared.redact import redact_url
 from shared.settings import Settings, get_settings
 from workers.cpu.synthetic import make_synthetic_release
 from workers.gpu.folds import FoldRequest, validation_dice
@@ -222,6 +223,15 @@ class Bench:
         return runs
 
 
+def shown(key: str, value: str | None) -> str | None:
+    """An environment value as the report may print it: no password, in a URL or on its own."""
+    if value is None:
+        return None
+    if any(word in key for word in ("PASSWORD", "SECRET", "AUTH")):
+        return "***"
+    return redact_url(value) if "://" in value else value
+
+
 def differences(runs: list[Run]) -> list[str]:
     """Environment variables, affinity and niceness that differ between the plain and the job-system processes."""
     plain = next((run.process for run in runs if run.way == "plain" and run.process), None)
@@ -232,7 +242,7 @@ def differences(runs: list[Run]) -> list[str]:
     for key in sorted(set(plain.environ) | set(system.environ)):
         ours, theirs = system.environ.get(key), plain.environ.get(key)
         if ours != theirs and not BOOKKEEPING.match(key):
-            lines.append(f"env {key}: job system {ours!r}, plain {theirs!r}")
+            lines.append(f"env {key}: job system {shown(key, ours)!r}, plain {shown(key, theirs)!r}")
     if plain.affinity != system.affinity:
         lines.append(f"CPU affinity: job system {system.affinity} CPUs, plain {plain.affinity}")
     if plain.nice != system.nice:
