@@ -288,13 +288,17 @@ def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup 
 
 
 def _end_tracking(ctx: JobContext, state: str) -> None:
-    """End the job's MLflow run; when the run has ended with it, its timeline and its end too."""
+    """End the job's MLflow run; when the run has ended with it, its timeline and its end too. With
+    tracking off nothing is read; otherwise the whole run only once it has ended."""
+    if not ctx.tracking.enabled:
+        return
     try:
-        run = _record(get_run, ctx.run_id)
+        ended = _record(jobs.run_state, ctx.run_id) in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+        run = _record(get_run, ctx.run_id) if ended else None
     except Exception as error:  # noqa: BLE001 - tracking never costs a job
         log.warning("r%s: run not read for tracking (%s)", ctx.run_id, redact_text(str(error)))
         run = None
-    ctx.tracking.finish(state, run if run and run["state"] in ("succeeded", "failed", "cancelled") else None)
+    ctx.tracking.finish(state, run)
 
 
 def send_best_effort(job: jobs.JobRef) -> None:

@@ -42,6 +42,10 @@ class JobTracking:
             self.outbox = process_outbox()
             self._put("tags", tags={"worker": worker, "gpu": gpu or "-", "attempt": attempt})
 
+    @property
+    def enabled(self) -> bool:
+        return self.outbox is not None
+
     def _put(self, kind: str, on_run: bool = False, **entry: Any) -> None:
         if self.outbox is not None:
             self.outbox.put({"kind": kind, "job": None if on_run else self.job_id, "run": self.run_id, **entry})
