@@ -20,13 +20,18 @@ from shared.defaults import (
     DEFAULT_DATASET_ID,
     FOLDS,
     IMAGE,
+    IMAGE_SEG,
     INGEST,
     JOBS_TRAINER,
     PLANS,
+    PRUNERS,
+    SAMPLERS,
+    SWEEP,
     TRAINER,
 )
 from shared.errors import InputError
 from shared.layout import DataRoot, dataset_name, find_dataset, training_name
+from shared.search_space import SpaceError, choices, grid, normalise
 
 DatasetId = Annotated[int, Field(ge=1, le=999)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
@@ -201,6 +206,8 @@ class ClassifyRequest(Request):
     epochs: Positive = CLASSIFY["epochs"]
     batch_size: int = Field(CLASSIFY["batch_size"], ge=2)
     learning_rate: float = Field(CLASSIFY["learning_rate"], gt=0)
+    weight_decay: float = Field(CLASSIFY["weight_decay"], ge=0)
+    augment: float = Field(CLASSIFY["augment"], ge=0, le=3)
     patience: Positive = CLASSIFY["patience"]
     val_fraction: Fraction = CLASSIFY["val_fraction"]
     test_fraction: Fraction = CLASSIFY["test_fraction"]
@@ -227,6 +234,67 @@ class ClassifyRequest(Request):
         """What a pipeline's classifier jobs carry: everything but the input and the map's run, which each
         job and the pipeline itself give."""
         return {key: value for key, value in self.params().items() if key not in ("input", "seg_run")}
+
+
+def check_classifier_value(key: str, value: Any) -> None:
+    """ValueError where `dispatch classify` would refuse `value` for `key` (a search space's entries)."""
+    try:
+        ClassifyRequest.model_validate({key: value})
+    except ValidationError as error:
+        raise ValueError(error.errors()[0]["msg"]) from None
+
+
+class SweepRequest(Request):
+    """A search over the classifier's settings: `trials` classifier trainings, each a job, in one Optuna
+    study; the settings the space leaves out are the sweep's own (the split's, the epochs) or the
+    classifier's defaults."""
+
+    dataset_id: DatasetId = DEFAULT_DATASET_ID
+    space: dict[str, dict[str, Any]]
+    trials: int = Field(SWEEP["trials"], ge=1, le=1000)
+    sampler: Literal[SAMPLERS] = SWEEP["sampler"]  # type: ignore[valid-type]
+    pruner: Literal[PRUNERS] = SWEEP["pruner"]  # type: ignore[valid-type]
+    warmup_epochs: int = Field(SWEEP["warmup_epochs"], ge=0)  # no trial is pruned before this many epochs
+    prune_below: float | None = Field(None, ge=0, le=1)  # also prune a trial whose val AUC is below this
+    epochs: Positive = SWEEP["epochs"]
+    patience: Positive = CLASSIFY["patience"]
+    val_fraction: Fraction = CLASSIFY["val_fraction"]
+    test_fraction: Fraction = CLASSIFY["test_fraction"]
+    seed: int = CLASSIFY["seed"]
+    seg_run: int | None = None  # the training run whose folds give image+seg's map
+
+    @model_validator(mode="before")
+    @classmethod
+    def _space_and_grid(cls, values: Any) -> Any:
+        if not isinstance(values, dict) or "space" not in values:
+            return values
+        try:
+            space = normalise(values["space"], check_classifier_value)
+            points = len(grid(space)) if values.get("sampler") == "grid" else None
+        except SpaceError as error:
+            raise BadOption(str(error), "--space") from None
+        trials = values.get("trials")
+        if points is not None and trials not in (None, points):
+            raise BadOption(
+                f"{trials}: the grid has {points} points; give --trials {points} or leave it out", "--trials"
+            )
+        return {**values, "space": space, "trials": trials or points or SWEEP["trials"]}
+
+    @model_validator(mode="after")
+    def _map_for_image_seg(self) -> Self:
+        if IMAGE_SEG in (choices(self.space, "input") or []) and self.seg_run is None:
+            raise BadOption("image+seg in the space needs the nnU-Net run whose folds give the map", "--seg-run")
+        ClassifyRequest.build(val_fraction=self.val_fraction, test_fraction=self.test_fraction)
+        return self
+
+    @property
+    def grid(self) -> list[dict[str, Any]]:
+        return grid(self.space)
+
+    def trial_request(self, params: dict[str, Any]) -> ClassifyRequest:
+        """The classifier request of one trial: the sweep's settings and the trial's sampled ones."""
+        own = ("dataset_id", "epochs", "patience", "val_fraction", "test_fraction", "seed", "seg_run")
+        return ClassifyRequest.parse({**{key: getattr(self, key) for key in own}, **params})
 
 
 class PredictRequest(Request):

@@ -23,11 +23,18 @@ CLASSIFY = {
     "epochs": 30,
     "batch_size": 128,
     "learning_rate": 1e-3,
+    "weight_decay": 1e-4,  # AdamW's
+    "augment": 1.0,  # augmentation strength: 0 none, 1 the defaults (flips, 10 degrees, 10% brightness/contrast)
     "patience": 10,  # epochs without a better validation AUC
     "val_fraction": 0.15,
     "test_fraction": 0.15,
     "seed": 0,
 }
+SWEEP = {"trials": 24, "sampler": "tpe", "pruner": "median", "warmup_epochs": 2, "epochs": 30}
+SAMPLERS = ("tpe", "grid", "random")
+PRUNERS = ("median", "halving", "none")
+# torchvision's ImageNet weights for ResNet18, as torch.hub caches them (TORCH_HOME/hub/checkpoints)
+IMAGENET_FILE = "resnet18-f37072fd.pth"
 
 # What `dispatch predict` takes: pictures as the release has them, or nnU-Net's 2D cases.
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -20,6 +20,10 @@ from shared.tasknames import QUEUE_OF
 
 log = logging.getLogger(__name__)
 
+# Jobs whose failure is their own: the run goes on without them (a sweep's trials: one trial's error,
+# like Optuna's own failed trials, costs that trial and not the search).
+CONTAINED_KINDS = ("trial",)
+
 
 class NotFound(LookupError):
     """A run or job id that the table does not hold."""
@@ -186,7 +190,8 @@ def succeed(
 
 
 def fail(job_id: int, attempt: int, error: str) -> bool:
-    """running -> failed; the run fails with the same message and its other open jobs are cancelled."""
+    """running -> failed; the run fails with the same message and its other open jobs are cancelled, unless
+    the job is of a CONTAINED_KINDS kind: then the run goes on, and ends once its other jobs have."""
     now = utcnow()
     with session_scope() as session:
         if not _guarded(
@@ -201,6 +206,9 @@ def fail(job_id: int, attempt: int, error: str) -> bool:
             return False
         job = session.get(Job, job_id)
         assert job is not None
+        if job.kind in CONTAINED_KINDS:
+            _finish_run_if_done(session, job.run_id)
+            return True
         session.execute(
             update(Job)
             .where(Job.run_id == job.run_id, Job.state.in_(OPEN))
@@ -214,11 +222,34 @@ def fail(job_id: int, attempt: int, error: str) -> bool:
         return True
 
 
+def prune(job_id: int, attempt: int, metrics: dict[str, Any], reason: str) -> bool:
+    """running -> pruned: a trial its sweep's pruner stopped; what it measured is kept, the run goes on."""
+    now = utcnow()
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job j{job_id}")
+        done = _guarded(
+            session,
+            job_id,
+            attempt,
+            (State.RUNNING,),
+            state=State.PRUNED,
+            finished_at=now,
+            heartbeat_at=now,
+            metrics=metrics,
+            progress_message=reason,
+        )
+        if done:
+            _finish_run_if_done(session, job.run_id)
+        return done
+
+
 def _finish_run_if_done(session: Session, run_id: int) -> None:
     """Once no job of the run is open: succeeded if its last stage succeeded, else cancelled.
 
-    (A failed job has failed the run already.) A run whose user cancelled one fold still succeeds when
-    its evaluation ran on the other folds.
+    (A failed job has failed the run already, unless its failure was contained.) A run whose user cancelled
+    one fold still succeeds when its evaluation ran on the other folds.
     """
     states = session.execute(select(Job.stage, Job.state).where(Job.run_id == run_id)).all()
     if not states or any(state in OPEN for _, state in states):
@@ -259,7 +290,13 @@ def release_waiting(run_id: int) -> list[JobRef]:
                     Job.id == job.id,
                     Job.state == State.WAITING,
                     ~exists().where(and_(earlier.run_id == run_id, earlier.stage < stage, earlier.state.in_(OPEN))),
-                    ~exists().where(and_(earlier.run_id == run_id, earlier.state == State.FAILED)),
+                    ~exists().where(
+                        and_(
+                            earlier.run_id == run_id,
+                            earlier.state == State.FAILED,
+                            earlier.kind.not_in(CONTAINED_KINDS),
+                        )
+                    ),
                 )
                 .values(state=State.QUEUED, queued_at=utcnow())
             )
@@ -314,7 +351,8 @@ def cancel(run_id: int | None = None, job_id: int | None = None) -> Cancelled:
 
 
 def retry(job_id: int) -> JobRef:
-    """Queue a failed or cancelled job again as its next attempt; the run's later stages wait for it again."""
+    """Queue a failed or cancelled job again as its next attempt; the run's later stages wait for it again
+    (and run again where they had ended: a sweep's end scores its best trial anew)."""
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None:
@@ -327,11 +365,15 @@ def retry(job_id: int) -> JobRef:
             error=None, finished_at=None, progress_message=f"retry of attempt {attempt}",
         ):  # fmt: skip
             raise ValueError(f"job j{job_id} changed while it was being retried; look again with `dispatch show`")
-        session.execute(
-            update(Job)
-            .where(Job.run_id == run_id, Job.stage > stage, Job.state == State.CANCELLED)
-            .values(state=State.WAITING, error=None, finished_at=None)
+        later = session.scalars(
+            select(Job).where(
+                Job.run_id == run_id, Job.stage > stage, Job.state.in_((State.CANCELLED, State.SUCCEEDED))
+            )
         )
+        for waiting in later:
+            # A new task id: the old one may have been revoked by a cancel, and workers skip revoked ids.
+            waiting.state, waiting.error, waiting.finished_at = State.WAITING, None, None
+            waiting.celery_task_id = new_task_id()
         session.execute(update(Run).where(Run.id == run_id).values(state=State.RUNNING, error=None, finished_at=None))
         return JobRef(job_id, attempt + 1, job.task_name, job.queue, task_id)
 

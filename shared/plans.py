@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contract import ClassifyRequest, PipelineRequest, TrainRequest
+from shared.contract import ClassifyRequest, PipelineRequest, SweepRequest, TrainRequest
 from shared.defaults import FOLDS, IMAGE, IMAGE_SEG
 from shared.jobs import JobSpec
+from shared.search_space import choices
 from shared.tasknames import (
     CLASSIFY_CHANNEL,
     CLASSIFY_PREDICT,
@@ -22,6 +23,8 @@ from shared.tasknames import (
     NNUNET_EVALUATE,
     NNUNET_PREPROCESS,
     NNUNET_TRAIN_FOLD,
+    SWEEP_FINISH,
+    SWEEP_TRIAL,
 )
 
 INGEST_STAGES = 3  # plan, convert, assemble
@@ -87,3 +90,15 @@ def pipeline(request: PipelineRequest) -> list[JobSpec]:
 
 def predict(files: int) -> list[JobSpec]:
     return [JobSpec("predict", f"predict {files} file(s)", CLASSIFY_PREDICT)]
+
+
+def sweep(request: SweepRequest) -> list[JobSpec]:
+    """The segmentation channel where the space offers image+seg, the trials side by side (each asks the
+    study for its settings when it starts), then the end: the best trial scored on the test split."""
+    specs = []
+    if IMAGE_SEG in (choices(request.space, "input") or []):
+        name = f"nnU-Net fracture maps (r{request.seg_run})"
+        specs.append(JobSpec("channel", name, CLASSIFY_CHANNEL, {"seg_run": request.seg_run}))
+    stage = len(specs)
+    specs += [JobSpec("trial", f"trial {n}", SWEEP_TRIAL, {"trial": n}, stage) for n in range(1, request.trials + 1)]
+    return [*specs, JobSpec("sweep-end", "best trial on the test split", SWEEP_FINISH, stage=stage + 1)]

@@ -188,6 +188,7 @@ def classifier_inputs(requested: str, compare: bool, segmentation: Segmentation 
     return [IMAGE_SEG] if segmentation and segmentation.complete else [IMAGE]
 
 
+CLASSIFIER_RUN_KINDS = ("classify", "pipeline", "sweep")  # a sweep's classifier: its best trial
 CHECKPOINT_PREFIX = "checkpoint "  # a run's artifact "checkpoint <input>": a classifier it trained
 
 
@@ -207,11 +208,11 @@ def _has_classifier(run: dict[str, Any]) -> bool:
 
 
 def classifier_for_prediction(run_id: int | None, input: str | None = None) -> Classifier:
-    """The run whose classifier to use (a `dispatch classify` run, or a pipeline that trained one: the
-    newest, or `run_id`) and its checkpoint for `input`, else its best (by validation AUC, where it trained
+    """The run whose classifier to use (a `dispatch classify` run, a pipeline that trained one, or a sweep:
+    the newest, or `run_id`) and its checkpoint for `input`, else its best (by validation AUC, where it trained
     two)."""
     if run_id is None:
-        run = latest_succeeded_run(("classify", "pipeline"), having=_has_classifier)
+        run = latest_succeeded_run(CLASSIFIER_RUN_KINDS, having=_has_classifier)
         if run is None:
             raise InputError("no classifier has finished training; run `dispatch classify` first")
     else:

@@ -9,6 +9,8 @@ NNUNET_EVALUATE = "nnunet.evaluate"
 CLASSIFY_CHANNEL = "classify.segmentation_channel"
 CLASSIFY_TRAIN = "classify.train"
 CLASSIFY_PREDICT = "classify.predict"
+SWEEP_TRIAL = "sweep.trial"
+SWEEP_FINISH = "sweep.finish"
 REAP = "jobs.reap"
 
 QUEUE_OF = {
@@ -21,5 +23,7 @@ QUEUE_OF = {
     CLASSIFY_CHANNEL: "gpu",
     CLASSIFY_TRAIN: "gpu",
     CLASSIFY_PREDICT: "gpu",
+    SWEEP_TRIAL: "gpu",
+    SWEEP_FINISH: "gpu",
     REAP: "cpu",
 }

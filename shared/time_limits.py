@@ -19,6 +19,8 @@ from shared.tasknames import (
     NNUNET_PREPROCESS,
     NNUNET_TRAIN_FOLD,
     REAP,
+    SWEEP_FINISH,
+    SWEEP_TRIAL,
 )
 
 HOUR = 3600.0
@@ -34,6 +36,8 @@ SOFT_LIMIT_S = {
     CLASSIFY_CHANNEL: 1 * DAY,
     CLASSIFY_TRAIN: 3 * DAY,
     CLASSIFY_PREDICT: 6 * HOUR,
+    SWEEP_TRIAL: 3 * DAY,  # one classifier training, as CLASSIFY_TRAIN
+    SWEEP_FINISH: 6 * HOUR,
     REAP: 5 * 60.0,
 }
 

@@ -219,7 +219,7 @@ def release(tmp_path: Path) -> Callable[..., Path]:
     return build
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mini() -> Path:
     require(MINI.is_dir(), f"the FracAtlas mini set is not at {MINI} (../shared is absent on this machine)")
     return MINI

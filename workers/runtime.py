@@ -28,7 +28,7 @@ from shared import jobs
 from shared.celery_app import app
 from shared.db import transient
 from shared.db.engine import engine_for, retry_window_s, session_scope
-from shared.db.models import Job, State
+from shared.db.models import FINISHED, Job, State
 from shared.enqueue import send
 from shared.errors import UserFacingError
 from shared.read_model import get_run
@@ -50,6 +50,14 @@ INTERRUPT = signal.SIGUSR2  # billiard's pool uses SIGUSR1 for soft time limits
 
 class JobStopped(Exception):
     """The job was cancelled, or the reaper gave it to a later attempt: stop without recording."""
+
+
+class JobPruned(Exception):
+    """A sweep's trial that its pruner stopped: the job ends `pruned`, keeping `metrics` (its curve)."""
+
+    def __init__(self, reason: str, metrics: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason, self.metrics = reason, metrics
 
 
 class WorkerStopping(BaseException):
@@ -258,23 +266,20 @@ def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup 
         if handed is not None:
             send_best_effort(handed)
         return "handed back"  # the job goes on in a later attempt, in the same MLflow run
+    except JobPruned as pruned:
+        if _record(jobs.prune, job_id, attempt, pruned.metrics, str(pruned)):
+            _send_released(ctx.run_id)
+        _end_tracking(ctx, "pruned")
+        return "pruned"
     except SoftTimeLimitExceeded:
-        limit = describe(task.name, task.soft_time_limit)
-        _record(jobs.fail, job_id, attempt, f"ran past its time limit of {limit} on {worker}")
-        _clean_up_if_ended(ctx, cleanup)
-        _end_tracking(ctx, "failed")
+        _failed(ctx, f"ran past its time limit of {describe(task.name, task.soft_time_limit)} on {worker}", cleanup)
         return "failed"
     except UserFacingError as error:
-        _record(jobs.fail, job_id, attempt, redact_text(str(error)))
-        _clean_up_if_ended(ctx, cleanup)
-        _end_tracking(ctx, "failed")
+        _failed(ctx, redact_text(str(error)), cleanup)
         return "failed"
     except Exception as error:
         log.exception("job %s attempt %s failed", job_id, attempt)
-        message = f"{type(error).__name__}: {error} (worker {worker}; traceback in its log)"
-        _record(jobs.fail, job_id, attempt, redact_text(message))
-        _clean_up_if_ended(ctx, cleanup)
-        _end_tracking(ctx, "failed")
+        _failed(ctx, redact_text(f"{type(error).__name__}: {error} (worker {worker}; traceback in its log)"), cleanup)
         return "failed"
     recorded = (outcome.metrics, outcome.artifacts, outcome.run_metrics, outcome.run_artifacts)
     if not _record(jobs.succeed, job_id, attempt, *recorded):
@@ -287,13 +292,21 @@ def execute(task: Task, job_id: int, attempt: int, body: Body, cleanup: Cleanup 
     return "succeeded"
 
 
+def _failed(ctx: JobContext, message: str, cleanup: Cleanup | None) -> None:
+    """Record the failure; a run that goes on without the job (a sweep's trial) may start its next stage."""
+    _record(jobs.fail, ctx.job_id, ctx.attempt, message)
+    _clean_up_if_ended(ctx, cleanup)
+    _send_released(ctx.run_id)
+    _end_tracking(ctx, "failed")
+
+
 def _end_tracking(ctx: JobContext, state: str) -> None:
     """End the job's MLflow run; when the run has ended with it, its timeline and its end too. With
     tracking off nothing is read; otherwise the whole run only once it has ended."""
     if not ctx.tracking.enabled:
         return
     try:
-        ended = _record(jobs.run_state, ctx.run_id) in (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+        ended = _record(jobs.run_state, ctx.run_id) in FINISHED
         run = _record(get_run, ctx.run_id) if ended else None
     except Exception as error:  # noqa: BLE001 - tracking never costs a job
         log.warning("r%s: run not read for tracking (%s)", ctx.run_id, redact_text(str(error)))

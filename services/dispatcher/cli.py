@@ -11,29 +11,11 @@ import click
 
 from services.dispatcher import inputs, options, render
 from services.dispatcher.errors import DispatchGroup
-from services.dispatcher.follow import emit_json, finish
-from services.dispatcher.refs import parse_ref
+from services.dispatcher.follow import emit_json
+from services.dispatcher.launch import start
+from services.dispatcher.refs import parse_ref, run_number
+from services.dispatcher.sweeps import sweep, sweep_finish
 from shared.defaults import IMAGE_SEG, SYNTHETIC
-
-
-def _start(kind: str, params: dict[str, Any], specs: list[Any], wait: bool, as_json: bool) -> None:
-    from services.dispatcher.online import any_worker_online
-    from services.dispatcher.submit import submit
-
-    run_id = submit(kind, params, specs)
-    if wait and not as_json and not any_worker_online():
-        click.echo("warning: no worker answers; the run waits in the queue until `make up` starts some", err=True)
-    finish(run_id, wait, as_json)
-
-
-def _run_ref(ref: str | None, option: str) -> int | None:
-    """A run named by the user (r12, or 12), or None."""
-    if ref is None:
-        return None
-    kind, number = parse_ref(ref)
-    if kind != "run":
-        raise click.BadParameter(f"{ref} is a job; {option} takes a run (r12)", param_hint=option)
-    return number
 
 
 @click.group(cls=DispatchGroup)
@@ -61,7 +43,7 @@ def ingest(source: str, wait: bool, as_json: bool, **params: Any) -> None:
     from shared.contract import IngestRequest
 
     request = IngestRequest.build(source=inputs.release_folder(source), **params)
-    _start("ingest", request.params(), plans.ingest(), wait, as_json)
+    start("ingest", request.params(), plans.ingest(), wait, as_json)
 
 
 @main.command()
@@ -79,7 +61,7 @@ def preprocess(wait: bool, as_json: bool, **params: Any) -> None:
 
     request = PreprocessRequest.build(**params)
     request.raw(get_settings().layout)
-    _start("preprocess", request.params(), plans.preprocess(), wait, as_json)
+    start("preprocess", request.params(), plans.preprocess(), wait, as_json)
 
 
 @main.command()
@@ -95,7 +77,7 @@ def train(wait: bool, as_json: bool, **params: Any) -> None:
 
     request = TrainRequest.build(**params)
     request.preprocessed(get_settings().layout)
-    _start("train", request.params(), plans.train(request), wait, as_json)
+    start("train", request.params(), plans.train(request), wait, as_json)
 
 
 @main.command()
@@ -112,7 +94,7 @@ def pipeline(source: str, wait: bool, as_json: bool, **params: Any) -> None:
     from shared.contract import PipelineRequest
 
     request = PipelineRequest.build(source=inputs.release_folder(source), **params)
-    _start("pipeline", request.params(), plans.pipeline(request), wait, as_json)
+    start("pipeline", request.params(), plans.pipeline(request), wait, as_json)
 
 
 @main.command()
@@ -136,7 +118,7 @@ def demo(source: str, wait: bool, as_json: bool, **params: Any) -> None:
     from shared.contract import PipelineRequest
 
     request = PipelineRequest.build(source=inputs.release_folder(source), overwrite=True, save_every=1, **params)
-    _start("pipeline", request.params(), plans.pipeline(request), wait, as_json)
+    start("pipeline", request.params(), plans.pipeline(request), wait, as_json)
 
 
 @main.command()
@@ -150,24 +132,18 @@ def classify(
     """Train the ResNet18 fracture classifier on the ingest's cache of every image; report test metrics."""
     from shared import plans
     from shared.contract import ClassifyRequest
-    from shared.layout import CACHE_IMAGES
     from shared.read_model import classifier_inputs, segmentation_run
-    from shared.settings import get_settings
 
     request = ClassifyRequest.build(**params)
-    cache = get_settings().layout.classification_cache(request.dataset_id)
-    if not (cache / CACHE_IMAGES).exists():
-        raise click.ClickException(
-            f"no classification cache at {cache}; run `dispatch ingest --dataset-id {request.dataset_id}` first"
-        )
+    inputs.classification_cache(request.dataset_id)
     request = request.model_copy(update={"weights": inputs.weights_file(request.weights)})
-    segmentation = segmentation_run(_run_ref(seg_run, "--seg-run"), request.dataset_id)
+    segmentation = segmentation_run(run_number(seg_run, "--seg-run"), request.dataset_id)
     modes = classifier_inputs(requested_input, compare, segmentation)
     if IMAGE_SEG in modes:
         assert segmentation is not None
         request = request.model_copy(update={"seg_run": segmentation.run_id})
     specs = plans.classify(modes, seg_run=request.seg_run)
-    _start("classify", {**request.params(), "inputs": modes}, specs, wait, as_json)
+    start("classify", {**request.params(), "inputs": modes}, specs, wait, as_json)
 
 
 @main.command()
@@ -197,7 +173,7 @@ def predict(
         version = find_version(model)
         classifier = classifier_for_prediction(version.run_id, version.input)
     else:
-        classifier = classifier_for_prediction(_run_ref(classifier_ref, "--classifier"))
+        classifier = classifier_for_prediction(run_number(classifier_ref, "--classifier"))
     dataset_id = int(classifier.run["params"]["dataset_id"])
     segmentation = segmentation_run(classifier.seg_run if classifier.input == IMAGE_SEG else None, dataset_id)
     if segmentation is None:
@@ -213,7 +189,7 @@ def predict(
         seg_run=segmentation.run_id,
         dataset_id=dataset_id,
     )
-    _start("predict", request.params(), plans.predict(len(files)), wait, as_json)
+    start("predict", request.params(), plans.predict(len(files)), wait, as_json)
 
 
 @main.command()
@@ -246,7 +222,7 @@ def list_jobs(run_ref: str | None, show_all: bool, as_json: bool) -> None:
     """The job table: run, job, kind, state, attempt, worker, progress, age."""
     from shared.read_model import list_jobs as query
 
-    rows = query(_run_ref(run_ref, "--run"), include_finished_runs=show_all)
+    rows = query(run_number(run_ref, "--run"), include_finished_runs=show_all)
     if as_json:
         emit_json(rows)
     elif rows:
@@ -306,3 +282,7 @@ def workers(as_json: bool) -> None:
     else:
         click.echo("no worker answers; start the stack with `make up`")
         raise SystemExit(1)
+
+
+main.add_command(sweep)
+main.add_command(sweep_finish)

@@ -1,5 +1,5 @@
 """The user's paths, checked on the dispatcher's host before a run exists: the release folder, the
-radiographs to predict, the output folder and a weights file."""
+radiographs to predict, the output folder, a weights file and the classifier's cache."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from shared.defaults import SYNTHETIC, is_radiograph_file
+from shared.defaults import IMAGENET_FILE, SYNTHETIC, is_radiograph_file
 
 
 def release_folder(source: str) -> str:
@@ -23,14 +23,35 @@ def release_folder(source: str) -> str:
     return str(folder.resolve())
 
 
-def weights_file(weights: str) -> str:
+def weights_file(weights: str, option: str = "--weights") -> str:
     """'none', 'imagenet', or a state dict file (named by its absolute path: a worker reads it)."""
     if weights in ("none", "imagenet"):
         return weights
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise click.BadParameter(f"{path} is not a file (a state dict saved with torch.save)", param_hint="--weights")
+        raise click.BadParameter(f"{path} is not a file (a state dict saved with torch.save)", param_hint=option)
     return str(path.resolve())
+
+
+def imagenet_cached() -> bool:
+    """torchvision's ImageNet weights for ResNet18 in torch.hub's cache (TORCH_HOME), usable offline."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch"
+    )
+    return (Path(home) / "hub" / "checkpoints" / IMAGENET_FILE).is_file()
+
+
+def classification_cache(dataset_id: int) -> Path:
+    """The ingest's cache of every image for the classifier; refused where the dataset was never ingested."""
+    from shared.layout import CACHE_IMAGES
+    from shared.settings import get_settings
+
+    cache = get_settings().layout.classification_cache(dataset_id)
+    if not (cache / CACHE_IMAGES).exists():
+        raise click.ClickException(
+            f"no classification cache at {cache}; run `dispatch ingest --dataset-id {dataset_id}` first"
+        )
+    return cache
 
 
 def radiograph_files(paths: tuple[Path, ...]) -> list[str]:

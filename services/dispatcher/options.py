@@ -99,6 +99,10 @@ classify = options(
     _classify_option("--epochs", type=int),
     _classify_option("--batch-size", type=int),
     _classify_option("--learning-rate", type=float),
+    _classify_option("--weight-decay", "AdamW's weight decay.", type=float),
+    _classify_option(
+        "--augment", "Augmentation strength: 0 none, 1 flips, 10 degrees, 10% brightness/contrast.", type=float
+    ),
     _classify_option("--patience", "Epochs without a better val AUC.", type=int),
     _classify_option(
         "--weights",

@@ -15,3 +15,13 @@ def parse_ref(text: str) -> tuple[str, int]:
     if not match:
         raise click.BadParameter(f"{text!r} is neither a run (r12, or 12) nor a job (j34)")
     return ("job" if match["kind"] == "j" else "run"), int(match["id"])
+
+
+def run_number(ref: str | None, option: str) -> int | None:
+    """A run named by the user for `option` (r12, or 12), or None."""
+    if ref is None:
+        return None
+    kind, number = parse_ref(ref)
+    if kind != "run":
+        raise click.BadParameter(f"{ref} is a job; {option} takes a run (r12)", param_hint=option)
+    return number

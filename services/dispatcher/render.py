@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-STATE_COLOURS = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+STATE_COLOURS = {
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "pruned": "magenta",
+}
 
 
 def state(text: str) -> str:
@@ -152,6 +158,49 @@ def classification_table(metrics: dict[str, Any]) -> list[str]:
     return ["", table(rows, ["TEST SPLIT", *modes]), ""]
 
 
+def _setting(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trials_table(jobs: list[dict[str, Any]]) -> list[str]:
+    """A sweep's trials, best validation AUC first: settings, epochs run, state and worker."""
+    trials = [job for job in jobs if job["kind"] == "trial"]
+    names = list(dict.fromkeys(name for job in trials for name in job["metrics"].get("params", {})))
+    auc = [job["metrics"].get("best_val_auc") for job in trials]
+    order = sorted(range(len(trials)), key=lambda i: (auc[i] is None, -(auc[i] or 0), trials[i]["id"]))
+    rows = [
+        [
+            str(trials[i]["metrics"].get("trial", "-")),
+            trials[i]["ref"],
+            state(trials[i]["state"]),
+            _number(auc[i]),
+            str(trials[i]["metrics"].get("epochs_run", "-")),
+            trials[i]["worker"] or "",
+            *(_setting(trials[i]["metrics"].get("params", {}).get(name, "")) for name in names),
+        ]
+        for i in order
+    ]
+    return ["", table(rows, ["TRIAL", "JOB", "STATE", "VAL AUC", "EPOCHS", "WORKER", *map(str.upper, names)])]
+
+
+def sweep_summary(metrics: dict[str, Any]) -> list[str]:
+    """The best trial, the count of trials by state and the parameters' importances."""
+    best = metrics.pop("best", None)
+    counts = metrics.pop("trials", {})
+    importances = metrics.pop("importances", None)
+    if best is None:
+        return []
+    settings = ", ".join(f"{key}={_setting(value)}" for key, value in best["params"].items())
+    lines = ["", f"best: trial {best['trial']} ({best['job']}), val AUC {_number(best['val_auc'])}: {settings}"]
+    lines.append("trials: " + ", ".join(f"{count} {name}" for name, count in counts.items() if count))
+    if importances:
+        lines.append(
+            "importance (fANOVA, share of val AUC variance): "
+            + ", ".join(f"{key} {value:.2f}" for key, value in importances.items())
+        )
+    return lines
+
+
 def predictions_table(path: Path) -> list[str]:
     if not path.exists():
         return []
@@ -174,6 +223,8 @@ def show_run(run: dict[str, Any]) -> str:
         lines += segmentation_table(metrics)
         for key in ("folds", "folds_used", "cv_dice_mean", "test_dice_mean", "test_cases", "test_dice_per_case"):
             metrics.pop(key, None)
+    if run["kind"] == "sweep":
+        lines += trials_table(run["jobs"]) + sweep_summary(metrics)
     classifiers = {key: metrics.pop(key) for key in list(metrics) if key.startswith(CLASSIFIER_PREFIX)}
     if classifiers:
         lines += classification_table(classifiers)

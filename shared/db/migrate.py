@@ -1,4 +1,6 @@
-"""Bring the job table to the newest Alembic revision; every entry point runs this before work starts."""
+"""Bring the database to the newest revision before work starts: the job table by the project's Alembic
+migrations, then Optuna's storage for sweeps (its own tables and revisions, made here once so that trials
+starting together never race to create them)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,15 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def upgrade_to_head(url: str | None = None) -> None:
+    from shared.studies import prepare_storage
+
+    url = url or get_settings().db_url
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # Alembic's config is a ConfigParser: a literal % in a password must be doubled.
-    config.set_main_option("sqlalchemy.url", (url or get_settings().db_url).replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
+    prepare_storage(url)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ class State(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # a sweep's trial that its pruner stopped early: an end by design, its curve kept
 
 
-FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.PRUNED)
 OPEN = (State.WAITING, State.QUEUED, State.RUNNING)
 
 

@@ -22,7 +22,10 @@ T = TypeVar("T")
 
 
 def is_transient(error: BaseException) -> bool:
-    """True for an error that the same statement may not meet a little later."""
+    """True for an error that the same statement may not meet a little later (or one that wraps such an
+    error, as Optuna's storage does)."""
+    if error.__cause__ is not None and is_transient(error.__cause__):
+        return True
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:
             return True

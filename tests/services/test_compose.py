@@ -116,7 +116,7 @@ def test_rules_of_the_stack(files: dict[str, Path]) -> None:
     assert "appendonly yes" in redis_command and "requirepass %s" in redis_command
     assert "change-me" not in redis_command, "Redis's password must not be on its command line"
     assert merged["services"]["migrate"]["command"] == ["services/docker/start/migrate.sh"]
-    assert "alembic upgrade head" in (PROJECT / "services/docker/start/migrate.sh").read_text()
+    assert "python -m shared.db.migrate" in (PROJECT / "services/docker/start/migrate.sh").read_text()
 
 
 def test_no_secret_is_written_in_the_compose_files(files: dict[str, Path]) -> None:

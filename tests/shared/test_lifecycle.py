@@ -208,3 +208,63 @@ def test_waiting_jobs_whose_release_was_lost_are_found_and_released_once(db: str
     assert released.job_id == assemble and jobs.release_waiting(run_id) == []
     assert jobs.runs_with_waiting_jobs() == []
     assert get_job(assemble)["state"] == "queued"
+
+
+def new_sweep(trials: int) -> tuple[int, list[int], int]:
+    """A sweep's shape: trials side by side, then its end waiting for them."""
+    from shared.tasknames import SWEEP_FINISH, SWEEP_TRIAL
+
+    with session_scope() as session:
+        run = jobs.create_run(session, "sweep", {})
+        ids = [
+            jobs.add_job(session, run.id, "trial", f"trial {n}", SWEEP_TRIAL, {"trial": n}).id for n in range(trials)
+        ]
+        end = jobs.add_job(session, run.id, "sweep-end", "end", SWEEP_FINISH, state=State.WAITING, stage=1).id
+        return run.id, ids, end
+
+
+def test_a_failed_trial_costs_its_sweep_nothing_but_itself(db: str) -> None:
+    run_id, (first, second), end = new_sweep(2)
+    for job_id in (first, second):
+        assert jobs.claim(job_id, 1, "w@h", None)
+    assert jobs.fail(first, 1, "out of memory")
+    assert get_run(run_id)["state"] == "running" and get_job(second)["state"] == "running"
+    assert jobs.release_waiting(run_id) == [], "the end waits for the trial still running"
+    assert jobs.succeed(second, 1)
+    (released,) = jobs.release_waiting(run_id)
+    assert released.job_id == end
+    assert jobs.claim(end, 1, "w@h", None) and jobs.succeed(end, 1)
+    assert get_run(run_id)["state"] == "succeeded"
+
+
+def test_a_pruned_trial_ends_as_its_own_state_with_its_curve(db: str) -> None:
+    run_id, (pruned, kept), end = new_sweep(2)
+    for job_id in (pruned, kept):
+        assert jobs.claim(job_id, 1, "w@h", None)
+    curve = {"history": [{"epoch": 1, "val_auc": 0.4}], "epochs_run": 1}
+    assert jobs.prune(pruned, 1, curve, "trial 0 pruned after epoch 1")
+    job = get_job(pruned)
+    assert job["state"] == "pruned" and job["metrics"] == curve and job["finished_at"]
+    assert not jobs.prune(pruned, 1, {}, "again"), "an ended job is not pruned twice"
+    assert jobs.succeed(kept, 1)
+    assert [ref.job_id for ref in jobs.release_waiting(run_id)] == [end]
+
+
+def test_retrying_a_trial_of_an_ended_sweep_runs_its_end_again_under_a_new_task_id(db: str) -> None:
+    run_id, (failed, kept), end = new_sweep(2)
+    for job_id in (failed, kept):
+        assert jobs.claim(job_id, 1, "w@h", None)
+    assert jobs.fail(failed, 1, "bad weights file")
+    assert jobs.succeed(kept, 1)
+    jobs.release_waiting(run_id)
+    old_task = get_job(end)["celery_task_id"]
+    assert jobs.claim(end, 1, "w@h", None) and jobs.succeed(end, 1)
+    assert get_run(run_id)["state"] == "succeeded"
+
+    again = jobs.retry(failed)
+    assert again.attempt == 2
+    assert get_run(run_id)["state"] == "running"
+    assert get_job(end)["state"] == "waiting" and get_job(end)["celery_task_id"] != old_task
+    assert jobs.claim(failed, 2, "w@h", None) and jobs.succeed(failed, 2)
+    (released,) = jobs.release_waiting(run_id)
+    assert released.job_id == end

@@ -1,5 +1,5 @@
 """GPU work as Celery tasks on the gpu queue: nnU-Net folds and their evaluation, the classifier's
-segmentation channel, its training, and prediction for new radiographs.
+segmentation channel, its training, its sweeps' trials and their end, and prediction for new radiographs.
 
 Every worker imports this module (the app includes it); the classifier's torch imports stay inside its
 tasks so that cpu workers never load torch.
@@ -21,6 +21,8 @@ from shared.tasknames import (
     CLASSIFY_TRAIN,
     NNUNET_EVALUATE,
     NNUNET_TRAIN_FOLD,
+    SWEEP_FINISH,
+    SWEEP_TRIAL,
 )
 from workers.gpu.evaluate import evaluate_run
 from workers.gpu.folds import FoldRequest, train_fold
@@ -142,6 +144,22 @@ def classify_train(ctx: JobContext) -> Outcome:
         run_metrics={f"classifier {request.input}": summary},
         run_artifacts={f"{key} {request.input}": value for key, value in artifacts.items()},
     )
+
+
+@job_task(SWEEP_TRIAL)
+def sweep_trial(ctx: JobContext) -> Outcome:
+    """One trial of a sweep: settings from its Optuna study, the classifier trained and reported per epoch."""
+    from workers.gpu.sweep.trial import run_trial
+
+    return run_trial(ctx)
+
+
+@job_task(SWEEP_FINISH)
+def sweep_finish(ctx: JobContext) -> Outcome:
+    """A sweep's end: its best trial on the test split, and the parameters' importances."""
+    from workers.gpu.sweep.finish import finish_sweep
+
+    return finish_sweep(ctx)
 
 
 @job_task(CLASSIFY_PREDICT)

@@ -96,7 +96,7 @@ def run_tracking_id(run_id: int) -> str:
     kept = _keep_first(mlflow_id, run_id=run_id)
     if kept != mlflow_id:
         return kept
-    _log_params(mlflow_id, row["params"])
+    log_params(mlflow_id, row["params"])
     link = f"{get_settings().tracking_ui_url.rstrip('/')}/#/experiments/{created.info.experiment_id}/runs/{mlflow_id}"
     jobs.add_run_artifacts(run_id, {"mlflow": link})
     return mlflow_id
@@ -125,7 +125,7 @@ def job_tracking_id(job_id: int) -> str:
     kept = _keep_first(mlflow_id, job_id=job_id)
     if kept != mlflow_id:
         return kept
-    _log_params(mlflow_id, row["params"])
+    log_params(mlflow_id, row["params"])
     return mlflow_id
 
 
@@ -138,7 +138,7 @@ def _keep_first(mlflow_id: str, run_id: int | None = None, job_id: int | None = 
     return kept
 
 
-def _log_params(mlflow_id: str, params: dict[str, Any]) -> None:
+def log_params(mlflow_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
     flat = flat_params(params)

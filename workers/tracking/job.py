@@ -14,7 +14,7 @@ from workers.tracking.nnunet_logger import JOB_VARIABLE, RUN_VARIABLE
 
 log = logging.getLogger(__name__)
 
-STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED"}
+STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED", "pruned": "KILLED"}
 NOT_FIGURES = ("request", "fold")  # a job's metrics may repeat its request: those are params already
 
 
@@ -63,6 +63,10 @@ class JobTracking:
         found = numeric(values)
         if found:
             self._put("metrics", on_run, values=[[key, value, now, step] for key, value in found.items()])
+
+    def params(self, values: dict[str, Any]) -> None:
+        """Parameters the job learns as it runs (a trial's settings, asked of its study)."""
+        self._put("params", values=values)
 
     def artifact(self, path: str | Path, folder: str | None = None, on_run: bool = False) -> None:
         self._put("artifact", on_run, path=str(path), folder=folder)

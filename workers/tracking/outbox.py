@@ -88,6 +88,11 @@ class Sender:
         else:
             log.warning("tracking: %s is gone; not logged", path)
 
+    def _params(self, target: str, entry: Entry) -> None:
+        from workers.tracking.client import log_params
+
+        log_params(target, entry["values"])
+
     def _end(self, target: str, entry: Entry) -> None:
         from workers.tracking.client import client
 

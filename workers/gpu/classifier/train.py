@@ -34,6 +34,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     patience: int = 10
     seed: int = 0
+    augment: float = 1.0  # augmentation strength (augment.py)
 
 
 @dataclass
@@ -134,7 +135,7 @@ def train(
         batches = order[: steps_per_epoch * config.batch_size].view(steps_per_epoch, -1)
         for batch_index in batches:
             check()
-            x = augment(images[batch_index], generator)
+            x = augment(images[batch_index], generator, config.augment)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device):
