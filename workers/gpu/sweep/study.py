@@ -70,7 +70,9 @@ def pruner_for(request: SweepRequest) -> BasePruner:
     warmup = request.warmup_epochs
     pruners: list[BasePruner] = []
     if request.pruner == "median":
-        pruners.append(optuna.pruners.MedianPruner(n_warmup_steps=warmup))
+        # The median of a few finished trials: up to Optuna's 5, fewer in a small sweep.
+        startup = max(1, min(5, request.trials // 4))
+        pruners.append(optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup))
     elif request.pruner == "halving":
         pruners.append(optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup)))
     if request.prune_below is not None:
