@@ -118,6 +118,22 @@ def test_auto_input_reuses_the_map_and_takes_weights_from_a_file(
     assert missing.returncode == 2 and "none.pt is not a file" in missing.stderr
 
 
+def test_a_sweep_searches_image_seg_where_the_map_exists(segmented: dict, system: Stack, tmp_path: Path) -> None:
+    default = json.loads(system.dispatch("sweep", "--dataset-id", str(DATASET), "--trials", "1", "--json").stdout)
+    assert default["params"]["space"]["input"] == {"choices": ["image", "image+seg"]}, "every fold trained"
+    assert system.dispatch("cancel", default["ref"]).returncode == 0
+    space = tmp_path / "space.yaml"
+    space.write_text("input: [image, image+seg]\nepochs: 1\nbatch_size: 8\n")
+    run = run_json(system, "sweep", "--dataset-id", str(DATASET), "--space", str(space), "--sampler", "grid")
+    assert run["params"]["seg_run"] == segmented["run"]["id"]
+    assert [job["kind"] for job in run["jobs"]] == ["channel", "trial", "trial", "sweep-end"]
+    assert run["jobs"][0]["metrics"] == {"reused": True}, "the map of a run is built once"
+    trials = [job for job in run["jobs"] if job["kind"] == "trial"]
+    assert sorted(job["metrics"]["params"]["input"] for job in trials) == ["image", "image+seg"]
+    best = run["metrics"]["best"]["params"]["input"]
+    assert Path(run["artifacts"][f"checkpoint {best}"]).exists()
+
+
 def test_classify_refuses_what_it_cannot_use(system: Stack) -> None:
     result = system.dispatch("classify", "--dataset-id", "411")
     assert result.returncode == 1 and "run `dispatch ingest --dataset-id 411` first" in result.stderr
