@@ -47,7 +47,7 @@ lint: install
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
 test: install lint compose-tools browser-tools
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra --durations=15
 
 GPUS ?=
 

@@ -160,19 +160,13 @@ def succeed(
     run_artifacts: dict[str, Any] | None = None,
 ) -> bool:
     """running -> succeeded; what the job found for the whole run is merged into the run's row."""
-    now = utcnow()
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job {job_id}")
-        done = _guarded(
+        job = _job(session, job_id)
+        done = _end_running(
             session,
-            job_id,
+            job,
             attempt,
-            (State.RUNNING,),
-            state=State.SUCCEEDED,
-            finished_at=now,
-            heartbeat_at=now,
+            State.SUCCEEDED,
             metrics=metrics or {},
             artifacts=artifacts or {},
             progress_step=job.progress_total or job.progress_step,
@@ -224,25 +218,27 @@ def fail(job_id: int, attempt: int, error: str) -> bool:
 
 def prune(job_id: int, attempt: int, metrics: dict[str, Any], reason: str) -> bool:
     """running -> pruned: a trial its sweep's pruner stopped; what it measured is kept, the run goes on."""
-    now = utcnow()
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job j{job_id}")
-        done = _guarded(
-            session,
-            job_id,
-            attempt,
-            (State.RUNNING,),
-            state=State.PRUNED,
-            finished_at=now,
-            heartbeat_at=now,
-            metrics=metrics,
-            progress_message=reason,
-        )
+        job = _job(session, job_id)
+        done = _end_running(session, job, attempt, State.PRUNED, metrics=metrics, progress_message=reason)
         if done:
             _finish_run_if_done(session, job.run_id)
         return done
+
+
+def _job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job j{job_id}")
+    return job
+
+
+def _end_running(session: Session, job: Job, attempt: int, state: State, **values: Any) -> bool:
+    """running -> `state` for this attempt, with what it measured."""
+    now = utcnow()
+    return _guarded(
+        session, job.id, attempt, (State.RUNNING,), state=state, finished_at=now, heartbeat_at=now, **values
+    )
 
 
 def _finish_run_if_done(session: Session, run_id: int) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from celery import Task
@@ -70,9 +71,20 @@ class WorkerStopping(BaseException):
 _running: JobContext | None = None  # the job this pool process runs now; the signal handlers read it
 
 
-def _interrupt(signum: int, _frame: Any) -> None:
-    if _running is not None and _running.stopped.is_set():
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if _running is not None and _running.stopped.is_set() and not _importing(frame):
         raise JobStopped(f"job {_running.job_id} was interrupted after it was cancelled")
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the interrupted code is inside an import. Raising there would leave the module half made in
+    sys.modules (torch, say) and break every later job of the pool process; the job notices its cancel at
+    its next check instead, or the watchdog ends the pool process."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _stop_for_shutdown(signum: int, _frame: Any) -> None:

@@ -60,9 +60,9 @@ def finish_sweep(ctx: JobContext) -> Outcome:
     classify = request.trial_request(best.params)
     ctx.progress(0, None, f"trial {best.number} (val AUC {best.value:.3f}) on the test split", force=True)
     classifier = load_classifier(Path(outcome["checkpoint"]))
-    test, pictures = score_test(
-        prepare(get_settings(), classify), classifier.model, classifier.threshold, classify, ctx.folder / "best"
-    )
+    data = prepare(get_settings(), classify)
+    model = classifier.model.to(data.images.device)
+    test, pictures = score_test(data, model, classifier.threshold, classify, ctx.folder / "best")
     headline = {
         "trial": best.number,
         "job": f"j{best.user_attrs[JOB_ATTR]}",

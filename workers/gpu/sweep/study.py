@@ -106,10 +106,11 @@ def new_trial(study: optuna.Study, job_id: int) -> optuna.Trial:
     return trial
 
 
-def retry_trial(study: optuna.Study, failed: FrozenTrial, job_id: int) -> optuna.Trial:
+def retry_trial(study: optuna.Study, earlier: FrozenTrial, job_id: int) -> optuna.Trial:
     """`dispatch retry` of a failed trial: a new trial of the same job with the failed one's settings (the
-    failed one stays in the study as it ended)."""
-    durable(study.enqueue_trial, failed.params, user_attrs={JOB_ATTR: job_id}, skip_if_exists=False)
+    failed one stays in the study as it ended). An earlier attempt may have queued it already."""
+    if earlier.state != TrialState.WAITING:
+        durable(study.enqueue_trial, earlier.params, user_attrs={JOB_ATTR: job_id}, skip_if_exists=False)
     waiting = [
         trial
         for trial in durable(study.get_trials, deepcopy=False, states=(TrialState.WAITING,))

@@ -64,7 +64,7 @@ def run_trial(ctx: JobContext) -> Outcome:
         trial = new_trial(study, ctx.job_id)
     elif resumed:
         trial = resume(study, earlier)
-    else:  # failed (or cancelled) before: retried
+    else:  # failed or cancelled before: retried with the same settings
         trial = retry_trial(study, earlier, ctx.job_id)
     params = suggest(trial, request.space)
     history: list[dict[str, Any]] = []
