@@ -100,8 +100,7 @@ def sweep_finish(ref: str, as_json: bool) -> None:
     from shared.read_model import get_run
 
     kind, number = parse_ref(ref)
-    run = get_run(number)
-    if kind != "run" or run["kind"] != "sweep":
+    if kind != "run" or (run := get_run(number))["kind"] != "sweep":
         raise click.BadParameter(f"{ref} is not a sweep; `dispatch jobs` lists the runs")
     queued = [job for job in run["jobs"] if job["kind"] == "trial" and job["state"] in (State.QUEUED, State.WAITING)]
     for job in queued:

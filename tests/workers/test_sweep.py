@@ -181,6 +181,25 @@ def test_cancel_stops_the_running_trials_and_starts_no_more(mini_at_64: Stack, s
 
 
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+def test_sweep_finish_lets_the_running_trials_end_and_scores_the_best(mini_at_64: Stack, system: Stack) -> None:
+    run = run_json(system, "sweep", "--dataset-id", str(DATASET), "--trials", "5", "--epochs", "3", "--pruner", "none")
+    wait_for(
+        lambda: sum(j["state"] == "running" for j in show(system, run["ref"])["jobs"]) == 2, 120, "two running trials"
+    )
+    finishing = system.dispatch("sweep-finish", run["ref"])
+    assert finishing.returncode == 0 and "3 queued trial(s) cancelled; 2 running finish" in finishing.stdout
+    ended = wait_for(
+        lambda: (r := show(system, run["ref"]))["state"] in ("succeeded", "failed") and r, 120, "the sweep's end"
+    )
+    assert ended["state"] == "succeeded", ended["error"]
+    states = sorted(job["state"] for job in ended["jobs"] if job["kind"] == "trial")
+    assert states == ["cancelled"] * 3 + ["succeeded"] * 2
+    assert ended["metrics"]["trials"] == {"complete": 2} and 0 <= ended["metrics"]["best"]["test"]["roc_auc"] <= 1
+    refused = system.dispatch("sweep-finish", "r1")
+    assert refused.returncode == 2 and "is not a sweep" in refused.stderr
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 def test_a_failed_trial_leaves_the_sweep_going_and_retry_runs_it_again(
     mini_at_64: Stack, system: Stack, tmp_path: Path
 ) -> None:
