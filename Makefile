@@ -9,14 +9,14 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep gpu-kit gpu-check compose-tools compose-check wheelhouse clean
+.PHONY: help install test chaos lint browser-tools demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality gpu-kit gpu-check compose-tools compose-check wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
 	@echo "make test      install and run lint + the test suite (real Redis, workers, SQLite and Postgres)"
 	@echo "make chaos     the longer fault tests (a minute without Redis, without PostgreSQL; about 6 min)"
 	@echo "make up | down | status | logs    the stack (local supervisord mode without a Docker engine)"
-	@echo "make bench     benchmarks (bench-ingest SOURCE=path, bench-dispatch, bench-fold, bench-classify, bench-sweep)"
+	@echo "make bench     benchmarks (bench-ingest SOURCE=path, bench-dispatch, bench-fold, bench-classify, bench-sweep, bench-quality)"
 
 # make bench-fold: the length of each run, and how many job-system runs (each between two plain ones)
 FOLD_EPOCHS ?= 6
@@ -90,7 +90,7 @@ compose-check: install compose-tools
 demo: up
 	$(VENV)/bin/dispatch demo --wait
 
-bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep
+bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality
 
 bench-ingest: install
 	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
@@ -109,6 +109,11 @@ bench-classify: install
 SWEEP_WORKERS ?= 2
 bench-sweep: install
 	$(PY) -m bench.sweep --source "$(SOURCE)" --workers $(SWEEP_WORKERS)
+
+# The classifier on the notebook's 224 squares beside the defaults (long side 512, input 384), same data and seed.
+QUALITY_EPOCHS ?= 10
+bench-quality: install
+	$(PY) -m bench.quality --source "$(SOURCE)" --epochs $(QUALITY_EPOCHS)
 
 # On a machine with an index: what bench/gpu_check.sh needs on an offline GPU server, in .gpu-kit/.
 gpu-kit: install

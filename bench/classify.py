@@ -97,7 +97,7 @@ def main(source: Path, size: int, batch_size: int, epochs: int) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        cache = ingest_in_process(source, Path(scratch), size=size)
+        cache = ingest_in_process(source, Path(scratch), square=size)  # the baseline's squares too
         click.echo(f"cache of {source} at {size} px built once by ingest: {time.perf_counter() - started:.1f} s")
         system = system_speed(cache, batch_size, epochs, device)
     baseline = baseline_speed(source, size, batch_size, epochs, device)

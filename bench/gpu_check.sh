@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # bench/gpu_check.sh: the GPU check, under 8 minutes on an H100-class card; prints one table.
-#  nnU-Net   fold 0 of the mini set through the job system and with plain nnUNetv2_train (run before and
-#            after it; bench/fold_overhead.py): seconds per epoch both ways (target: the job system adds at
-#            most 5%), peak GPU memory, validation Dice, and what differs between the two training processes.
+#  nnU-Net   fold 0 of the mini set at the ingest's defaults (long side 512, negatives 1:1) through the job
+#            system and with plain nnUNetv2_train (run before and after it; bench/fold_overhead.py): seconds
+#            per epoch both ways (target: the job system adds at most 5%), peak GPU memory, validation Dice,
+#            what differs between the two training processes, and the plan's patch and batch size.
 #  ResNet18  training images/s of the classifier's loop on 4,083 random 224x224 images held on the GPU
 #            (target >= 10,000/s: an epoch of the release in under a second), and the test AUC of
 #            `dispatch classify` after a short training on the mini set.
+#  Quality   bench/quality.py: the classifier on the notebook's 224 squares beside the defaults (512 kept
+#            aspect, input 384), same data, epochs and seed: test metrics with 95% intervals, seconds each.
 #  Sweep     bench/sweep.py on the mini set: SWEEP_TRIALS trials side by side against one trial alone, and
 #            the time and epochs the median pruner saves (one GPU: one gpu-queue worker).
 #
@@ -14,6 +17,7 @@
 # ./wheelhouse) and SOURCE is ingested here.
 #   EPOCHS=5 ITERATIONS=100   nnUNetTrainerJobs for both nnU-Net runs
 #   CLASSIFY_EPOCHS=40        `dispatch classify --input image` on the mini set
+#   QUALITY_EPOCHS=40         bench/quality.py's epochs per setup
 #   SWEEP_TRIALS=4 SWEEP_EPOCHS=8  bench/sweep.py's trials and epochs per trial
 #   DEVICE=cpu THROUGHPUT_IMAGES=64 EPOCHS=1 ITERATIONS=2 CLASSIFY_EPOCHS=1 SWEEP_EPOCHS=2   a dry run on a
 #                             machine without a GPU (nvidia-smi absent: no memory figures)
@@ -22,12 +26,14 @@ cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-5}
 ITERATIONS=${ITERATIONS:-100}
 CLASSIFY_EPOCHS=${CLASSIFY_EPOCHS:-40}
+QUALITY_EPOCHS=${QUALITY_EPOCHS:-40}
 SWEEP_TRIALS=${SWEEP_TRIALS:-4}
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-8}
 DEVICE=${DEVICE:-cuda}
 THROUGHPUT_IMAGES=${THROUGHPUT_IMAGES:-4083}
 SOURCE=${SOURCE:-../shared/data/fracatlas-mini}
 DATASET=921
+NOTEBOOK_DATASET=922  # the notebook's 224 squares, bench/quality.py's baseline
 START=$SECONDS
 step() { echo "[$((SECONDS - START)) s] $*"; }
 
@@ -62,9 +68,10 @@ else
   [ -d "$SOURCE" ] || { echo "no release at $SOURCE and no .gpu-kit: set SOURCE or run make gpu-kit" >&2; exit 1; }
   step "ingest $SOURCE"
   "${DISPATCH[@]}" ingest --source "$SOURCE" --dataset-id $DATASET --wait >/dev/null
+  "${DISPATCH[@]}" ingest --source "$SOURCE" --dataset-id $NOTEBOOK_DATASET --square 224 --wait >/dev/null
 fi
 step "preprocess"
-"${DISPATCH[@]}" preprocess --dataset-id $DATASET --wait >/dev/null
+"${DISPATCH[@]}" preprocess --dataset-id $DATASET --wait --json > "$WORK/preprocess.json" || true
 
 step "nnU-Net fold 0: plain nnUNetv2_train, through the job system, plain again"
 "$PY" -m bench.fold_overhead --dataset-id $DATASET --epochs "$EPOCHS" --iterations "$ITERATIONS" \
@@ -76,6 +83,8 @@ step "ResNet18: throughput on $THROUGHPUT_IMAGES images"
 step "ResNet18: dispatch classify on the mini set"
 "${DISPATCH[@]}" classify --dataset-id $DATASET --input image --epochs "$CLASSIFY_EPOCHS" --batch-size 32 \
   --patience 15 --wait --json > "$WORK/classify.json" || true
+step "Quality: the notebook's 224 squares against the defaults, $QUALITY_EPOCHS epochs each"
+"$PY" -m bench.quality --data-root "$DATA_ROOT" --epochs "$QUALITY_EPOCHS" > "$WORK/quality.txt" 2>&1 || true
 step "Sweep: $SWEEP_TRIALS trials of $SWEEP_EPOCHS epochs, then with the median pruner"
 GPUS=$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)
 [ "${GPUS:-0}" -gt 0 ] || GPUS=1
@@ -102,6 +111,7 @@ def number(value: float | None, digits: int = 2) -> str:
 
 
 throughput = load("throughput.json")
+plan = load("preprocess.json").get("metrics", {})
 classify = load("classify.json")
 classifier = classify.get("metrics", {}).get("classifier image", {})
 test = classifier.get("test", {})
@@ -118,6 +128,9 @@ rows = [
      f"{classifier.get('best_epoch', '-')}, {number(classifier.get('train_images_per_s'), 0)}", ""),
 ]
 print((work / "fold.txt").read_text())
+print(f"nnU-Net plan at the defaults: patch {plan.get('patch_size')}, batch {plan.get('batch_size')}, "
+      f"{plan.get('cases')} training cases")
+print((work / "quality.txt").read_text())
 print((work / "sweep.txt").read_text())
 print(f"classify run {classify.get('ref')} {classify.get('state')} {classify.get('error') or ''}; "
       f"GPU {throughput.get('device')}")

@@ -4,7 +4,8 @@
   pandas, matplotlib, timm and the like are used as they are), for the server's Python, re-zipped with
   LZMA (SimpleITK's wheel: 53 MB -> 29 MB): pip reads them the same, and the kit stays small enough to
   travel with the working tree.
-- data.tar.xz: the mini set (or SOURCE) ingested at 224 px as dataset 921: nnU-Net raw dataset and
+- data.tar.xz: the mini set (or SOURCE) ingested at the defaults as dataset 921 and as the notebook's 224 px
+  squares as dataset 922 (bench/quality.py's two setups): nnU-Net raw dataset and
   classification cache, so the check spends its GPU minutes on training.
 """
 
@@ -23,6 +24,7 @@ from services.offline.wheelhouse import collect_wheels, requirements
 
 PROJECT = Path(__file__).resolve().parents[1]
 DATASET = 921
+NOTEBOOK_DATASET = 922
 # Our dependencies that the CUDA image does not carry (it has torch, numpy, scipy, scikit-image, pandas,
 # matplotlib, seaborn, tifffile, timm, huggingface-hub, einops, pillow, click, requests, tqdm, psutil ...).
 BRING = {
@@ -72,7 +74,8 @@ def main(out: Path, python_version: str, source: Path) -> None:
     for wheel in download_wheels(out / "wheels", python_version):
         recompress(wheel)
     with tempfile.TemporaryDirectory() as scratch:
-        ingest_in_process(source, Path(scratch), DATASET)
+        ingest_in_process(source, Path(scratch), DATASET)  # at the defaults
+        ingest_in_process(source, Path(scratch), NOTEBOOK_DATASET, square=224)  # bench/quality.py's baseline
         with tarfile.open(out / "data.tar.xz", "w:xz") as archive:
             for folder in ("nnUNet_raw", "classification"):
                 archive.add(Path(scratch) / folder, arcname=folder)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from shared.contract import IngestRequest
+from shared.defaults import INGEST
 from shared.layout import DataRoot
 from workers.cpu.ingest import assemble, convert_chunk, plan
 
 
-def ingest_in_process(source: Path, data_root: Path, dataset_id: int = 921, size: int = 224) -> Path:
-    """Returns the classification cache folder under `data_root`."""
+def ingest_in_process(
+    source: Path, data_root: Path, dataset_id: int = 921, size: int = INGEST["size"], **options: Any
+) -> Path:
+    """Returns the classification cache folder under `data_root`; `options`: more IngestRequest fields."""
     staging = data_root / "staging" / "in-process"
-    request = IngestRequest(source=str(source), dataset_id=dataset_id, size=size)
+    request = IngestRequest(source=str(source), dataset_id=dataset_id, size=size, **options)
     layout = DataRoot(data_root)
     metrics = plan(request, source, staging, layout.nnunet_raw, chunk_size=100_000)
     for start, _stop in metrics["chunks"]:

@@ -17,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.defaults import (
     CLASSIFY,
     CONFIGURATION,
+    CONFLICTS,
     DEFAULT_DATASET_ID,
     FOLDS,
     IMAGE,
     IMAGE_SEG,
     INGEST,
     JOBS_TRAINER,
+    NEGATIVES,
     PLANS,
     PRUNERS,
     SAMPLERS,
@@ -77,18 +79,51 @@ class Request(BaseModel):
         return self.model_dump(mode="json")
 
 
+PictureSize = Annotated[int, Field(ge=32, le=2048)]
+
+
 class IngestRequest(Request):
     source: str  # the unpacked release's folder, or SYNTHETIC
     dataset_id: DatasetId = DEFAULT_DATASET_ID
-    size: int = Field(INGEST["size"], ge=32, le=2048)
+    size: PictureSize = INGEST["size"]  # the long side of every picture; the aspect ratio is kept
+    square: PictureSize | None = None  # the notebook's layout instead: every picture squashed to square x square
     test_fraction: Fraction = INGEST["test_fraction"]
     seed: int = INGEST["seed"]
     split: Literal["stratified", "official"] = INGEST["split"]
+    negatives: str = INGEST["negatives"]  # non-fractured cases in nnU-Net's dataset: all, none or a ratio
+    conflicts: Literal[CONFLICTS] = INGEST["conflicts"]  # type: ignore[valid-type]
     overwrite: bool = False
+
+    @field_validator("negatives", mode="before")
+    @classmethod
+    def _negatives(cls, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text in NEGATIVES:
+            return text
+        try:
+            ratio = float(text)
+        except ValueError:
+            ratio = -1.0
+        if not 0 <= ratio <= 1000:
+            raise ValueError(f"write {', '.join(NEGATIVES)} or a ratio to the fractured cases (0.5, 1, 2)")
+        return "none" if ratio == 0 else f"{ratio:g}"
 
     @property
     def dataset_name(self) -> str:
         return dataset_name(self.dataset_id)
+
+    @property
+    def working_size(self) -> int:
+        """The long side of every picture (and the side of the classification cache's squares)."""
+        return self.square or self.size
+
+    def negatives_wanted(self, positives: int, available: int) -> int:
+        """How many non-fractured pictures go into nnU-Net's dataset beside `positives` fractured ones."""
+        if self.negatives == "all":
+            return available
+        if self.negatives == "none":
+            return 0
+        return min(available, round(float(self.negatives) * positives))
 
 
 class Experiment(Request):
@@ -203,6 +238,7 @@ class ClassifyRequest(Request):
     input: Literal["image", "image+seg"] = IMAGE
     seg_run: int | None = None  # the training run whose folds give the map; None: the job's own run
     weights: str = CLASSIFY["weights"]
+    input_size: int = Field(CLASSIFY["input_size"], ge=32, le=1024)  # capped at the cache's size
     epochs: Positive = CLASSIFY["epochs"]
     batch_size: int = Field(CLASSIFY["batch_size"], ge=2)
     learning_rate: float = Field(CLASSIFY["learning_rate"], gt=0)

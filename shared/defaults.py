@@ -16,10 +16,21 @@ IMAGE, IMAGE_SEG = "image", "image+seg"  # the classifier's inputs: the radiogra
 CLASSIFIER_INPUTS = (IMAGE, IMAGE_SEG)
 SPLITS = ("stratified", "official")  # official: the release's Utilities/Fracture Split
 
-# Each request's defaults, by field
-INGEST = {"size": 224, "test_fraction": 0.2, "seed": 0, "split": "stratified"}
+NEGATIVES = ("all", "none")  # --negatives, besides a ratio to the positive cases
+CONFLICTS = ("drop", "keep-fractured", "fail")  # what to do with a duplicate group whose labels disagree
+
+# Each request's defaults, by field (docs/ingest.md and docs/training.md argue them)
+INGEST = {
+    "size": 512,  # the long side; the aspect ratio is kept
+    "test_fraction": 0.2,
+    "seed": 0,
+    "split": "stratified",
+    "negatives": "1",  # as many non-fractured cases as fractured ones in nnU-Net's dataset
+    "conflicts": "drop",
+}
 CLASSIFY = {
     "weights": "none",  # none, imagenet, or a state dict file
+    "input_size": 384,  # the square the classifier sees (at most the cache's size)
     "epochs": 30,
     "batch_size": 128,
     "learning_rate": 1e-3,

@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from shared.defaults import CLASSIFIER_INPUTS, CLASSIFY, CONFIGURATION, DEFAULT_DATASET_ID, INGEST, PLANS, SPLITS
+from shared.defaults import (
+    CLASSIFIER_INPUTS,
+    CLASSIFY,
+    CONFIGURATION,
+    CONFLICTS,
+    DEFAULT_DATASET_ID,
+    INGEST,
+    PLANS,
+    SPLITS,
+)
 
 
 def options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -49,13 +58,28 @@ def _ingest_option(name: str, help: str, **kwargs: Any) -> Callable[[Any], Any]:
 
 
 ingest = options(
-    _ingest_option("--size", "Output width and height (32-2048).", type=int),
-    _ingest_option("--test-fraction", "Share of fractured cases held out as imagesTs (stratified split).", type=float),
+    _ingest_option("--size", "Each picture's long side (32-2048); the aspect ratio is kept.", type=int),
+    click.option(
+        "--square", type=int, help="The notebook's layout instead: every picture squashed to N x N (e.g. 224)."
+    ),
+    _ingest_option(
+        "--test-fraction",
+        "Share of nnU-Net's cases held out as imagesTs (stratified, by label and region).",
+        type=float,
+    ),
     _ingest_option("--seed", "Seed of the splits.", type=int),
     _ingest_option(
         "--split",
         "Seeded stratified split, or the release's Utilities/Fracture Split.",
         type=click.Choice(SPLITS),
+    ),
+    _ingest_option(
+        "--negatives", "Non-fractured cases in nnU-Net's dataset (empty masks): all, none, or a ratio to the fractured."
+    ),
+    _ingest_option(
+        "--conflicts",
+        "Duplicate pictures with both labels: drop them all, keep the fractured copies, or fail.",
+        type=click.Choice(CONFLICTS),
     ),
     click.option("--overwrite", is_flag=True, help="Replace an existing dataset with this id."),
 )
@@ -96,6 +120,7 @@ classify = options(
     ),
     click.option("--compare", is_flag=True, help="Train image and image+seg side by side and report both."),
     click.option("--seg-run", help="The nnU-Net training run (r12) whose folds give the map [default: the newest]."),
+    _classify_option("--input-size", "The square the ResNet18 sees (at most the ingest's --size).", type=int),
     _classify_option("--epochs", type=int),
     _classify_option("--batch-size", type=int),
     _classify_option("--learning-rate", type=float),

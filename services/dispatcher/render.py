@@ -112,17 +112,50 @@ def _dice(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def with_interval(value: float | None, bounds: dict[str, float] | None, digits: int = 3) -> str:
+    """0.912 [0.874, 0.948]: a figure and its 95% bootstrap interval."""
+    if value is None:
+        return "-"
+    text = f"{value:.{digits}f}"
+    return f"{text} [{bounds['low']:.{digits}f}, {bounds['high']:.{digits}f}]" if bounds else text
+
+
+SEGMENTATION_TEST_ROWS = (
+    ("Dice on fractured cases", "dice_fractured"),
+    ("non-fractured cases with a false positive", "false_positive_share"),
+    ("picture-level sensitivity (mask not empty)", "detection_sensitivity"),
+    ("picture-level specificity", "detection_specificity"),
+)
+SEGMENTATION_KEYS = ("folds", "folds_used", "cv_dice_mean", "postprocessing", "without_postprocessing")
+
+
 def segmentation_table(metrics: dict[str, Any]) -> list[str]:
-    """Per-fold validation Dice and the ensemble's test Dice, as a training run ends with them."""
+    """Per-fold validation Dice, nnU-Net's choice of postprocessing and the ensemble's test figures with and
+    without it, as a training run ends with them."""
     rows = [[f"fold {fold}", _dice(dice)] for fold, dice in metrics["folds"].items()]
     rows.append(["mean (cross-validation)", _dice(metrics.get("cv_dice_mean"))])
     lines = ["", table(rows, ["FOLD", "VALIDATION DICE"])]
+    chosen = metrics.get("postprocessing")
+    if chosen:
+        lines.append(
+            f"postprocessing (nnUNetv2_find_best_configuration): {chosen['chosen']}; cross-validation Dice "
+            f"{_dice(chosen['cv_dice_before'])} -> {_dice(chosen['cv_dice_after'])}"
+        )
     if metrics.get("test_cases"):
         folds = ",".join(str(fold) for fold in metrics["folds_used"])
-        lines.append(
-            f"test Dice (ensemble of folds {folds}, {metrics['test_cases']} held-out cases): "
-            f"{_dice(metrics.get('test_dice_mean'))}"
+        raw = metrics.get("without_postprocessing", {})
+        header = (
+            f"ensemble of folds {folds}: {metrics.get('test_fractured_cases', '?')} fractured + "
+            f"{metrics.get('test_non_fractured_cases', '?')} non-fractured test cases [95% CI]"
         )
+        body = [["nnU-Net's mean Dice", _dice(metrics.get("test_dice_mean")), _dice(raw.get("test_dice_mean"))]]
+        for label, key in SEGMENTATION_TEST_ROWS:
+            cells = [
+                with_interval(figures.get(f"test_{key}"), figures.get("test_intervals", {}).get(key))
+                for figures in (metrics, raw)
+            ]
+            body.append([label, *cells])
+        lines += ["", header, table(body, ["TEST", "POSTPROCESSED", "WITHOUT"])]
     return [*lines, ""]
 
 
@@ -137,6 +170,8 @@ CLASSIFIER_ROWS = (
     ("ROC AUC", "roc_auc"),
     ("PR AUC", "pr_auc"),
     ("threshold (chosen on val)", "threshold"),
+    ("sensitivity at 90% specificity", "sensitivity_at_90_specificity"),
+    ("  its specificity on test", "specificity_at_90_threshold"),
 )
 
 
@@ -147,7 +182,10 @@ def _number(value: float | None) -> str:
 def classification_table(metrics: dict[str, Any]) -> list[str]:
     """The test metrics of each trained input mode, side by side."""
     modes = {key.removeprefix(CLASSIFIER_PREFIX): value for key, value in metrics.items()}
-    rows = [[label, *(_number(m["test"][key]) for m in modes.values())] for label, key in CLASSIFIER_ROWS]
+    rows = [
+        [label, *(with_interval(m["test"].get(key), m["test"].get("intervals", {}).get(key)) for m in modes.values())]
+        for label, key in CLASSIFIER_ROWS
+    ]
     extra = {
         "confusion TP/FN/FP/TN": lambda m: "{tp}/{fn}/{fp}/{tn}".format(**m["test"]["confusion"]),
         "test images": lambda m: str(m["test"]["images"]),
@@ -155,7 +193,7 @@ def classification_table(metrics: dict[str, Any]) -> list[str]:
         "training images/s": lambda m: f"{m['train_images_per_s']:.0f}",
     }
     rows += [[label, *(cell(m) for m in modes.values())] for label, cell in extra.items()]
-    return ["", table(rows, ["TEST SPLIT", *modes]), ""]
+    return ["", table(rows, ["TEST SPLIT [95% CI]", *modes]), ""]
 
 
 def _setting(value: Any) -> str:
@@ -221,7 +259,7 @@ def show_run(run: dict[str, Any]) -> str:
     metrics = dict(run["metrics"])
     if "folds" in metrics:
         lines += segmentation_table(metrics)
-        for key in ("folds", "folds_used", "cv_dice_mean", "test_dice_mean", "test_cases", "test_dice_per_case"):
+        for key in [*SEGMENTATION_KEYS, *(key for key in list(metrics) if key.startswith("test_"))]:
             metrics.pop(key, None)
     if run["kind"] == "sweep":
         lines += trials_table(run["jobs"]) + sweep_summary(metrics)

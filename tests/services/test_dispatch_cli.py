@@ -74,7 +74,8 @@ def test_ingest_wait_builds_the_dataset_through_the_workers(system: Stack, relea
     assert run["jobs"][0]["worker"].startswith("cpu@")
     dataset = Path(run["artifacts"]["dataset"])
     assert dataset == system.data_root / "nnUNet_raw" / "Dataset101_FracAtlas"
-    assert run["metrics"]["cases"] == 12 and run["metrics"]["images"] == 16
+    assert run["metrics"]["cases"] == 16 and run["metrics"]["images"] == 16
+    assert run["metrics"]["positive_cases"] == 12 and run["metrics"]["negative_cases"] == 4, "--negatives 1, capped"
     described = json.loads((dataset / "dataset.json").read_text())
     assert described["labels"] == {"background": 0, "fracture": 1}
     assert described["numTraining"] == len(list((dataset / "labelsTr").iterdir()))

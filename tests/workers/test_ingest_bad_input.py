@@ -13,6 +13,7 @@ import pytest
 from conftest import Stack, wait_for
 
 from workers.cpu.release import COCO_RELATIVE
+from workers.nifti import read_case
 
 
 def edit_coco(root: Path, change: Callable[[dict], None]) -> None:
@@ -179,7 +180,9 @@ def test_existing_dataset_needs_overwrite(system: Stack, release: Callable[..., 
     )
     assert replaced.returncode == 0
     split = json.loads((dataset / "split.json").read_text())
-    assert split["method"] == "official" and split["test"] == ["IMG0000001"]
+    fractured_in_test = [case for case in split["test"] if read_case(dataset / "labelsTs" / f"{case}.nii.gz").any()]
+    assert split["method"] == "official" and fractured_in_test == ["IMG0000001"], "the release's test split"
+    assert len(split["test"]) == 2, "and one of the two negatives, split with the seed"
 
 
 def test_overwrite_replaces_only_a_dataset_this_project_made(system: Stack, release: Callable[..., Path]) -> None:

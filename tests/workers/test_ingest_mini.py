@@ -1,4 +1,6 @@
-"""The real FracAtlas mini set (../shared) through the stack: correct, aligned labels nnU-Net accepts."""
+"""The real FracAtlas mini set (../shared) through the stack: correct, aligned labels nnU-Net accepts, at
+each picture's working size (the long side 512, the aspect kept), negatives beside the fractures, and the
+set's one near-identical pair kept together."""
 
 from __future__ import annotations
 
@@ -14,20 +16,24 @@ from PIL import Image, ImageOps
 
 from workers.cpu.masks import rasterize
 from workers.cpu.release import COCO_RELATIVE, load_coco
+from workers.geometry import working_shape
 from workers.nifti import read_case
 
-SIZE = 224
+SIZE = 512  # the ingest's default long side
+NEAR_PAIR = ("IMG0002904", "IMG0004232")  # the same forearm twice, one copy truncated: near-identical
+DRAFT = 224  # a working size at which the large radiographs decode from their DC scans
 
 
 def reference_label(coco_path: Path, file_name: str) -> np.ndarray:
-    """pycocotools' own rasterisation at the original size, resized to the output size."""
+    """pycocotools' own rasterisation at the original size, resized to the working size."""
     coco = load_coco(coco_path)
     info = next(image for image in coco.imgs.values() if image["file_name"] == file_name)
     annotations = coco.loadAnns(coco.getAnnIds(imgIds=[info["id"]]))
     full = np.zeros((info["height"], info["width"]), np.uint8)
     for annotation in annotations:
         full |= coco.annToMask(annotation)
-    return np.asarray(Image.fromarray(full * 255).resize((SIZE, SIZE), Image.Resampling.BILINEAR)) >= 128
+    shape = working_shape(info["width"], info["height"], SIZE)
+    return np.asarray(Image.fromarray(full * 255).resize(shape, Image.Resampling.BILINEAR)) >= 128
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,14 +47,20 @@ def test_mini_set_ingest(system: Stack, mini: Path) -> None:
     assert result.returncode == 0, run["error"]
     dataset = Path(run["artifacts"]["dataset"])
     labels = sorted((dataset / "labelsTr").glob("*.nii.gz")) + sorted((dataset / "labelsTs").glob("*.nii.gz"))
-    assert len(labels) == 80 and run["metrics"]["train"] == 64 and run["metrics"]["test"] == 16
+    metrics = run["metrics"]
+    assert len(labels) == 160 and metrics["train"] == 128 and metrics["test"] == 32
+    assert metrics["positive_cases"] == metrics["negative_cases"] == 80, "--negatives 1: as many as fractures"
+    assert metrics["test_positive"] == metrics["test_negative"] == 16
+    assert metrics["near_identical_groups"] == 1 and metrics["conflicting_groups"] == 0
 
     scores = {}
+    fractured = {path.stem for path in (mini / "images" / "Fractured").glob("*.jpg")}
     for label_path in labels:
         case = label_path.name.removesuffix(".nii.gz")
         label = read_case(label_path).astype(bool)
-        assert label.shape == (SIZE, SIZE) and label.any(), f"{case} has no foreground"
-        scores[case] = iou(label, reference_label(mini / COCO_RELATIVE, f"{case}.jpg"))
+        assert max(label.shape) == SIZE and label.any() == (case in fractured), f"{case}: {label.shape}"
+        if case in fractured:
+            scores[case] = iou(label, reference_label(mini / COCO_RELATIVE, f"{case}.jpg"))
     assert min(scores.values()) >= 0.5, sorted(scores.items(), key=lambda item: item[1])[:5]
     assert statistics.median(scores.values()) >= 0.8
 
@@ -56,24 +68,24 @@ def test_mini_set_ingest(system: Stack, mini: Path) -> None:
     folder = "imagesTr" if (dataset / "imagesTr" / "IMG0002628_0000.nii.gz").exists() else "imagesTs"
     picture = read_case(dataset / folder / "IMG0002628_0000.nii.gz").astype(int)
     upright = ImageOps.exif_transpose(Image.open(mini / "images" / "Fractured" / "IMG0002628.jpg"))
-    assert upright.size == (454, 373)
-    expected = np.asarray(upright.convert("L").resize((SIZE, SIZE), Image.Resampling.BILINEAR), int)
+    assert upright.size == (454, 373) and picture.shape == (421, 512), "upright, the aspect kept"
+    expected = np.asarray(upright.convert("L").resize((512, 421), Image.Resampling.BICUBIC), int)
     assert np.abs(picture - expected).mean() < 4, "the picture is the EXIF-upright one"
-    stored = np.asarray(
-        Image.open(mini / "images" / "Fractured" / "IMG0002628.jpg")
-        .convert("L")
-        .resize((SIZE, SIZE), Image.Resampling.BILINEAR),
-        int,
-    )
-    assert np.abs(picture - stored).mean() > 4 * np.abs(picture - expected).mean()
+    stored = np.asarray(Image.open(mini / "images" / "Fractured" / "IMG0002628.jpg").convert("L"), int)
+    assert stored.shape != picture.shape
     assert scores["IMG0002628"] >= 0.5
+
+    with open(run["artifacts"]["manifest"]) as handle:
+        manifest = {row["case_id"]: row for row in csv.DictReader(handle)}
+    first, second = (manifest[case] for case in NEAR_PAIR)
+    assert first["group"] == second["group"] and first["split"] == second["split"], "the pair on one side"
 
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
     verify_dataset_integrity(str(dataset), num_processes=2)  # raises on any problem
 
     cache = np.load(run["artifacts"]["classification_images"], mmap_mode="r")
-    assert cache.shape == (160, SIZE, SIZE) and cache.dtype == np.uint8
+    assert cache.shape == (160, SIZE, SIZE) and cache.dtype == np.uint8, "letterboxed on 512 squares"
     with open(run["artifacts"]["classification_labels"]) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 160 and sum(int(row["label"]) for row in rows) == 80
@@ -99,7 +111,7 @@ def test_decoding_only_the_dc_scans_changes_no_pixel(mini: Path) -> None:
     checked = 0
     for path in sorted((mini / "images").rglob("*.jpg")):
         with Image.open(path) as probe:
-            if not probe.info.get("progressive") or min(probe.size) < 8 * SIZE:
+            if not probe.info.get("progressive") or min(probe.size) < 8 * DRAFT:
                 continue
         data = path.read_bytes()
         reduced = dc_scans(data)
@@ -107,8 +119,8 @@ def test_decoding_only_the_dc_scans_changes_no_pixel(mini: Path) -> None:
             continue
         assert len(reduced) < len(data) / 3
         full, fast = Image.open(io.BytesIO(data)), Image.open(io.BytesIO(reduced))
-        full.draft("L", (SIZE, SIZE))
-        fast.draft("L", (SIZE, SIZE))
+        full.draft("L", (DRAFT, DRAFT))
+        fast.draft("L", (DRAFT, DRAFT))
         assert np.array_equal(np.asarray(full), np.asarray(fast)), path.name
         checked += 1
     assert checked >= 20

@@ -42,17 +42,39 @@ def test_split_rejects_a_fraction_outside_zero_and_one(fraction: float) -> None:
 def test_mask_is_the_scaled_union_of_polygons() -> None:
     square = [10.0, 10.0, 110.0, 10.0, 110.0, 110.0, 10.0, 110.0]  # 100x100 on a 400x200 picture
     other = [300.0, 150.0, 390.0, 150.0, 390.0, 190.0]
-    mask = fracture_mask([square, other], width=400, height=200, size=100)
+    mask = fracture_mask([square, other], width=400, height=200, out_width=100, out_height=100)
     assert mask.shape == (100, 100) and set(np.unique(mask)) == {0, 1}
-    # x scales by 1/4, y by 1/2: the square covers about 25 x 50 pixels.
+    # x scales by 1/4, y by 1/2 (the notebook's squash): the square covers about 25 x 50 pixels.
     assert abs(int(mask[:60, :30].sum()) - 25 * 50) < 80
     assert mask[80:, 75:].any(), "the second polygon is in the union"
+    kept = fracture_mask([square, other], width=400, height=200, out_width=100, out_height=50)
+    assert abs(int(kept[:30, :30].sum()) - 25 * 25) < 60, "with the aspect kept the square stays square"
+
+
+@pytest.mark.parametrize(("width", "height"), [(373, 454), (454, 373), (2304, 2880), (1760, 2140)])
+def test_masks_at_the_working_size_match_pycocotools_on_the_scaled_polygons(width: int, height: int) -> None:
+    from pycocotools import mask as mask_utils
+
+    from workers.geometry import working_shape
+
+    rng = np.random.default_rng(width)
+    centre = np.array([width * 0.4, height * 0.6])
+    angles = np.sort(rng.uniform(0, 2 * np.pi, 9))
+    radius = rng.uniform(0.02, 0.08, 9) * min(width, height)
+    polygon = np.c_[centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles)].ravel().tolist()
+    out_width, out_height = working_shape(width, height, 512)
+    assert max(out_width, out_height) == 512
+    assert abs(out_width / out_height - width / height) <= 1 / min(out_width, out_height), "aspect within a pixel"
+    mask = fracture_mask([polygon], width, height, out_width, out_height)
+    scale = np.tile([out_width / width, out_height / height], 9)
+    expected = mask_utils.decode(mask_utils.frPyObjects([(np.array(polygon) * scale).tolist()], out_height, out_width))
+    assert mask.shape == (out_height, out_width) and np.array_equal(mask, expected[:, :, 0])
 
 
 def test_a_sub_pixel_fracture_still_marks_its_pixels() -> None:
     sliver = [100.0, 100.0, 100.4, 100.0, 100.2, 100.3]
     assert rasterize([[v / 2000 * 64 for v in sliver]], 64, 64).sum() == 0, "too thin to rasterise"
-    mask = fracture_mask([sliver], 2000, 2000, 64)
+    mask = fracture_mask([sliver], 2000, 2000, 64, 64)
     assert mask.sum() >= 1 and mask[3, 3] == 1
 
 
@@ -81,10 +103,14 @@ def test_pictures_are_upright_gray_and_truncation_is_a_warning(release: Callable
     root = release(fractured=6, non_fractured=3)
     rotated = sorted((root / "images" / "Fractured").iterdir())[0]
     picture = load_picture(rotated, 64)
-    reference = ImageOps.exif_transpose(Image.open(rotated)).convert("L").resize((64, 64), Image.Resampling.BILINEAR)
-    assert picture.pixels.shape == (64, 64) and picture.pixels.dtype == np.uint8
+    upright = ImageOps.exif_transpose(Image.open(rotated)).convert("L")
+    width, height = upright.size
+    shape = (64, round(width * 64 / height)) if height > width else (round(height * 64 / width), 64)
+    reference = upright.resize(shape[::-1], Image.Resampling.BILINEAR)
+    assert picture.pixels.shape == shape and picture.pixels.dtype == np.uint8, "the long side 64, the aspect kept"
     assert np.abs(picture.pixels.astype(int) - np.asarray(reference, int)).mean() < 6
-    assert picture.oriented_size == ImageOps.exif_transpose(Image.open(rotated)).size
+    assert picture.oriented_size == upright.size
+    assert load_picture(rotated, 64, square=True).pixels.shape == (64, 64), "the notebook's squash, on request"
     truncated = load_picture(sorted((root / "images" / "Non_fractured").iterdir())[0], 64)
     assert truncated.warning and "truncated" in truncated.warning
 

@@ -88,6 +88,28 @@ def assert_tracked_in_mlflow(system: Stack, run: dict, tmp_path: Path) -> None:
     assert len(mine) == 1 and mine[0].tags["folds"] == "0,1"
 
 
+def assert_postprocessing_applied(metrics: dict, artifacts: dict) -> None:
+    """nnU-Net chose its postprocessing on the cross-validation; the test prediction is the raw ensemble's
+    with exactly that applied."""
+    import pickle
+
+    import numpy as np
+
+    from workers.nifti import read_case
+
+    chosen = json.loads(Path(artifacts["inference_information"]).read_text())["best_model_or_ensemble"]
+    assert chosen["postprocessing_file"] == artifacts["postprocessing"]
+    assert metrics["postprocessing"]["cv_dice_before"] == chosen["result_on_crossval_pre_pp"]
+    with open(artifacts["postprocessing"], "rb") as handle:
+        functions, arguments = pickle.load(handle)
+    raw, postprocessed = Path(artifacts["test_predictions_raw"]), Path(artifacts["test_predictions"])
+    for prediction in sorted(raw.glob("*.nii.gz")):
+        expected = read_case(prediction)
+        for function, kwargs in zip(functions, arguments, strict=True):
+            expected = function(expected, **kwargs)
+        assert np.array_equal(read_case(postprocessed / prediction.name), expected), prediction.name
+
+
 def test_folds_train_in_parallel_and_the_ensemble_is_evaluated(
     preprocessed: Stack, system: Stack, tmp_path: Path
 ) -> None:
@@ -111,8 +133,13 @@ def test_folds_train_in_parallel_and_the_ensemble_is_evaluated(
     assert metrics["test_dice_mean"] == summary["foreground_mean"]["Dice"], "nnU-Net's own evaluator"
     assert metrics["test_cases"] == len(metrics["test_dice_per_case"]) >= 1
     assert set(metrics["folds"]) == {"0", "1"} and metrics["folds_used"] == [0, 1]
+    assert metrics["test_fractured_cases"] >= 1 and metrics["test_non_fractured_cases"] >= 1, "negatives in test"
+    assert metrics["test_fractured_cases"] + metrics["test_non_fractured_cases"] == metrics["test_cases"]
+    assert 0 <= metrics["test_false_positive_share"] <= 1 and "dice_fractured" in metrics["test_intervals"]
+    assert metrics["without_postprocessing"]["test_cases"] == metrics["test_cases"]
+    assert_postprocessing_applied(metrics, run["artifacts"])
     shown = system.dispatch("show", run["ref"]).stdout
-    assert "test Dice" in shown and "fold 1" in shown
+    assert "nnUNetv2_find_best_configuration" in shown and "Dice on fractured cases" in shown and "fold 1" in shown
     assert_tracked_in_mlflow(system, run, tmp_path)
 
     again = json.loads(system.dispatch("train", "--dataset-id", str(DATASET), "--folds", "0", *TINY, "--json").stdout)

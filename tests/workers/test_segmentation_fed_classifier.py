@@ -77,6 +77,7 @@ def test_classify_trains_both_inputs_side_by_side(segmented: dict, system: Stack
 
 
 def test_the_map_is_out_of_fold_for_nnunet_training_cases(segmented: dict, system: Stack) -> None:
+    from workers.geometry import letterbox
     from workers.gpu.ensemble import fracture_channel
 
     data_root = Path(system.env["DATA_ROOT"])
@@ -95,7 +96,9 @@ def test_the_map_is_out_of_fold_for_nnunet_training_cases(segmented: dict, syste
         for case in split["val"][:1]:
             index = next(int(row["index"]) for row in rows if row["image_id"] == f"{case}.jpg")
             held_out = fracture_channel(results / f"fold_{fold}" / "validation" / f"{case}.npz")
-            assert np.array_equal(channel[index], np.rint(held_out * 255).astype(np.uint8)), case
+            assert held_out.shape == (int(rows[index]["rows"]), int(rows[index]["columns"])), "the case's own shape"
+            expected = letterbox(np.rint(held_out * 255).astype(np.uint8), images.shape[-1])
+            assert np.array_equal(channel[index], expected), case
             checked += 1
     assert checked == 5
     others = [int(row["index"]) for row in rows if row["segmentation_split"] != "train"]

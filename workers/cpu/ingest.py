@@ -1,8 +1,10 @@
 """FracAtlas release -> nnU-Net v2 raw dataset + classification cache, in three steps that workers share:
 
-plan      read and check the release, split it, write plan.json and each chunk's items into a staging folder
-convert   decode one chunk of pictures, write its NIfTI cases and its slice of the classification cache
-assemble  write dataset.json, the manifest and the cache, then rename both into place
+plan      read and check the release, write plan.json and each chunk's items into a staging folder
+convert   decode one chunk of pictures at their working size, hash them, write their NIfTI cases and their
+          slice of the classification cache
+assemble  group the duplicates, choose the cases and split them (case_selection.py), move each case to its
+          side, write dataset.json, the manifest, the split and the cache, then rename both into place
 
 Nothing appears under nnUNet_raw until the final rename, so a failed ingest leaves no half dataset.
 """
@@ -23,12 +25,15 @@ import numpy as np
 
 from shared.contract import IngestRequest
 from shared.errors import InputError
-from shared.layout import CACHE_IMAGES, CACHE_LABELS, DataRoot, existing_datasets
+from shared.layout import CACHE_GEOMETRY, CACHE_IMAGES, CACHE_LABELS, GROUPS_FILE, DataRoot, existing_datasets
+from workers.cpu.case_selection import Selection, select_cases
+from workers.cpu.duplicates import NEAR_BITS, exact_hash, perceptual_hash
 from workers.cpu.masks import fracture_mask
 from workers.cpu.pictures import load_picture
 from workers.cpu.release import DEFAULT_CAPS, REGIONS, InputCaps, read_release
-from workers.cpu.split import TEST, TRAIN, official_split, stratified_split
+from workers.cpu.split import TEST, TRAIN
 from workers.files import replacing
+from workers.geometry import letterbox
 from workers.nifti import write_case
 
 PLAN_FILE = "plan.json"
@@ -36,6 +41,7 @@ MARKER = ".made-by-fracatlas-jobs"  # in every dataset the ingest writes: --over
 DESCRIPTION = "FracAtlas fracture segmentation: COCO polygons scaled to the output size"
 MIN_CHUNKS = 8
 CLASSIFICATION = "classification"
+CASES = "cases"  # staging: every picture's case, until the assemble job moves the chosen ones to their side
 FOLDERS = {TRAIN: ("imagesTr", "labelsTr"), TEST: ("imagesTs", "labelsTs")}
 ATTRIBUTE_COLUMNS = (*REGIONS, "hardware", "multiscan", "fracture_count", "frontal", "lateral", "oblique")
 
@@ -80,18 +86,17 @@ def plan(
     caps: InputCaps = DEFAULT_CAPS,
     derived_roots: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
-    """Check the release and the target, split, and lay out the staging folder; returns plan metrics."""
+    """Check the release and the target, and lay out the staging folder; returns plan metrics."""
     existing = existing_datasets(raw_root, request.dataset_id)
     if existing and not request.overwrite:
         raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
     _check_ours_to_replace(request.dataset_id, raw_root, derived_roots)
     release = read_release(release_folder, caps)
-    warnings = list(release.warnings)
-    cases = {image.case_id: image.region for image in release.fractured if image.polygons}
-    if request.split == "official":
-        split = official_split(sorted(cases), release.official_split, warnings)
-    else:
-        split = stratified_split(cases, request.test_fraction, request.seed)
+    if request.split == "official" and not release.official_split:
+        raise InputError(
+            f"--split official needs 'Utilities/Fracture Split/{{train,valid,test}}.csv' in {release.root}; "
+            "restore them from the release or use the stratified split"
+        )
     items = [
         {
             "file_name": image.file_name,
@@ -103,20 +108,22 @@ def plan(
             "coco_id": image.coco_id,
             "coco_size": image.coco_size,
             "polygons": image.polygons,
-            "split": split.get(image.case_id) if image.polygons else None,
+            # A fractured picture without a polygon has no mask: it is left out of the segmentation set.
+            "case": bool(image.polygons) or not image.fractured,
         }
         for image in release.images
     ]
     shutil.rmtree(staging, ignore_errors=True)
-    for folder in (*FOLDERS[TRAIN], *FOLDERS[TEST]):
+    for folder in (*FOLDERS[TRAIN], *FOLDERS[TEST], CASES):
         (staging / request.dataset_name / folder).mkdir(parents=True)
     (staging / CLASSIFICATION).mkdir()
+    size = request.working_size
     # The cache is one array file from the start: each convert job fills its own rows in place.
     np.lib.format.open_memmap(
         staging / CLASSIFICATION / CACHE_IMAGES,
         mode="w+",
         dtype=np.uint8,
-        shape=(len(items), request.size, request.size),
+        shape=(len(items), size, size),
     ).flush()
     # At least MIN_CHUNKS chunks, so that a small release still spreads over the workers.
     chunk_size = max(1, min(chunk_size, math.ceil(len(items) / MIN_CHUNKS)))
@@ -124,16 +131,19 @@ def plan(
     # Each convert job reads only its own items; unindented, as json's fast encoder needs.
     for start, stop in chunks:
         _write_json(_items_file(staging, start), items[start:stop], indent=None)
-    plan_content = {"request": request.params(), "caps": asdict(caps), "chunks": chunks, "warnings": warnings}
+    plan_content = {
+        "request": request.params(),
+        "caps": asdict(caps),
+        "chunks": chunks,
+        "warnings": release.warnings,
+        "official_split": release.official_split,
+    }
     _write_json(staging / PLAN_FILE, plan_content)
-    n_test = sum(1 for value in split.values() if value == TEST)
     return {
         "images": len(items),
-        "cases": len(split),
-        "train": len(split) - n_test,
-        "test": n_test,
+        "positives": sum(1 for item in items if item["fractured"]),
         "chunks": chunks,
-        "warnings": warnings,
+        "warnings": release.warnings,
     }
 
 
@@ -150,26 +160,32 @@ def _read_items(staging: Path, start: int) -> list[dict[str, Any]]:
 
 
 def convert_chunk(staging: Path, start: int, progress: Progress) -> dict[str, Any]:
-    """Decode the plan's chunk that starts at item `start`; write its cases and its classification slice."""
+    """Decode the plan's chunk that starts at item `start`: its cases (at each picture's working size), its
+    rows of the classification cache (letterboxed) and each picture's hashes."""
     planned = read_plan(staging)
     request, caps = IngestRequest.parse(planned["request"]), InputCaps(**planned["caps"])
     items = _read_items(staging, start)
-    size = request.size
+    size = request.working_size
     pixels = np.empty((len(items), size, size), np.uint8)
     records = []
     for index, item in enumerate(items):
         progress(index, len(items), item["file_name"])
-        picture = load_picture(Path(item["path"]), size, caps.pixels_per_picture)
-        pixels[index] = picture.pixels
+        picture = load_picture(Path(item["path"]), size, caps.pixels_per_picture, square=request.square is not None)
+        pixels[index] = letterbox(picture.pixels, size)
+        rows, columns = picture.pixels.shape
         record = {
             "file_name": item["file_name"],
             "width": picture.oriented_size[0],
             "height": picture.oriented_size[1],
+            "rows": rows,
+            "columns": columns,
             "warning": picture.warning,
+            "exact_hash": exact_hash(picture.pixels),
+            "perceptual_hash": perceptual_hash(picture.pixels),
             "foreground": None,
         }
-        if item["split"] is not None:
-            record["foreground"] = _write_segmentation_case(staging / request.dataset_name, item, picture, size)
+        if item["case"]:
+            record["foreground"] = _write_case_pair(staging / request.dataset_name / CASES, item, picture)
         records.append(record)
     _write_rows(staging / CLASSIFICATION / CACHE_IMAGES, start, pixels)
     _write_json(staging / CLASSIFICATION / f"chunk_{start:06d}.json", records)
@@ -192,23 +208,28 @@ def _write_rows(path: Path, start: int, rows: np.ndarray) -> None:
         handle.write(rows.tobytes())
 
 
-def _write_segmentation_case(dataset: Path, item: dict[str, Any], picture: Any, size: int) -> int:
-    width, height = item["coco_size"]
-    if tuple(picture.oriented_size) != (width, height):
-        raise InputError(
-            f"{item['path']} is {picture.oriented_size[0]}x{picture.oriented_size[1]} after its EXIF "
-            f"orientation, but COCO image id {item['coco_id']} says {width}x{height}; the polygons would not "
-            "fit it: replace the picture with the release's or correct the COCO entry"
-        )
-    mask = fracture_mask(item["polygons"], width, height, size)
-    images, labels = FOLDERS[item["split"]]
-    write_case(dataset / images / f"{item['case_id']}_0000.nii.gz", picture.pixels)
-    write_case(dataset / labels / f"{item['case_id']}.nii.gz", mask)
+def _write_case_pair(cases: Path, item: dict[str, Any], picture: Any) -> int:
+    """The picture and its mask (empty for a non-fractured picture) as a case; returns its fracture pixels."""
+    rows, columns = picture.pixels.shape
+    if item["polygons"]:
+        width, height = item["coco_size"]
+        if tuple(picture.oriented_size) != (width, height):
+            raise InputError(
+                f"{item['path']} is {picture.oriented_size[0]}x{picture.oriented_size[1]} after its EXIF "
+                f"orientation, but COCO image id {item['coco_id']} says {width}x{height}; the polygons would not "
+                "fit it: replace the picture with the release's or correct the COCO entry"
+            )
+        mask = fracture_mask(item["polygons"], width, height, columns, rows)
+    else:
+        mask = np.zeros((rows, columns), np.uint8)
+    write_case(cases / f"{item['case_id']}_0000.nii.gz", picture.pixels)
+    write_case(cases / f"{item['case_id']}.nii.gz", mask)
     return int(mask.sum())
 
 
 def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str, str]]:
-    """Write dataset.json, the manifest, the split and the cache, then rename them into place.
+    """Choose and split the cases, write dataset.json, the manifest, the split and the cache, then rename
+    them into place.
 
     Replacing a dataset (--overwrite) also removes what was derived from the old one (nnU-Net's
     preprocessed data and trained folds): they no longer match it.
@@ -219,10 +240,13 @@ def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str,
     for start, _stop in content["chunks"]:
         items.extend(_read_items(staging, start))
         records.extend(json.loads((staging / CLASSIFICATION / f"chunk_{start:06d}.json").read_text()))
+    by_name = {record["file_name"]: record for record in records}
+    hashes = {name: (record["exact_hash"], record["perceptual_hash"]) for name, record in by_name.items()}
+    selection = select_cases(request, items, hashes, content["official_split"])
     dataset = staging / request.dataset_name
-    cases = [item for item in items if item["split"] is not None]
-    train = sorted(item["case_id"] for item in cases if item["split"] == TRAIN)
-    test = sorted(item["case_id"] for item in cases if item["split"] == TEST)
+    _place_cases(dataset, selection.split)
+    train = sorted(case for case, side in selection.split.items() if side == TRAIN)
+    test = sorted(case for case, side in selection.split.items() if side == TEST)
     _write_json(
         dataset / "dataset.json",
         {
@@ -243,14 +267,17 @@ def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str,
             "method": request.split,
             "seed": request.seed,
             "test_fraction": request.test_fraction,
+            "negatives": request.negatives,
             "train": train,
             "test": test,
         },
     )
+    _write_groups(dataset / GROUPS_FILE, selection, request)
     warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
-    _write_manifest(dataset / "manifest.csv", cases, records, warnings)
+    _write_manifest(dataset / "manifest.csv", items, by_name, selection, warnings)
     cache = staging / CLASSIFICATION
-    _write_labels(cache / CACHE_LABELS, items, warnings)
+    _write_labels(cache / CACHE_LABELS, items, by_name, selection, warnings)
+    _write_json(cache / CACHE_GEOMETRY, {"size": request.working_size, "square": request.square is not None})
     for start, _stop in content["chunks"]:
         (cache / f"chunk_{start:06d}.json").unlink()
     raw_root = layout.nnunet_raw
@@ -266,13 +293,19 @@ def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str,
             _make_room(old, request, staging)
             replaced.append(str(old))
     _move_into_place(dataset, targets["dataset"], request, staging)
+    upscaled = sum(1 for r in records if max(r["rows"], r["columns"]) > max(r["width"], r["height"]))
     metrics = {
         "images": len(items),
         "positives": sum(1 for item in items if item["fractured"]),
-        "cases": len(cases),
+        "cases": len(selection.split),
         "train": len(train),
         "test": len(test),
+        **selection.counts,
+        "working_size": request.working_size,
+        "square": request.square is not None,
+        "upscaled_pictures": upscaled,
         "warnings": content["warnings"]
+        + selection.warnings
         + [f"{name}: {text}" for name, text in sorted(warnings.items())]
         + [f"replaced {path} (--overwrite)" for path in replaced],
     }
@@ -281,6 +314,7 @@ def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str,
         "dataset_json": str(targets["dataset"] / "dataset.json"),
         "manifest": str(targets["dataset"] / "manifest.csv"),
         "split": str(targets["dataset"] / "split.json"),
+        "groups": str(targets["dataset"] / GROUPS_FILE),
         "classification_images": str(targets["classification"] / CACHE_IMAGES),
         "classification_labels": str(targets["classification"] / CACHE_LABELS),
     }
@@ -288,43 +322,97 @@ def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str,
     return metrics, artifacts
 
 
+def _place_cases(dataset: Path, split: dict[str, str]) -> None:
+    """Move each chosen case to its side's folders (renames: the files are written once); drop the rest."""
+    cases = dataset / CASES
+    for case, side in split.items():
+        images, labels = FOLDERS[side]
+        os.replace(cases / f"{case}_0000.nii.gz", dataset / images / f"{case}_0000.nii.gz")
+        os.replace(cases / f"{case}.nii.gz", dataset / labels / f"{case}.nii.gz")
+    shutil.rmtree(cases)
+
+
+def _write_groups(path: Path, selection: Selection, request: IngestRequest) -> None:
+    """The duplicate groups (two members or more) and what was done with them; preprocess reads it to keep
+    each group in one fold."""
+    members = selection.members(list(selection.group_of))
+    _write_json(
+        path,
+        {
+            "near_identical_max_bits": NEAR_BITS,
+            "conflicts": request.conflicts,
+            "groups": {group: cases for group, cases in members.items() if len(cases) > 1},
+            "excluded": selection.excluded,
+        },
+    )
+
+
 def _write_manifest(
-    path: Path, cases: list[dict[str, Any]], records: list[dict[str, Any]], warnings: dict[str, str]
+    path: Path,
+    items: list[dict[str, Any]],
+    records: dict[str, dict[str, Any]],
+    selection: Selection,
+    warnings: dict[str, str],
 ) -> None:
-    by_name = {record["file_name"]: record for record in records}
+    """One row per picture: nnU-Net's case or not, its side, its group, its size before and after."""
     with replacing(path, text=True) as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["case_id", "source_file", "width", "height", "polygons", "foreground_pixels", "split", "warning"]
-        )
-        for item in sorted(cases, key=lambda item: item["case_id"]):
-            width, height = item["coco_size"]
+            [
+                "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
+                "polygons", "foreground_pixels", "split", "group", "excluded", "warning",
+            ]
+        )  # fmt: skip
+        for item in sorted(items, key=lambda item: item["case_id"]):
+            record, case = records[item["file_name"]], item["case_id"]
+            split = selection.split.get(case, "")
             writer.writerow(
                 [
-                    item["case_id"],
+                    case,
                     item["path"],
-                    width,
-                    height,
+                    int(item["fractured"]),
+                    record["width"],
+                    record["height"],
+                    record["columns"],
+                    record["rows"],
                     json.dumps(item["polygons"]),
-                    by_name[item["file_name"]]["foreground"],
-                    item["split"],
+                    record["foreground"] if split else "",
+                    split,
+                    selection.group_of[case],
+                    selection.excluded.get(case, ""),
                     warnings.get(item["file_name"], ""),
                 ]
             )
 
 
-def _write_labels(path: Path, items: list[dict[str, Any]], warnings: dict[str, str]) -> None:
+def _write_labels(
+    path: Path,
+    items: list[dict[str, Any]],
+    records: dict[str, dict[str, Any]],
+    selection: Selection,
+    warnings: dict[str, str],
+) -> None:
     with replacing(path, text=True) as handle:
         writer = csv.writer(handle)
-        writer.writerow(["index", "image_id", "label", "region", "segmentation_split", *ATTRIBUTE_COLUMNS, "warning"])
+        writer.writerow(
+            [
+                "index", "image_id", "label", "region", "segmentation_split", "group", "excluded", "rows",
+                "columns", *ATTRIBUTE_COLUMNS, "warning",
+            ]
+        )  # fmt: skip
         for index, item in enumerate(items):
+            record, case = records[item["file_name"]], item["case_id"]
             writer.writerow(
                 [
                     index,
                     item["file_name"],
                     int(item["fractured"]),
                     item["region"],
-                    item["split"] or "",
+                    selection.split.get(case, ""),
+                    selection.group_of[case],
+                    selection.excluded.get(case, ""),
+                    record["rows"],
+                    record["columns"],
                     *(item["attributes"].get(column, "") for column in ATTRIBUTE_COLUMNS),
                     warnings.get(item["file_name"], ""),
                 ]

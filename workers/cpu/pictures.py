@@ -1,4 +1,4 @@
-"""Decode a radiograph to a square grayscale array, fast and with its quirks handled.
+"""Decode a radiograph to a grayscale array at its working size, fast and with its quirks handled.
 
 JPEG draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale straight to grayscale; at 1/8 only a
 progressive JPEG's DC scans are decoded (jpeg_scans.py). EXIF orientation is applied after the draft, so
@@ -17,6 +17,7 @@ from PIL import Image, ImageFile, ImageOps
 from shared.errors import InputError
 from workers.cpu.jpeg_scans import dc_scans
 from workers.files import read_regular_file
+from workers.geometry import working_shape
 
 EXIF_ORIENTATION = 0x0112
 SWAPS_AXES = {5, 6, 7, 8}  # orientations that rotate by 90 or 270 degrees
@@ -26,13 +27,15 @@ ONE_EIGHTH = 8  # draft mode decodes at 1/8 scale once both sides are 8x the out
 
 @dataclass
 class Picture:
-    pixels: np.ndarray  # (size, size) uint8
+    pixels: np.ndarray  # (rows, columns) uint8 at the working size
     oriented_size: tuple[int, int]  # (width, height) after EXIF orientation, at full resolution
     warning: str | None
 
 
-def load_picture(path: Path, size: int, max_pixels: int = 64_000_000) -> Picture:
-    """Read `path` as a `size` x `size` grayscale picture, upright as its EXIF tag says.
+def load_picture(path: Path, size: int, max_pixels: int = 64_000_000, square: bool = False) -> Picture:
+    """Read `path` as a grayscale picture whose long side is `size` (aspect ratio kept; `square`: squashed
+    to size x size, the notebook's layout), upright as its EXIF tag says. Shrunk with a bilinear filter,
+    enlarged with a bicubic one.
 
     A picture of more than `max_pixels` is refused from its header, before anything is decoded.
     """
@@ -47,17 +50,23 @@ def load_picture(path: Path, size: int, max_pixels: int = 64_000_000) -> Picture
                 f"{path} is {width}x{height} pixels, over the cap of {max_pixels / 1e6:g} million "
                 "(INGEST_MAX_PIXELS); a radiograph of the release has 6.6 million: replace the file"
             )
-        oriented = (height, width) if image.getexif().get(EXIF_ORIENTATION, 1) in SWAPS_AXES else (width, height)
-        if image.info.get("progressive") and not truncated and min(width, height) >= ONE_EIGHTH * size:
+        swaps = image.getexif().get(EXIF_ORIENTATION, 1) in SWAPS_AXES
+        oriented = (height, width) if swaps else (width, height)
+        target = working_shape(*oriented, size, square)
+        stored_target = target[::-1] if swaps else target  # what the draft sees: the picture as stored
+        eighth = all(side >= ONE_EIGHTH * want for side, want in zip((width, height), stored_target, strict=True))
+        if image.info.get("progressive") and not truncated and eighth:
             reduced = dc_scans(data)
             if reduced:
                 image.close()
                 image = Image.open(io.BytesIO(reduced))
         with image:
-            image.draft("L", (size, size))
+            image.draft("L", stored_target)
             image = _decode(image, tolerate_truncation=truncated)
             upright = ImageOps.exif_transpose(image).convert("L")
-            pixels = np.asarray(upright.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0))
+            enlarging = upright.width < target[0] or upright.height < target[1]
+            method = Image.Resampling.BICUBIC if enlarging else Image.Resampling.BILINEAR
+            pixels = np.asarray(upright.resize(target, method, reducing_gap=None if enlarging else 2.0))
     except Image.DecompressionBombError:
         raise InputError(
             f"{path} declares more pixels than Pillow will decode (a decompression bomb); replace the file"

@@ -1,31 +1,38 @@
 """nnU-Net plan + integrity check + preprocessing, then a fixed, seeded 5-fold split.
 
 The split is written here, before any fold starts, so that parallel folds never race to create
-splits_final.json (nnU-Net writes it on first use otherwise).
+splits_final.json (nnU-Net writes it on first use otherwise). It keeps each group of duplicate pictures
+in one fold (the ingest's groups.json) and deals fractured and non-fractured cases out evenly.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nnunetv2.utilities.crossval_split import generate_crossval_split
-
 from shared.contract import Experiment
 from shared.defaults import FOLDS
+from shared.layout import GROUPS_FILE
 from shared.settings import Settings
+from workers.cpu.split import grouped_folds
 from workers.files import replacing
 from workers.nnunet import environment, run_tool, tool
 
 
 def write_splits(raw: Path, preprocessed: Path, seed: int) -> Path:
-    cases = [path.name.removesuffix(".nii.gz") for path in (raw / "labelsTr").glob("*.nii.gz")]
+    cases = sorted(path.name.removesuffix(".nii.gz") for path in (raw / "labelsTr").glob("*.nii.gz"))
+    group_of, label_of = dict(zip(cases, cases, strict=True)), dict.fromkeys(cases, 1)
+    if (raw / GROUPS_FILE).exists():  # a dataset of an ingest before duplicates were grouped has none
+        for group, members in json.loads((raw / GROUPS_FILE).read_text())["groups"].items():
+            group_of.update({case: group for case in members if case in group_of})
+        with (raw / "manifest.csv").open(newline="") as handle:
+            label_of.update({row["case_id"]: int(row["label"]) for row in csv.DictReader(handle) if row["split"]})
     path = preprocessed / "splits_final.json"
-    # nnU-Net's own 5-fold scheme (sklearn KFold over the sorted cases, shuffled), with our seed.
     with replacing(path, text=True) as handle:
-        json.dump(generate_crossval_split(sorted(cases), seed=seed, n_splits=FOLDS), handle, indent=1)
+        json.dump(grouped_folds(group_of, label_of, seed, FOLDS), handle, indent=1)
     return path
 
 

@@ -1,4 +1,5 @@
-"""Train/test splits of the segmentation cases: seeded and stratified, or the release's own."""
+"""Train/test splits of the segmentation cases and nnU-Net's five folds: seeded and stratified, or the
+release's own; a group of duplicate pictures always goes whole to one side (workers/cpu/duplicates.py)."""
 
 from __future__ import annotations
 
@@ -12,21 +13,21 @@ TRAIN, TEST = "train", "test"
 
 
 def stratified_split(strata: dict[str, str], test_fraction: float, seed: int) -> dict[str, str]:
-    """Assign each case (case id -> stratum) to train or test.
+    """Assign each unit (a case or a group of cases -> its stratum) to train or test.
 
-    ceil(N * test_fraction) cases go to test (717 cases at 0.2 give 573/144, as the release is usually
-    cut), shared out over the strata by largest remainder so each keeps its proportion.
+    ceil(N * test_fraction) units go to test (717 at 0.2 give 573/144, as the release is usually cut),
+    shared out over the strata by largest remainder so each keeps its proportion.
     """
     if not 0 < test_fraction < 1:
         raise InputError(f"--test-fraction {test_fraction} must lie strictly between 0 and 1")
-    cases = sorted(strata)
-    if len(cases) < 2:
-        raise InputError(f"{len(cases)} fractured case(s) cannot be split into train and test; need at least 2")
-    n_test = min(len(cases) - 1, max(1, math.ceil(len(cases) * test_fraction - 1e-9)))
+    units = sorted(strata)
+    if len(units) < 2:
+        raise InputError(f"{len(units)} case(s) cannot be split into train and test; need at least 2")
+    n_test = min(len(units) - 1, max(1, math.ceil(len(units) * test_fraction - 1e-9)))
     groups: dict[str, list[str]] = defaultdict(list)
-    for case in cases:
-        groups[strata[case]].append(case)
-    quotas = {name: len(members) * n_test / len(cases) for name, members in groups.items()}
+    for unit in units:
+        groups[strata[unit]].append(unit)
+    quotas = {name: len(members) * n_test / len(units) for name, members in groups.items()}
     taken = {name: math.floor(quota) for name, quota in quotas.items()}
     by_remainder = sorted(groups, key=lambda name: (-(quotas[name] - taken[name]), name))
     for name in by_remainder[: n_test - sum(taken.values())]:
@@ -36,16 +37,58 @@ def stratified_split(strata: dict[str, str], test_fraction: float, seed: int) ->
     for name in sorted(groups):
         members = groups[name][:]
         rng.shuffle(members)
-        for index, case in enumerate(members):
-            split[case] = TEST if index < taken[name] else TRAIN
+        for index, unit in enumerate(members):
+            split[unit] = TEST if index < taken[name] else TRAIN
     return split
 
 
-def official_split(cases: list[str], release_split: dict[str, str], warnings: list[str]) -> dict[str, str]:
-    """The release's Utilities/Fracture Split: train and valid train nnU-Net (it cross-validates), test is held out."""
+def grouped_split(
+    members: dict[str, list[str]], strata: dict[str, str], test_fraction: float, seed: int
+) -> dict[str, str]:
+    """Case -> train | test, with each group (name -> its cases) on one side; `strata`: group -> stratum."""
+    sides = stratified_split(strata, test_fraction, seed)
+    return {case: sides[group] for group, cases in members.items() for case in cases}
+
+
+def official_split(members: dict[str, list[str]], release_split: dict[str, str], warnings: list[str]) -> dict[str, str]:
+    """The release's Utilities/Fracture Split for the fractured groups: train and valid train nnU-Net (it
+    cross-validates), test is held out. A group with a member in test goes to test whole, so that no copy of
+    a test picture is trained on."""
     if not release_split:
         raise InputError("--split official needs 'Utilities/Fracture Split/{train,valid,test}.csv' in the release")
+    cases = sorted(case for cases in members.values() for case in cases)
     missing = [case for case in cases if case not in release_split]
     if missing:
         warnings.append(f"{len(missing)} cases are in no official split file and go to train (first: {missing[0]})")
-    return {case: TEST if release_split.get(case) == "test" else TRAIN for case in cases}
+    split = {}
+    for cases_of_group in members.values():
+        side = TEST if any(release_split.get(case) == "test" for case in cases_of_group) else TRAIN
+        split.update(dict.fromkeys(cases_of_group, side))
+    return split
+
+
+def grouped_folds(
+    group_of: dict[str, str], label_of: dict[str, int], seed: int, n_folds: int
+) -> list[dict[str, list[str]]]:
+    """nnU-Net's splits_final.json (one {train, val} per fold) for the cases of `group_of` (case -> group):
+    each group in one fold's val only, each label's groups dealt out so that every fold holds its share."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for case in sorted(group_of):
+        members[group_of[case]].append(case)
+    if len(members) < n_folds:
+        raise InputError(f"{len(members)} training case group(s) cannot fill {n_folds} folds; ingest more pictures")
+    rng = random.Random(seed)
+    folds: list[list[str]] = [[] for _ in range(n_folds)]
+    per_label: dict[int, list[int]] = defaultdict(lambda: [0] * n_folds)
+    for label in sorted({label_of[cases[0]] for cases in members.values()}):
+        names = sorted(name for name, cases in members.items() if label_of[cases[0]] == label)
+        rng.shuffle(names)
+        names.sort(key=lambda name: -len(members[name]))  # stable: the largest groups first, else shuffled
+        counts = per_label[label]
+        for name in names:
+            fold = min(range(n_folds), key=lambda k: (counts[k], len(folds[k]), k))
+            folds[fold] += members[name]
+            counts[fold] += len(members[name])
+    every = sorted(group_of)
+    held_out = [set(val) for val in folds]
+    return [{"train": [c for c in every if c not in out], "val": sorted(out)} for out in held_out]

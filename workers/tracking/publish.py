@@ -38,6 +38,8 @@ def publish_evaluation(
 ) -> None:
     if tracking.outbox is None:
         return
+    if "postprocessing" in metrics:  # nnU-Net's choice, in words; its Dice before and after are metrics
+        tracking.params({"postprocessing": metrics["postprocessing"]["chosen"]})
     if metrics.get("test_dice_per_case"):
         try:
             from workers.tracking.pictures import held_out_case_overlays
@@ -65,6 +67,8 @@ def publish_evaluation(
         "results": str(results),
         "cv_dice_mean": metrics.get("cv_dice_mean"),
         "test_dice_mean": metrics.get("test_dice_mean"),
+        "test_dice_fractured": metrics.get("test_dice_fractured"),
+        "postprocessing": metrics.get("postprocessing", {}).get("chosen"),
     }
     (model / "model.json").write_text(json.dumps(description, indent=1))
     tracking.artifact(model, "nnunet_model")

@@ -19,7 +19,8 @@ from shared.defaults import IMAGE_SEG
 from shared.layout import segmentation_channel_file
 from shared.settings import Settings
 from workers.gpu.classifier.data import TEST, TRAIN, VAL, ClassificationSet, load_set, stratified_split
-from workers.gpu.classifier.metrics import binary_metrics, choose_threshold
+from workers.gpu.classifier.input_size import input_size, resized
+from workers.gpu.classifier.metrics import binary_metrics, choose_threshold, threshold_for_specificity
 from workers.gpu.classifier.model import initial_model
 from workers.gpu.classifier.plots import confusion_png, pr_png, roc_png
 from workers.gpu.classifier.train import EpochReport, TrainConfig, predict_scores, train
@@ -37,7 +38,7 @@ class Prepared:
 
     classification: ClassificationSet
     split: dict[str, list[int]]
-    images: torch.Tensor  # (N, C, H, W) uint8
+    images: torch.Tensor  # (N, C, input size, input size) uint8
     labels: torch.Tensor
     index: dict[str, torch.Tensor]
 
@@ -60,14 +61,21 @@ class Fitted:
 def prepare(settings: Settings, request: ClassifyRequest) -> Prepared:
     classification = load_set(settings.layout.classification_cache(request.dataset_id))
     split = stratified_split(
-        classification.labels, classification.regions, request.val_fraction, request.test_fraction, request.seed
+        classification.labels,
+        classification.regions,
+        request.val_fraction,
+        request.test_fraction,
+        request.seed,
+        classification.groups,
+        classification.excluded,
     )
     channels = [np.asarray(classification.images)]
     if request.input == IMAGE_SEG:
         assert request.seg_run is not None
         channels.append(np.load(segmentation_channel_file(classification.folder, request.seg_run)))
     on = training_device()
-    images = torch.from_numpy(np.stack(channels, axis=1)).to(on)
+    size = input_size(request.input_size, classification.size)
+    images = resized(torch.from_numpy(np.stack(channels, axis=1)).to(on), size)
     labels = torch.from_numpy(classification.labels).to(on)
     index = {part: torch.tensor(indices, device=on) for part, indices in split.items()}
     return Prepared(classification, split, images, labels, index)
@@ -101,7 +109,9 @@ def fit(
             "state_dict": {key: value.cpu() for key, value in trained.model.state_dict().items()},
             "input": request.input,
             "channels": data.channels,
-            "size": data.classification.size,
+            "size": int(data.images.shape[-1]),  # the input size
+            "cache_size": data.classification.size,
+            "square": data.classification.square,
             "threshold": threshold,
             "dataset_id": request.dataset_id,
             "seg_run": request.seg_run,
@@ -126,10 +136,13 @@ def fit(
 def score_test(
     data: Prepared, model: nn.Module, threshold: float, request: ClassifyRequest, out: Path
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The test split's metrics at the validation threshold, its pictures and the split's image ids."""
+    """The test split's metrics (with 95% bootstrap intervals) at the validation split's thresholds, its
+    pictures and the split's image ids."""
+    val_scores = predict_scores(model, data.images[data.index[VAL]], data.images.device)
+    specificity_threshold = threshold_for_specificity(data.labels_of(VAL), val_scores)
     scores = predict_scores(model, data.images[data.index[TEST]], data.images.device)
     labels = data.labels_of(TEST)
-    test = binary_metrics(labels, scores, threshold)
+    test = binary_metrics(labels, scores, threshold, specificity_threshold, with_intervals=True)
     out.mkdir(parents=True, exist_ok=True)
     tag, title = _tag(request), f"ResNet18 ({request.input}), test split"
     split_file = out / "classification_split.json"

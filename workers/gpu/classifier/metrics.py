@@ -9,6 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from workers.bootstrap import interval
+
+TARGET_SPECIFICITY = 0.9  # the operating point a screening reader asks for: sensitivity at 90% specificity
+
 
 def _ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks, ties sharing their mean rank."""
@@ -76,6 +80,17 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((thresholds[best] + lower) / 2)
 
 
+def threshold_for_specificity(labels: np.ndarray, scores: np.ndarray, target: float = TARGET_SPECIFICITY) -> float:
+    """The lowest cut at which at least `target` of these non-fractured images score below it (chosen on the
+    validation split and applied to the test split: the test split never picks its own operating point)."""
+    labels = np.asarray(labels).astype(bool)
+    negatives = np.sort(np.asarray(scores, dtype=float)[~labels])
+    if not len(negatives):
+        return 0.5
+    needed = int(np.ceil(target * len(negatives) - 1e-9))
+    return float(np.nextafter(negatives[needed - 1], np.inf)) if needed else float(negatives[0])
+
+
 def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
@@ -90,15 +105,40 @@ def confusion(labels: np.ndarray, predicted: np.ndarray) -> dict[str, int]:
     }
 
 
-def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Every metric of the report at `threshold` (score >= threshold is fractured)."""
-    scores = np.asarray(scores, dtype=float)
+def _sensitivity(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float | None:
+    labels = labels.astype(bool)
+    return _ratio(int((scores[labels] >= threshold).sum()), int(labels.sum()))
+
+
+def _specificity(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float | None:
+    labels = labels.astype(bool)
+    return _ratio(int((scores[~labels] < threshold).sum()), int((~labels).sum()))
+
+
+def _balanced_accuracy(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float | None:
+    known = [
+        v for v in (_sensitivity(labels, scores, threshold), _specificity(labels, scores, threshold)) if v is not None
+    ]
+    return sum(known) / len(known) if known else None
+
+
+def binary_metrics(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    specificity_threshold: float | None = None,
+    with_intervals: bool = False,
+) -> dict[str, Any]:
+    """Every metric of the report at `threshold` (score >= threshold is fractured). `specificity_threshold`:
+    the validation split's cut for 90% specificity, at which the sensitivity is reported too;
+    `with_intervals`: each headline metric's 95% bootstrap interval, under "intervals"."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     matrix = confusion(labels, scores >= threshold)
     tp, fn, fp, tn = matrix["tp"], matrix["fn"], matrix["fp"], matrix["tn"]
     sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
     precision = _ratio(tp, tp + fp)
     known = [value for value in (sensitivity, specificity) if value is not None]
-    return {
+    metrics = {
         "images": len(scores),
         "threshold": threshold,
         "accuracy": _ratio(tp + tn, len(scores)),
@@ -111,3 +151,19 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
         "pr_auc": average_precision(labels, scores),
         "confusion": matrix,
     }
+    statistics = {
+        "roc_auc": roc_auc,
+        "pr_auc": average_precision,
+        "balanced_accuracy": lambda y, s: _balanced_accuracy(y, s, threshold),
+        "sensitivity": lambda y, s: _sensitivity(y, s, threshold),
+        "specificity": lambda y, s: _specificity(y, s, threshold),
+    }
+    if specificity_threshold is not None:
+        metrics["threshold_90_specificity"] = specificity_threshold
+        metrics["sensitivity_at_90_specificity"] = _sensitivity(labels, scores, specificity_threshold)
+        metrics["specificity_at_90_threshold"] = _specificity(labels, scores, specificity_threshold)
+        statistics["sensitivity_at_90_specificity"] = lambda y, s: _sensitivity(y, s, specificity_threshold)
+    if with_intervals:
+        strata = labels.astype(int)
+        metrics["intervals"] = {name: interval(f, (labels, scores), strata) for name, f in statistics.items()}
+    return metrics

@@ -1,7 +1,9 @@
 """`dispatch predict`: new radiographs through the nnU-Net fold ensemble and the classifier.
 
 Per picture: a mask PNG and an overlay PNG at the picture's own size, and a row of predictions.csv.
-A file that cannot be read is reported by name and skipped; the others go on.
+A file that cannot be read is reported by name and skipped; the others go on. Each picture takes the path
+of the training data: resized to the ingest's working size (aspect kept, unless that ingest squashed) for
+nnU-Net, letterboxed onto the cache's square, then brought to the classifier's input size.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from shared.defaults import IMAGE_SEG
 from shared.errors import InputError
 from shared.settings import Settings
 from workers.files import replacing
+from workers.geometry import letterbox, working_shape
 from workers.gpu.classifier.fit import training_device
+from workers.gpu.classifier.input_size import resized
 from workers.gpu.classifier.model import build_model
 from workers.gpu.classifier.radiographs import read_radiograph
 from workers.gpu.classifier.train import predict_scores
@@ -38,16 +42,35 @@ OVERLAY_ALPHA = 0.45
 class Classifier:
     model: torch.nn.Module
     input: str
-    size: int
+    size: int  # its input size
     threshold: float
     seg_run: int | None
+    cache_size: int  # the ingest's working size: the square its pictures were letterboxed on
+    square: bool  # that ingest squashed the pictures (the notebook's layout)
 
 
 def load_classifier(path: Path) -> Classifier:
     content: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(int(content["channels"]))
     model.load_state_dict(content["state_dict"])
-    return Classifier(model, content["input"], int(content["size"]), float(content["threshold"]), content["seg_run"])
+    size = int(content["size"])
+    return Classifier(
+        model,
+        content["input"],
+        size,
+        float(content["threshold"]),
+        content["seg_run"],
+        int(content.get("cache_size", size)),  # a checkpoint from before the working size: squares
+        bool(content.get("square", True)),
+    )
+
+
+def at_working_size(pixels: np.ndarray, size: int, square: bool) -> np.ndarray:
+    """A (rows, columns) picture at the ingest's working size (as workers/cpu/pictures.py resizes)."""
+    target = working_shape(pixels.shape[1], pixels.shape[0], size, square)
+    enlarging = target[0] > pixels.shape[1] or target[1] > pixels.shape[0]
+    method = Image.Resampling.BICUBIC if enlarging else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(pixels).resize(target, method))
 
 
 def _overlay(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -89,24 +112,23 @@ def predict_files(
             skipped[str(path)] = str(error)
     if not pictures:
         raise InputError("no file could be read: " + "; ".join(skipped.values()))
-    size = classifier.size
-    resized = {
-        stem: np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR))
-        for stem, pixels in pictures.items()
+    working = {
+        stem: at_working_size(pixels, classifier.cache_size, classifier.square) for stem, pixels in pictures.items()
     }
     out.mkdir(parents=True, exist_ok=True)
     # A folder of its own, made here and removed here: nothing else under --out is ever deleted.
     work = Path(tempfile.mkdtemp(dir=out, prefix=".predict-work-"))
     try:
-        maps = predict_probabilities(settings, experiment, folds, resized.items(), work, log, on_line, should_stop)
+        maps = predict_probabilities(settings, experiment, folds, working.items(), work, log, on_line, should_stop)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    stems = list(resized)
-    channels = [np.stack([resized[stem] for stem in stems])]
+    stems = list(working)
+    channels = [np.stack([letterbox(working[stem], classifier.cache_size) for stem in stems])]
     if classifier.input == IMAGE_SEG:
-        channels.append(np.stack([np.rint(maps[stem] * 255).astype(np.uint8) for stem in stems]))
+        probabilities = [np.rint(maps[stem] * 255).astype(np.uint8) for stem in stems]
+        channels.append(np.stack([letterbox(p, classifier.cache_size) for p in probabilities]))
     device = training_device()
-    batch = torch.from_numpy(np.stack(channels, 1)).to(device)
+    batch = resized(torch.from_numpy(np.stack(channels, 1)).to(device), classifier.size)
     scores = predict_scores(classifier.model.to(device), batch, device)
     rows = []
     for stem, score in zip(stems, scores, strict=True):

@@ -2,7 +2,12 @@
 
 An image nnU-Net trained on gets its out-of-fold prediction (the validation output of the one fold that
 held it out, saved with --npz); every other image (nnU-Net's test cases, the images without a
-fracture polygon) gets the ensemble of the run's folds. No image's map comes from a model that saw it.
+fracture polygon) gets the ensemble of the run's folds. No image's map comes from a model that saw it (a
+group of duplicates sits in one fold, so no copy of it was seen either).
+
+nnU-Net sees each picture at its working size, as it was trained (never the cache's letterboxed square:
+the black border would shift its per-picture intensity normalisation); the map is letterboxed back onto
+the cache's square.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from shared.errors import InputError
 from shared.layout import segmentation_channel_file
 from shared.settings import Settings
 from workers.files import replacing
+from workers.geometry import letterbox, unletterbox
 from workers.gpu.classifier.data import ClassificationSet
 from workers.gpu.ensemble import fracture_channel, predict_probabilities
 
@@ -60,25 +66,32 @@ def build_channel(
         npz = experiment.fold_folder(settings.layout, fold) / "validation" / f"{case}.npz"
         if not npz.exists():
             raise InputError(f"{npz} is missing: fold {fold} of run r{seg_run} was not validated with --npz")
-        channel[index] = _as_uint8(fracture_channel(npz), classification.size, npz)
+        channel[index] = _as_uint8(fracture_channel(npz), classification, index, npz)
     maps = predict_probabilities(
         settings,
         experiment,
         folds,
-        ((f"img{index:06d}", np.asarray(classification.images[index])) for index in ensemble),
+        (
+            (f"img{index:06d}", unletterbox(np.asarray(classification.images[index]), *classification.shapes[index]))
+            for index in ensemble
+        ),
         work,
         log,
         on_line,
         should_stop,
     )
     for index in ensemble:
-        channel[index] = _as_uint8(maps[f"img{index:06d}"], classification.size, log)
+        channel[index] = _as_uint8(maps[f"img{index:06d}"], classification, index, log)
     with replacing(target) as handle:
         np.save(handle, channel)
     return target, {"out_of_fold": len(classification.labels) - len(ensemble), "ensemble": len(ensemble)}
 
 
-def _as_uint8(probability: np.ndarray, size: int, source: Path) -> np.ndarray:
-    if probability.shape != (size, size):
-        raise InputError(f"{source}: a {probability.shape} probability map for a {size}x{size} cache; ingest again")
-    return np.rint(np.clip(probability, 0, 1) * 255).astype(np.uint8)
+def _as_uint8(probability: np.ndarray, classification: ClassificationSet, index: int, source: Path) -> np.ndarray:
+    """The map of picture `index` as probability x 255, on the cache's letterboxed square."""
+    shape = classification.shapes[index]
+    if probability.shape != shape:
+        raise InputError(
+            f"{source}: a {probability.shape} probability map for a picture of {shape} in the cache; ingest again"
+        )
+    return letterbox(np.rint(np.clip(probability, 0, 1) * 255).astype(np.uint8), classification.size)
