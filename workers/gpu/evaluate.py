@@ -48,12 +48,12 @@ def _test_figures(raw: Path, predictions: Path) -> dict[str, Any]:
 
 def describe_postprocessing(pickle_file: Path) -> str:
     """What nnU-Net chose, in words: its postprocessing.pkl holds (functions, their keyword arguments)."""
-    with pickle_file.open("rb") as handle:  # written by nnU-Net in this run's results folder
-        functions, arguments = pickle.load(handle)  # noqa: S301
+    with pickle_file.open("rb") as handle:  # trusted: nnU-Net wrote it into this run's results folder
+        functions, arguments = pickle.load(handle)
     if not functions:
         return "none"
     return "; ".join(
-        f"{function.__name__}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+        f"{getattr(function, '__name__', function)}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
         for function, kwargs in zip(functions, arguments, strict=True)
     )
 

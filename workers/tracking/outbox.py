@@ -56,19 +56,22 @@ class Sender:
 
         from workers.tracking.client import client
 
-        fresh = []
+        fresh, stepped = [], {}
         for key, value, timestamp, step in entry["values"]:
-            if (target, key) not in self._last_step:
-                history = client().get_metric_history(target, key)
-                self._last_step[(target, key)] = max((point.step for point in history), default=-1)
-            if step is not None and step <= self._last_step[(target, key)]:
-                continue  # logged already, by an earlier attempt or an earlier replay
+            if step is not None:  # a curve: the epochs an earlier attempt or replay logged are skipped
+                if (target, key) not in self._last_step:
+                    history = client().get_metric_history(target, key)
+                    self._last_step[(target, key)] = max((point.step for point in history), default=-1)
+                if step <= self._last_step[(target, key)]:
+                    continue
+                stepped[key] = max(stepped.get(key, step), step)
+            # A final figure (no step) costs no lookup: a replay's second copy holds the same value, and a run's
+            # end carries dozens of them (the test figures and their intervals).
             fresh.append(Metric(key, float(value), int(timestamp), step or 0))
         for start in range(0, len(fresh), 1000):
             client().log_batch(target, metrics=fresh[start : start + 1000])
-        for metric in fresh:
-            if metric.step is not None:
-                self._last_step[(target, metric.key)] = max(self._last_step[(target, metric.key)], metric.step)
+        for key, step in stepped.items():
+            self._last_step[(target, key)] = max(self._last_step[(target, key)], step)
 
     def _tags(self, target: str, entry: Entry) -> None:
         from mlflow.entities import RunTag
