@@ -18,6 +18,12 @@ LEVEL = 0.95
 SEED = 0
 
 
+def _bounds(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    tail = (1 - LEVEL) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return {"low": float(low), "high": float(high)}
+
+
 def draws(n: int, strata: Sequence[int] | None = None, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
     """(resamples, n) indices into n cases, drawn with replacement (within each stratum, if given)."""
     rng = np.random.default_rng(seed)
@@ -49,11 +55,7 @@ def interval(
         value = statistic(*(array[index] for array in arrays))
         if value is not None and np.isfinite(value):
             values.append(value)
-    if len(values) < resamples / 2:
-        return None
-    tail = (1 - LEVEL) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return {"low": float(low), "high": float(high)}
+    return _bounds(values) if len(values) >= resamples / 2 else None
 
 
 def mean_interval(values: Sequence[float]) -> dict[str, float] | None:
@@ -61,7 +63,4 @@ def mean_interval(values: Sequence[float]) -> dict[str, float] | None:
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return None
-    means = values[draws(len(values))].mean(axis=1)
-    tail = (1 - LEVEL) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return {"low": float(low), "high": float(high)}
+    return _bounds(values[draws(len(values))].mean(axis=1))

@@ -9,6 +9,7 @@ on a black square of the working size, never stretched.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 
 def working_shape(width: int, height: int, size: int, square: bool = False) -> tuple[int, int]:
@@ -19,6 +20,13 @@ def working_shape(width: int, height: int, size: int, square: bool = False) -> t
     if width >= height:
         return size, max(1, round(height * size / width))
     return max(1, round(width * size / height)), size
+
+
+def resized(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """`image` at `target` (width, height): enlarged with a bicubic filter, shrunk with a bilinear one."""
+    if image.width < target[0] or image.height < target[1]:
+        return image.resize(target, Image.Resampling.BICUBIC)
+    return image.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def letterbox_offset(rows: int, columns: int, size: int) -> tuple[int, int]:

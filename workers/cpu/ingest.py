@@ -16,7 +16,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -347,6 +347,13 @@ def _write_groups(path: Path, selection: Selection, request: IngestRequest) -> N
     )
 
 
+def _write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> None:
+    with replacing(path, text=True) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
 def _write_manifest(
     path: Path,
     items: list[dict[str, Any]],
@@ -355,34 +362,32 @@ def _write_manifest(
     warnings: dict[str, str],
 ) -> None:
     """One row per picture: nnU-Net's case or not, its side, its group, its size before and after."""
-    with replacing(path, text=True) as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
+    header = [
+        "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
+        "polygons", "foreground_pixels", "split", "group", "excluded", "warning",
+    ]  # fmt: skip
+    rows = []
+    for item in sorted(items, key=lambda item: item["case_id"]):
+        record, case = records[item["file_name"]], item["case_id"]
+        split = selection.split.get(case, "")
+        rows.append(
             [
-                "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
-                "polygons", "foreground_pixels", "split", "group", "excluded", "warning",
+                case,
+                item["path"],
+                int(item["fractured"]),
+                record["width"],
+                record["height"],
+                record["columns"],
+                record["rows"],
+                json.dumps(item["polygons"]),
+                record["foreground"] if split else "",
+                split,
+                selection.group_of[case],
+                selection.excluded.get(case, ""),
+                warnings.get(item["file_name"], ""),
             ]
-        )  # fmt: skip
-        for item in sorted(items, key=lambda item: item["case_id"]):
-            record, case = records[item["file_name"]], item["case_id"]
-            split = selection.split.get(case, "")
-            writer.writerow(
-                [
-                    case,
-                    item["path"],
-                    int(item["fractured"]),
-                    record["width"],
-                    record["height"],
-                    record["columns"],
-                    record["rows"],
-                    json.dumps(item["polygons"]),
-                    record["foreground"] if split else "",
-                    split,
-                    selection.group_of[case],
-                    selection.excluded.get(case, ""),
-                    warnings.get(item["file_name"], ""),
-                ]
-            )
+        )
+    _write_csv(path, header, rows)
 
 
 def _write_labels(
@@ -392,31 +397,29 @@ def _write_labels(
     selection: Selection,
     warnings: dict[str, str],
 ) -> None:
-    with replacing(path, text=True) as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
+    header = [
+        "index", "image_id", "label", "region", "segmentation_split", "group", "excluded", "rows", "columns",
+        *ATTRIBUTE_COLUMNS, "warning",
+    ]  # fmt: skip
+    rows = []
+    for index, item in enumerate(items):
+        record, case = records[item["file_name"]], item["case_id"]
+        rows.append(
             [
-                "index", "image_id", "label", "region", "segmentation_split", "group", "excluded", "rows",
-                "columns", *ATTRIBUTE_COLUMNS, "warning",
+                index,
+                item["file_name"],
+                int(item["fractured"]),
+                item["region"],
+                selection.split.get(case, ""),
+                selection.group_of[case],
+                selection.excluded.get(case, ""),
+                record["rows"],
+                record["columns"],
+                *(item["attributes"].get(column, "") for column in ATTRIBUTE_COLUMNS),
+                warnings.get(item["file_name"], ""),
             ]
-        )  # fmt: skip
-        for index, item in enumerate(items):
-            record, case = records[item["file_name"]], item["case_id"]
-            writer.writerow(
-                [
-                    index,
-                    item["file_name"],
-                    int(item["fractured"]),
-                    item["region"],
-                    selection.split.get(case, ""),
-                    selection.group_of[case],
-                    selection.excluded.get(case, ""),
-                    record["rows"],
-                    record["columns"],
-                    *(item["attributes"].get(column, "") for column in ATTRIBUTE_COLUMNS),
-                    warnings.get(item["file_name"], ""),
-                ]
-            )
+        )
+    _write_csv(path, header, rows)
 
 
 def _discard(path: Path, staging: Path) -> None:

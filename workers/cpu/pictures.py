@@ -17,7 +17,7 @@ from PIL import Image, ImageFile, ImageOps
 from shared.errors import InputError
 from workers.cpu.jpeg_scans import dc_scans
 from workers.files import read_regular_file
-from workers.geometry import working_shape
+from workers.geometry import resized, working_shape
 
 EXIF_ORIENTATION = 0x0112
 SWAPS_AXES = {5, 6, 7, 8}  # orientations that rotate by 90 or 270 degrees
@@ -34,8 +34,7 @@ class Picture:
 
 def load_picture(path: Path, size: int, max_pixels: int = 64_000_000, square: bool = False) -> Picture:
     """Read `path` as a grayscale picture whose long side is `size` (aspect ratio kept; `square`: squashed
-    to size x size, the notebook's layout), upright as its EXIF tag says. Shrunk with a bilinear filter,
-    enlarged with a bicubic one.
+    to size x size, the notebook's layout), upright as its EXIF tag says (resized as geometry.resized says).
 
     A picture of more than `max_pixels` is refused from its header, before anything is decoded.
     """
@@ -64,9 +63,7 @@ def load_picture(path: Path, size: int, max_pixels: int = 64_000_000, square: bo
             image.draft("L", stored_target)
             image = _decode(image, tolerate_truncation=truncated)
             upright = ImageOps.exif_transpose(image).convert("L")
-            enlarging = upright.width < target[0] or upright.height < target[1]
-            method = Image.Resampling.BICUBIC if enlarging else Image.Resampling.BILINEAR
-            pixels = np.asarray(upright.resize(target, method, reducing_gap=None if enlarging else 2.0))
+            pixels = np.asarray(resized(upright, target))
     except Image.DecompressionBombError:
         raise InputError(
             f"{path} declares more pixels than Pillow will decode (a decompression bomb); replace the file"

@@ -25,9 +25,9 @@ from shared.defaults import IMAGE_SEG
 from shared.errors import InputError
 from shared.settings import Settings
 from workers.files import replacing
-from workers.geometry import letterbox, working_shape
+from workers.geometry import letterbox, resized, working_shape
 from workers.gpu.classifier.fit import training_device
-from workers.gpu.classifier.input_size import resized
+from workers.gpu.classifier.input_size import resized as at_input_size
 from workers.gpu.classifier.model import build_model
 from workers.gpu.classifier.radiographs import read_radiograph
 from workers.gpu.classifier.train import predict_scores
@@ -67,10 +67,7 @@ def load_classifier(path: Path) -> Classifier:
 
 def at_working_size(pixels: np.ndarray, size: int, square: bool) -> np.ndarray:
     """A (rows, columns) picture at the ingest's working size (as workers/cpu/pictures.py resizes)."""
-    target = working_shape(pixels.shape[1], pixels.shape[0], size, square)
-    enlarging = target[0] > pixels.shape[1] or target[1] > pixels.shape[0]
-    method = Image.Resampling.BICUBIC if enlarging else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(pixels).resize(target, method))
+    return np.asarray(resized(Image.fromarray(pixels), working_shape(pixels.shape[1], pixels.shape[0], size, square)))
 
 
 def _overlay(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -128,7 +125,7 @@ def predict_files(
         probabilities = [np.rint(maps[stem] * 255).astype(np.uint8) for stem in stems]
         channels.append(np.stack([letterbox(p, classifier.cache_size) for p in probabilities]))
     device = training_device()
-    batch = resized(torch.from_numpy(np.stack(channels, 1)).to(device), classifier.size)
+    batch = at_input_size(torch.from_numpy(np.stack(channels, 1)).to(device), classifier.size)
     scores = predict_scores(classifier.model.to(device), batch, device)
     rows = []
     for stem, score in zip(stems, scores, strict=True):
