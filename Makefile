@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools demo up down status ps logs worker-host bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality gpu-kit gpu-check compose-tools compose-check wheelhouse clean
+.PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality gpu-kit gpu-check compose-tools compose-check wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
@@ -50,18 +50,27 @@ test: install lint compose-tools browser-tools
 	$(VENV)/bin/pytest -q -ra --durations=15
 
 GPUS ?=
+# LOCAL=1: the local stack even where a Docker engine answers. PUBLISH=ADDRESS: Redis and PostgreSQL
+# published on that address for worker hosts (docs/deployment.md).
+LOCAL ?=
+PUBLISH ?=
+LAUNCH := $(PY) -m services.launcher $(if $(LOCAL),--local)
 
 up: install
-	$(PY) -m services.launcher up --gpus "$(GPUS)"
+	$(LAUNCH) up --gpus "$(GPUS)" $(if $(PUBLISH),--publish "$(PUBLISH)")
 
 down: install
-	$(PY) -m services.launcher down
+	$(LAUNCH) down
 
 status ps: install
-	$(PY) -m services.launcher ps; $(VENV)/bin/dispatch workers || true
+	$(LAUNCH) ps; $(LAUNCH) dispatch workers || true
 
 logs: install
-	$(PY) -m services.launcher logs
+	$(LAUNCH) logs
+
+# `make dispatch ARGS='jobs'`: dispatch against the running stack, in either mode.
+dispatch: install
+	$(LAUNCH) dispatch $(ARGS)
 
 worker-host: install
 	$(PY) -m services.launcher worker-host --gpus "$(GPUS)"
@@ -84,11 +93,16 @@ compose-tools:
 	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends docker-compose >/dev/null)); } || \
 	  echo "docker-compose is not installed and apt-get is not available: the compose tests will skip"
 
+# The compose stack for real on a Docker engine (installed and started here if none answers): build, up, the
+# demo through a worker stop, a Redis kill -9, a PostgreSQL restart and a down/up, then a second host.
+compose-e2e: install compose-tools
+	$(PY) tests/compose_e2e/run.py
+
 compose-check: install compose-tools
 	$(VENV)/bin/pytest -q tests/services/test_compose.py
 
 demo: up
-	$(VENV)/bin/dispatch demo --wait
+	$(LAUNCH) dispatch demo --wait
 
 bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality
 

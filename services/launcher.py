@@ -1,21 +1,28 @@
-"""`make up / down / ps / logs / worker-host`: Docker Compose where a Docker engine answers, the local
-supervisord stack otherwise; it says which."""
+"""`make up / down / ps / logs / dispatch / worker-host`: Docker Compose where a Docker engine answers (and
+LOCAL=1 is not given), the local supervisord stack otherwise; it says which."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import click
 
-from services.docker.compose import gpu_override, parse_gpus, write
+from services.docker import stack as compose_stack
+from services.docker.compose import gpu_override, parse_gpus, publish_override, write
 from services.local import stack
 from services.local.plan import visible_gpus
 from shared.secrets_check import refusal
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+HEALTHY_TIMEOUT_S = 300
+# Celery prefers these to the stack's own BROKER_URL (shared/celery_app.py ignores them); said once at `up`.
+FOREIGN_CELERY_VARIABLES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_BROKER")
 
 
 def docker_engine() -> bool:
@@ -24,60 +31,149 @@ def docker_engine() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
 
 
-def override_path() -> Path:
-    return get_settings().layout.compose_dir / "gpus.yml"
+def gpu_override_path(settings: Settings) -> Path:
+    return settings.layout.compose_dir / "gpus.override.yml"
 
 
-def compose(*args: str) -> None:
-    files = ["-f", str(PROJECT_ROOT / "docker-compose.yml")]
-    if override_path().exists():
-        files += ["-f", str(override_path())]
-    subprocess.run(["docker", "compose", *files, *args], cwd=PROJECT_ROOT, check=True)
+def compose_mode(settings: Settings, local: bool) -> bool:
+    """The compose stack is the one `make up` started: an engine answers and the GPU override exists."""
+    return not local and gpu_override_path(settings).exists() and docker_engine()
 
 
 @click.group()
-def cli() -> None:
+@click.option("--local", is_flag=True, help="The local stack even where a Docker engine answers (make ... LOCAL=1).")
+@click.pass_context
+def cli(context: click.Context, local: bool) -> None:
     """Bring the stack up and down: Docker Compose with an engine, supervisord without."""
+    context.obj = local
+
+
+def _note_foreign_celery_variables() -> None:
+    found = [name for name in FOREIGN_CELERY_VARIABLES if os.environ.get(name)]
+    if found:
+        names = ", ".join(found)
+        click.echo(f"note: {names} set in your environment are ignored here; the stack's broker is BROKER_URL")
 
 
 @cli.command()
 @click.option("--gpus", default="", help="GPU count (4) or ids (0,1,3); default: every visible GPU.")
-def up(gpus: str) -> None:
-    if not docker_engine():
-        click.echo("no Docker engine answers: starting the local stack (supervisord)")
-        stack.up(get_settings())
+@click.option("--publish", default="", help="Publish Redis and PostgreSQL on this address for worker hosts.")
+@click.pass_obj
+def up(local: bool, gpus: str, publish: str) -> None:
+    settings = get_settings()
+    _note_foreign_celery_variables()
+    if local or not docker_engine():
+        reason = "LOCAL=1" if local else "no Docker engine answers"
+        click.echo(f"{reason}: starting the local stack (supervisord)")
+        gpu_override_path(settings).unlink(missing_ok=True)
+        stack.up(settings)
         return
-    refused = refusal(get_settings())  # .env, as compose reads it
+    refused = refusal(settings)  # .env, as compose reads it
     if refused:
         raise click.ClickException(refused)
+    compose = compose_stack.compose_command()
     ids = parse_gpus(gpus, visible_gpus())
-    path = write(gpu_override(ids), override_path())
-    click.echo(f"Docker engine found: docker compose with {len(ids) or 'no'} GPU worker(s) ({path})")
-    compose("up", "-d", "--build")
+    write(gpu_override(ids), gpu_override_path(settings))
+    published = settings.layout.compose_dir / "publish.override.yml"
+    if publish:
+        write(publish_override(publish), published)
+    else:
+        published.unlink(missing_ok=True)
+    workers = f"{len(ids)} GPU worker(s)" if ids else "1 CPU-backed gpu-queue worker (no GPU found; GPUS=... to choose)"
+    click.echo(f"Docker engine found: {' '.join(compose)} with {workers}")
+    env_path = compose_stack.env_file(settings)
+    if env_path != compose_stack.USER_ENV_FILE:
+        click.echo(f"no .env: the stack's passwords are generated and kept in {env_path} (0600)")
+    for extra in compose_stack.stage_build_extras():
+        click.echo(f"the image build uses {extra}")
+    compose_stack.run_compose(settings, "up", "-d", "--build")
+    _wait_healthy(settings)
+    click.echo(f"Flower: http://127.0.0.1:5555 and MLflow: http://127.0.0.1:5000 (passwords in {env_path})")
+    click.echo("next: make demo, or `make dispatch ARGS='jobs'`")
+
+
+def _health(settings: Settings) -> dict[str, str]:
+    ids = subprocess.run(
+        [
+            *compose_stack.compose_command(),
+            "--env-file",
+            str(compose_stack.env_file(settings)),
+            *compose_stack.compose_files(settings),
+            "ps",
+            "-q",
+        ],
+        cwd=compose_stack.PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if not ids:
+        return {}
+    inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True).stdout or "[]")
+    states = {}
+    for container in inspected:
+        name = container["Config"]["Labels"].get("com.docker.compose.service", container["Name"])
+        health = container["State"].get("Health")
+        states[name] = health["Status"] if health else container["State"]["Status"]
+    return states
+
+
+def _wait_healthy(settings: Settings) -> None:
+    """Until every service with a health check is healthy (the one-shot migrate has exited)."""
+    deadline = time.monotonic() + HEALTHY_TIMEOUT_S
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        states = _health(settings)
+        waiting = {name: state for name, state in states.items() if state not in ("healthy", "running", "exited")}
+        if states and not waiting:
+            click.echo("services: " + ", ".join(f"{name} {state}" for name, state in sorted(states.items())))
+            return
+        time.sleep(3)
+    raise click.ClickException(
+        "not every service turned healthy within "
+        f"{HEALTHY_TIMEOUT_S}s: {', '.join(f'{n} {s}' for n, s in sorted(states.items()))}; see `make logs`"
+    )
 
 
 @cli.command()
-def down() -> None:
-    if docker_engine() and override_path().exists():
-        compose("down")
+@click.pass_obj
+def down(local: bool) -> None:
+    settings = get_settings()
+    if compose_mode(settings, local):
+        compose_stack.run_compose(settings, "down")
     else:
-        stack.down(get_settings())
+        stack.down(settings)
 
 
 @cli.command()
-def ps() -> None:
-    if docker_engine() and override_path().exists():
-        compose("ps")
+@click.pass_obj
+def ps(local: bool) -> None:
+    settings = get_settings()
+    if compose_mode(settings, local):
+        compose_stack.run_compose(settings, "ps")
     else:
-        raise SystemExit(stack.status(get_settings()))
+        raise SystemExit(stack.status(settings))
 
 
 @cli.command()
-def logs() -> None:
-    if docker_engine() and override_path().exists():
-        compose("logs", "--tail", "50")
+@click.pass_obj
+def logs(local: bool) -> None:
+    settings = get_settings()
+    if compose_mode(settings, local):
+        compose_stack.run_compose(settings, "logs", "--tail", "50")
     else:
-        stack.logs(get_settings(), 40)
+        stack.logs(settings, 40)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def dispatch(local: bool, arguments: tuple[str, ...]) -> None:
+    """`dispatch ARGUMENTS` against the running stack: in a container of it, or the venv's in the local mode."""
+    settings = get_settings()
+    if compose_mode(settings, local):
+        raise SystemExit(compose_stack.dispatch_in_stack(settings, arguments))
+    executable = Path(sys.executable).with_name("dispatch")
+    os.execv(executable, [str(executable), *arguments])
 
 
 @cli.command("worker-host")
@@ -89,7 +185,10 @@ def worker_host(gpus: str, out: Path | None) -> None:
         gpu_override(parse_gpus(gpus, visible_gpus()), remote=True),
         out or get_settings().layout.compose_dir / "worker-host.yml",
     )
-    click.echo(f"wrote {path}: on the second host, `docker compose -f {path.name} up -d` with .env naming FIRST_HOST")
+    click.echo(
+        f"wrote {path}: on the second host, with the first host's data root mounted at HOST_DATA_ROOT and .env naming "
+        f"FIRST_HOST and the stack's passwords, `docker compose -f {path} up -d` (or docker-compose)"
+    )
 
 
 if __name__ == "__main__":

@@ -5,11 +5,18 @@ The dispatcher imports this module to send tasks by name; only workers import th
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 from kombu import Queue
 
 from shared.settings import get_settings
 from shared.tasknames import QUEUE_OF, REAP
+
+# Celery prefers these variables to the broker and backend an app names: a user's, set for another project,
+# would send this stack's processes elsewhere (BROKER_URL and RESULT_BACKEND name ours; docs/cli.md).
+for variable in ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL", "CELERY_RESULT_BACKEND"):
+    os.environ.pop(variable, None)
 
 settings = get_settings()
 
@@ -52,6 +59,8 @@ app.conf.update(
     broker_connection_retry=True,
     broker_connection_max_retries=None,
     include=["workers.maintenance", "workers.cpu.tasks", "workers.gpu.tasks"],
+    # beat saves its schedule after every task it sends: the file's age is its health (services/docker/health.py).
+    beat_sync_every=1,
     beat_schedule={
         "reap-lost-jobs": {"task": REAP, "schedule": settings.reap_interval_seconds},
     },

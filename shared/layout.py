@@ -12,7 +12,7 @@ the files of the classification cache. The one module that spells them (docs/des
       stack/, logs/, redis/                      the local stack: supervisord, its programs' logs, Redis's AOF
       mlflow/                                    the local stack's MLflow server (stores, artifacts)
       tracking/spool/                            what jobs could not send to MLflow yet
-      compose/                                   generated compose overrides (gpus.yml, worker-host.yml)
+      compose/                                   generated compose files (*.override.yml, worker-host.yml), secrets.env
       jobs.sqlite                                the job table in the local mode
 """
 

@@ -1,8 +1,10 @@
 """docker-compose files generated from one template: a GPU worker per GPU, on this host or another.
 
-`make up GPUS=0,1,2,3` (or `GPUS=4`) writes var/compose/gpus.yml beside docker-compose.yml;
-`make worker-host GPUS=...` writes var/compose/worker-host.yml, a standalone file for a second host
-that runs only GPU workers against the first host's Redis, Postgres and shared DATA_ROOT.
+`make up GPUS=0,1,2,3` (or `GPUS=4`) writes var/compose/gpus.override.yml beside docker-compose.yml;
+`make up PUBLISH=ADDRESS` writes var/compose/publish.override.yml, which publishes Redis and PostgreSQL on
+that address for other hosts (MLflow is published already); `make worker-host GPUS=...` writes
+var/compose/worker-host.yml, a standalone file for a second host that runs only GPU workers against the first host's Redis, Postgres,
+MLflow and shared DATA_ROOT.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from typing import Any
 import yaml
 
 IMAGE = "fracatlas-jobs:0.1.0"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BUILD = {"dockerfile": "services/docker/Dockerfile", "target": "app"}
+# The containers' user: the image's, or the uid that `make up` passes so they can write the data root.
+CONTAINER_USER = "${APP_UID:-1000}:${APP_GID:-1000}"
+# What worker hosts reach besides MLflow (published on :5000 by docker-compose.yml already).
+PUBLISHED_PORTS = {"redis": 6379, "postgres": 5432}
 FIRST_HOST_SERVICES = {
     "redis": "service_healthy",
     "postgres": "service_healthy",
@@ -60,6 +68,7 @@ def gpu_worker(gpu: str | None, index: int, remote: bool = False) -> dict[str, A
     service: dict[str, Any] = {
         "image": IMAGE,
         "command": ["services/docker/start/gpu-worker.sh"],
+        "user": CONTAINER_USER,
         "environment": _environment(gpu, remote) | ({} if gpu is not None else {"WORKER_GPU": str(index)}),
         "volumes": ["${HOST_DATA_ROOT:-./var}:/data"],
         # nnU-Net's data loaders pass batches through shared memory.
@@ -79,8 +88,9 @@ def gpu_worker(gpu: str | None, index: int, remote: bool = False) -> dict[str, A
             "retries": 3,
         },
     }
+    # A worker host builds from its own checkout of the project (this file lives under its data root).
+    service["build"] = {"context": str(PROJECT_ROOT) if remote else ".", **BUILD}
     if not remote:
-        service["build"] = {"context": ".", "dockerfile": "services/docker/Dockerfile"}
         service["depends_on"] = {name: {"condition": condition} for name, condition in FIRST_HOST_SERVICES.items()}
     if gpu is not None:
         service["deploy"] = {
@@ -95,6 +105,12 @@ def gpu_override(gpus: list[str], remote: bool = False) -> dict[str, Any]:
     if not gpus:
         return {"services": {"gpu-worker-0": gpu_worker(None, 0, remote)}}
     return {"services": {f"gpu-worker-{gpu}": gpu_worker(gpu, index, remote) for index, gpu in enumerate(gpus)}}
+
+
+def publish_override(address: str) -> dict[str, Any]:
+    """The first host's services that worker hosts reach, published on one address (a private interface
+    behind a firewall; never 0.0.0.0 on a public one)."""
+    return {"services": {name: {"ports": [f"{address}:{port}:{port}"]} for name, port in PUBLISHED_PORTS.items()}}
 
 
 def write(content: dict[str, Any], path: Path) -> Path:

@@ -9,13 +9,16 @@ import urllib.request
 
 from shared.settings import get_settings
 
-BEAT_STALE_S = 120
+BEAT_SCHEDULE = "celerybeat-schedule"  # beat.sh's -s; the dbm module adds a suffix (.db) or not (gdbm)
 
 
 def beat_alive() -> bool:
-    """beat rewrites its schedule file as it runs; a stale file means beat is stuck."""
-    schedule = get_settings().layout.stack_dir / "celerybeat-schedule"
-    return schedule.exists() and time.time() - schedule.stat().st_mtime < BEAT_STALE_S
+    """beat saves its schedule after every task it sends (beat_sync_every), the reaper every
+    REAP_INTERVAL_SECONDS: a file older than a few intervals means beat is stuck."""
+    settings = get_settings()
+    stale_after = max(120.0, 4 * settings.reap_interval_seconds)
+    files = list(settings.layout.stack_dir.glob(f"{BEAT_SCHEDULE}*"))
+    return bool(files) and time.time() - max(path.stat().st_mtime for path in files) < stale_after
 
 
 def flower_alive() -> bool:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import BIN, PROJECT, free_port, require, wait_for
 
-from services.docker.compose import gpu_override, parse_gpus, write
+from services.docker.compose import gpu_override, parse_gpus, publish_override, write
 from shared.settings import Settings
 
 ENV_FILE = PROJECT / ".env.example"
@@ -28,8 +28,9 @@ LONG_RUNNING_EXCEPT = {"migrate", "dispatch"}
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("compose")
     return {
-        "four_gpus": write(gpu_override(parse_gpus("0,1,2,3", 0)), folder / "gpus.yml"),
-        "no_gpu": write(gpu_override(parse_gpus("", 0)), folder / "nogpu.yml"),
+        "four_gpus": write(gpu_override(parse_gpus("0,1,2,3", 0)), folder / "gpus.override.yml"),
+        "no_gpu": write(gpu_override(parse_gpus("", 0)), folder / "nogpu.override.yml"),
+        "published": write(publish_override("10.0.0.1"), folder / "publish.override.yml"),
         "worker_host": write(gpu_override(parse_gpus("2", 0), remote=True), folder / "worker-host.yml"),
     }
 
@@ -94,6 +95,9 @@ def test_rules_of_the_stack(files: dict[str, Path]) -> None:
         assert not unknown, f"{name} sets {unknown}, which shared/settings.py does not read"
         # `docker compose stop` reaches the pool processes (they hand their jobs back) before Redis stops.
         assert service["init"] is True and service["environment"]["TINI_KILL_PROCESS_GROUP"] == "1"
+        # The containers run as the uid `make up` passes (the data root's), the image's user by default.
+        assert service["user"] == "1000:1000", name
+        assert service["build"]["target"] == ("mlflow" if name == "mlflow" else "app"), name
         if name not in LONG_RUNNING_EXCEPT:
             assert {"redis", "postgres"} <= set(service["depends_on"]), f"{name} must stop before the broker"
             assert "healthcheck" in service, f"{name} has no health check"
@@ -102,7 +106,7 @@ def test_rules_of_the_stack(files: dict[str, Path]) -> None:
     for name in ("redis", "postgres", "flower", "mlflow"):
         assert "healthcheck" in merged["services"][name]
     mlflow = merged["services"]["mlflow"]
-    assert mlflow["command"] == ["services/docker/start/mlflow.sh"] and mlflow["build"]["args"]["EXTRAS"]
+    assert mlflow["command"] == ["services/docker/start/mlflow.sh"] and mlflow["build"]["target"] == "mlflow"
     script = (PROJECT / "services/docker/start/mlflow.sh").read_text()
     assert "--app-name basic-auth" in script and "--backend-store-uri" not in script, (
         "no database URL on its command line"
@@ -137,6 +141,13 @@ def test_no_secret_is_written_in_the_compose_files(files: dict[str, Path]) -> No
                     credentials = str(value).split("://", 1)[1].rsplit("@", 1)[0]
                     assert "${" in credentials, f"{path.name}: {name}.{key} holds a literal password"
     assert ".env" in (PROJECT / ".gitignore").read_text().split()
+
+
+def test_publish_override_binds_the_first_hosts_services_to_one_address(files: dict[str, Path]) -> None:
+    merged = config(PROJECT / "docker-compose.yml", files["no_gpu"], files["published"])
+    for name, port in {"redis": 6379, "postgres": 5432}.items():
+        assert merged["services"][name]["ports"] == [f"10.0.0.1:{port}:{port}/tcp"], name
+    assert merged["services"]["mlflow"]["ports"] == [{"published": 5000, "target": 5000}], "published for every host"
 
 
 def test_worker_host_file_runs_only_gpu_workers_against_the_first_host(files: dict[str, Path]) -> None:
