@@ -3,8 +3,8 @@
 `make up GPUS=0,1,2,3` (or `GPUS=4`) writes var/compose/gpus.override.yml beside docker-compose.yml;
 `make up PUBLISH=ADDRESS` writes var/compose/publish.override.yml, which publishes Redis and PostgreSQL on
 that address for other hosts (MLflow is published already); `make worker-host GPUS=...` writes
-var/compose/worker-host.yml, a standalone file for a second host that runs only GPU workers against the first host's Redis, Postgres,
-MLflow and shared DATA_ROOT.
+var/compose/worker-host.yml, a standalone file for a second host that runs only GPU workers against the
+first host's Redis, Postgres, MLflow and shared DATA_ROOT.
 """
 
 from __future__ import annotations
