@@ -15,7 +15,7 @@ from pathlib import Path
 
 TORCH = {"torch", "torchvision"}
 # What services/docker/{prestart,mlflow_setup,health}.py and shared/ import in the mlflow image.
-MLFLOW_START_STEPS = {"redis", "sqlalchemy", "psycopg", "pydantic-settings", "pyyaml", "click"}
+MLFLOW_START_STEPS = {"redis", "sqlalchemy", "psycopg", "pydantic-settings", "pyyaml", "click", "tenacity"}
 
 
 def _name(requirement: str) -> str:

@@ -35,6 +35,7 @@ HOSTS_NETWORK = "fracatlas-e2e-hosts"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 RUN_TIMEOUT_S = 3600
 IMAGES = ("fracatlas-jobs:0.1.0", "fracatlas-jobs-mlflow:0.1.0")
+VOLUMES = ("redis-data", "postgres-data")
 
 timings: list[tuple[str, float]] = []
 
@@ -342,6 +343,8 @@ def main() -> None:
     data_root = Path(tempfile.mkdtemp(prefix="fracatlas-e2e-"))
     try:
         step("base image stand-ins", lambda: sh("bash", "tests/compose_e2e/standins/build.sh"))
+        # A run that died before its clean-up left its project's volumes: a fresh database for this one.
+        sh("docker", "volume", "rm", "-f", *(f"{PROJECT_NAME}_{v}" for v in VOLUMES), check=False, capture=True)
         stack = Stack(data_root, network_gateway(HOSTS_NETWORK))
         step("make up (build, start, all healthy)", stack.up)
         step("image sizes", image_sizes)
@@ -355,6 +358,8 @@ def main() -> None:
         )
         step("make down", lambda: stack.launcher("down"))
     finally:
+        if (data_root / "compose" / "secrets.env").exists():
+            Stack(data_root, "").compose("down", "-v", check=False)
         subprocess.run(
             [PY, "-m", "services.launcher", "down"],
             cwd=PROJECT,

@@ -166,3 +166,21 @@ def test_a_users_celery_variables_do_not_redirect_the_stack(tmp_path: Path) -> N
     probe = "from shared.celery_app import app; print(app.conf.broker_url, app.conf.result_backend)"
     shown = subprocess.run([sys.executable, "-c", probe], env=env, cwd=PROJECT, capture_output=True, text=True)
     assert shown.stdout.split() == ["redis://127.0.0.1:6390/3", "redis://127.0.0.1:6390/3"], shown.stderr
+
+
+def test_the_mlflow_image_has_every_project_dependency_its_start_steps_import() -> None:
+    """The mlflow image installs only some of the project's pins: each one its start steps import."""
+    probe = (
+        "import sys, importlib.metadata as m\n"
+        "import services.docker.prestart, services.docker.mlflow_setup, services.docker.health\n"
+        "found = m.packages_distributions()\n"
+        "print('\\n'.join(sorted({d for name in list(sys.modules) for d in found.get(name.split('.')[0], [])})))\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    imported = {name.lower().replace("_", "-") for name in shown.stdout.split()}
+    pyproject = PROJECT / "pyproject.toml"
+    direct = {re.split(r"[\[<>=!~ ;]", pin, maxsplit=1)[0].lower() for pin in pins("app", pyproject)}
+    in_image = {re.split(r"[\[<>=!~ ;]", pin, maxsplit=1)[0].lower() for pin in pins("mlflow", pyproject)}
+    missing = (imported & direct) - in_image - {"fracatlas-jobs"}
+    assert not missing, f"services/docker/requirements.py's mlflow role lacks {missing}"
