@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality gpu-kit gpu-check compose-tools compose-check wheelhouse clean
+.PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
@@ -97,6 +97,10 @@ compose-tools:
 # demo through a worker stop, a Redis kill -9, a PostgreSQL restart and a down/up, then a second host.
 compose-e2e: install compose-tools
 	$(PY) tests/compose_e2e/run.py
+
+# The Dockerfile's pins files (services/docker/pins/), after an edit of pyproject.toml's dependencies.
+docker-pins: install
+	$(PY) services/docker/requirements.py
 
 compose-check: install compose-tools
 	$(VENV)/bin/pytest -q tests/services/test_compose.py

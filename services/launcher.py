@@ -92,20 +92,8 @@ def up(local: bool, gpus: str, publish: str) -> None:
     click.echo("next: make demo, or `make dispatch ARGS='jobs'`")
 
 
-def _health(settings: Settings) -> dict[str, str]:
-    ids = subprocess.run(
-        [
-            *compose_stack.compose_command(),
-            "--env-file",
-            str(compose_stack.env_file(settings)),
-            *compose_stack.compose_files(settings),
-            "ps",
-            "-q",
-        ],
-        cwd=compose_stack.PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+def service_states(settings: Settings) -> dict[str, str]:
+    ids = compose_stack.run_compose(settings, "ps", "-q", check=False, capture=True).stdout.split()
     if not ids:
         return {}
     inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True).stdout or "[]")
@@ -122,7 +110,7 @@ def _wait_healthy(settings: Settings) -> None:
     deadline = time.monotonic() + HEALTHY_TIMEOUT_S
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
-        states = _health(settings)
+        states = service_states(settings)
         waiting = {name: state for name, state in states.items() if state not in ("healthy", "running", "exited")}
         if states and not waiting:
             click.echo("services: " + ", ".join(f"{name} {state}" for name, state in sorted(states.items())))

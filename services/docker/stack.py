@@ -108,13 +108,15 @@ def compose_files(settings: Settings) -> list[str]:
     return [argument for path in files for argument in ("-f", str(path))]
 
 
-def run_compose(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+def run_compose(
+    settings: Settings, *args: str, check: bool = True, capture: bool = False
+) -> subprocess.CompletedProcess[str]:
     env_path = env_file(settings)
     data_root = host_data_root(settings, env_path)
     uid, gid = container_user(data_root)
     environment = {**os.environ, "HOST_DATA_ROOT": str(data_root), "APP_UID": str(uid), "APP_GID": str(gid)}
     command = [*compose_command(), "--env-file", str(env_path), *compose_files(settings), *args]
-    result = subprocess.run(command, cwd=PROJECT_ROOT, env=environment)
+    result = subprocess.run(command, cwd=PROJECT_ROOT, env=environment, capture_output=capture, text=True)
     if check and result.returncode != 0:
         raise click.ClickException(f"`{' '.join(command[:2])} {' '.join(args)}` failed (exit {result.returncode})")
     return result

@@ -29,6 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT))  # run as a script: the project's packages from this checkout
+
+from services.docker.stack import compose_command, run_compose  # noqa: E402
+from services.launcher import service_states  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+
 PY = sys.executable
 PROJECT_NAME = "fracatlas-e2e"
 HOSTS_NETWORK = "fracatlas-e2e-hosts"
@@ -84,18 +90,17 @@ def start_engine() -> subprocess.Popen | None:
 
 class Stack:
     """The first host: the project's own launcher (`make up`, `make dispatch`, `make down`) on an isolated
-    data root and compose project."""
+    data root and compose project, and its compose helpers (services/docker/stack.py) for the faults."""
 
     def __init__(self, data_root: Path, publish: str) -> None:
         self.data_root = data_root
         self.publish = publish
-        self.env = {
-            **os.environ,
-            "DATA_ROOT": str(data_root),
-            "COMPOSE_PROJECT_NAME": PROJECT_NAME,
-        }
+        # This process's environment too: the compose helpers pass it on to compose.
+        os.environ.update({"DATA_ROOT": str(data_root), "COMPOSE_PROJECT_NAME": PROJECT_NAME})
         if HOST_CA_BUNDLE.is_file():  # this machine's TLS-intercepting proxy's CA is in the host's bundle
-            self.env["BUILD_CA_BUNDLE"] = str(HOST_CA_BUNDLE)
+            os.environ["BUILD_CA_BUNDLE"] = str(HOST_CA_BUNDLE)
+        self.env = dict(os.environ)
+        self.settings = Settings()
 
     def launcher(self, *args: str, check: bool = True, capture: bool = False) -> str:
         return sh(PY, "-m", "services.launcher", *args, env=self.env, check=check, capture=capture)
@@ -104,18 +109,10 @@ class Stack:
         self.launcher("up", "--publish", self.publish)
 
     def compose(self, *args: str, capture: bool = False, check: bool = True) -> str:
-        files = ["-f", "docker-compose.yml"]
-        files += [arg for p in sorted((self.data_root / "compose").glob("*.override.yml")) for arg in ("-f", str(p))]
-        compose = (
-            ["docker", "compose"]
-            if sh("docker", "compose", "version", check=False, capture=True)
-            else ["docker-compose"]
-        )
-        env_file = ["--env-file", str(self.secrets_file)]
-        return sh(*compose, *env_file, *files, *args, env=self.env | self._compose_env(), capture=capture, check=check)
-
-    def _compose_env(self) -> dict[str, str]:
-        return {"HOST_DATA_ROOT": str(self.data_root), "APP_UID": "1000", "APP_GID": "1000"}
+        result = run_compose(self.settings, *args, check=False, capture=capture)
+        if check and result.returncode != 0:
+            raise SystemExit(f"failed ({result.returncode}): compose {' '.join(args)}\n{result.stdout}{result.stderr}")
+        return result.stdout if capture else ""
 
     @property
     def secrets_file(self) -> Path:
@@ -141,14 +138,7 @@ class Stack:
         return int(sh("docker", "inspect", "-f", "{{.State.Pid}}", container, capture=True).strip())
 
     def health(self) -> dict[str, str]:
-        ids = self.compose("ps", "-q", capture=True).split()
-        inspected = json.loads(sh("docker", "inspect", *ids, capture=True))
-        return {
-            c["Config"]["Labels"]["com.docker.compose.service"]: (c["State"].get("Health") or {}).get(
-                "Status", c["State"]["Status"]
-            )
-            for c in inspected
-        }
+        return service_states(self.settings)
 
 
 def wait_for(what: str, condition: Callable[[], object], timeout_s: float, every_s: float = 3.0) -> object:
@@ -277,9 +267,7 @@ def worker_host(stack: Stack, name: str, data_root: Path, first_host: str) -> Ca
     compose_file.write_text(content)
     env_file = folder / ".env"
     env_file.write_text(stack.secrets_file.read_text() + f"FIRST_HOST={first_host}\n")
-    compose = (
-        ["docker", "compose"] if sh("docker", "compose", "version", check=False, capture=True) else ["docker-compose"]
-    )
+    compose = compose_command()
     env = {**os.environ, "HOST_DATA_ROOT": str(data_root), "COMPOSE_PROJECT_NAME": name}
 
     def run(*args: str, capture: bool = False) -> str:
@@ -333,9 +321,13 @@ def two_hosts(stack: Stack, first_host: str, dataset_id: int) -> None:
 
 
 def image_sizes() -> None:
+    """Each image's size, and no build extra (a site's CA, a pip.conf) in either."""
     for image in IMAGES:
         size = int(sh("docker", "image", "inspect", "-f", "{{.Size}}", image, capture=True).strip())
-        print(f"    {image}: {size / 1e9:.2f} GB")
+        extras = sh("docker", "run", "--rm", image, "ls", "/app/services/docker", capture=True).split()
+        print(f"    {image}: {size / 1e9:.2f} GB; /app/services/docker holds {' '.join(extras)}")
+        if "build-extras" in extras:
+            raise SystemExit(f"{image} ships services/docker/build-extras")
 
 
 def main() -> None:
@@ -347,7 +339,7 @@ def main() -> None:
         sh("docker", "volume", "rm", "-f", *(f"{PROJECT_NAME}_{v}" for v in VOLUMES), check=False, capture=True)
         stack = Stack(data_root, network_gateway(HOSTS_NETWORK))
         step("make up (build, start, all healthy)", stack.up)
-        step("image sizes", image_sizes)
+        step("image sizes; no build extras shipped", image_sizes)
         step("Flower and MLflow: 401 without credentials, 200 with", lambda: check_auth(stack))
         ref = step("demo through the stack, with faults", lambda: demo_with_faults(stack))
         step("health after the run", lambda: check_health(stack))
@@ -360,12 +352,6 @@ def main() -> None:
     finally:
         if (data_root / "compose" / "secrets.env").exists():
             Stack(data_root, "").compose("down", "-v", check=False)
-        subprocess.run(
-            [PY, "-m", "services.launcher", "down"],
-            cwd=PROJECT,
-            env={**os.environ, "DATA_ROOT": str(data_root), "COMPOSE_PROJECT_NAME": PROJECT_NAME},
-            capture_output=True,
-        )
         if daemon is not None:
             daemon.terminate()
             daemon.wait(60)

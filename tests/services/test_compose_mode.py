@@ -18,7 +18,7 @@ import pytest
 from conftest import PROJECT, require
 
 from services.docker import stack as compose_stack
-from services.docker.requirements import pins
+from services.docker.requirements import PINS_DIR, ROLES, pins, pins_file_text
 from shared.settings import Settings
 
 DOCKERFILE = PROJECT / "services" / "docker" / "Dockerfile"
@@ -138,6 +138,8 @@ def test_one_torch_layer_and_an_mlflow_image_without_torch() -> None:
     for shipped in ("app", "mlflow"):
         body = text.split(f"AS {shipped}\n", 1)[1].split("\nFROM ", 1)[0]
         assert stages[shipped] == "runtime" and "build-extras" not in body, shipped
+    sources = text.split("AS sources\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "COPY services " in sources and "rm -rf /app/services/docker/build-extras" in sources
     assert text.index("AS app\n") < text.index("AS mlflow-packages"), "a classic build of `app` stops before"
 
 
@@ -184,3 +186,10 @@ def test_the_mlflow_image_has_every_project_dependency_its_start_steps_import() 
     in_image = {re.split(r"[\[<>=!~ ;]", pin, maxsplit=1)[0].lower() for pin in pins("mlflow", pyproject)}
     missing = (imported & direct) - in_image - {"fracatlas-jobs"}
     assert not missing, f"services/docker/requirements.py's mlflow role lacks {missing}"
+
+
+def test_the_dockerfile_pins_files_are_what_pyproject_says() -> None:
+    """The image's package layers install services/docker/pins/*.txt: stale files would ship other versions."""
+    for role in ROLES:
+        committed = (PINS_DIR / f"{role}.txt").read_text()
+        assert committed == pins_file_text(role), f"services/docker/pins/{role}.txt is stale: run `make docker-pins`"
