@@ -28,8 +28,10 @@ from shared.defaults import (
     PLANS,
     PRUNERS,
     SAMPLERS,
+    SUPERRES,
     SWEEP,
     TRAINER,
+    UPSCALE_METHODS,
 )
 from shared.errors import InputError
 from shared.layout import DataRoot, dataset_name, find_dataset, training_name
@@ -92,7 +94,18 @@ class IngestRequest(Request):
     split: Literal["stratified", "official"] = INGEST["split"]
     negatives: str = INGEST["negatives"]  # non-fractured cases in nnU-Net's dataset: all, none or a ratio
     conflicts: Literal[CONFLICTS] = INGEST["conflicts"]  # type: ignore[valid-type]
+    upscale: str = "bicubic"  # pictures below the working size: bicubic, or sr / sr:MODEL (a super-resolution run)
+    upscale_models: dict[int, str] = Field(default_factory=dict)  # sr: the dispatcher's choice, scale -> weights
     overwrite: bool = False
+
+    @field_validator("upscale", mode="before")
+    @classmethod
+    def _upscale(cls, value: Any) -> str:
+        text = str(value).strip()
+        method = text.split(":", 1)[0].lower()
+        if method not in UPSCALE_METHODS or (method == "bicubic" and text.lower() != "bicubic"):
+            raise ValueError("write bicubic, sr (the newest super-resolution run) or sr:MODEL (sr:r12, sr:NAME/2)")
+        return "sr" + text[2:] if method == "sr" else "bicubic"
 
     @field_validator("negatives", mode="before")
     @classmethod
@@ -331,6 +344,43 @@ class SweepRequest(Request):
         """The classifier request of one trial: the sweep's settings and the trial's sampled ones."""
         own = ("dataset_id", "epochs", "patience", "val_fraction", "test_fraction", "seed", "seg_run")
         return ClassifyRequest.parse({**{key: getattr(self, key) for key in own}, **params})
+
+
+def parse_scales(value: Any) -> list[int]:
+    """`--scales` as users write it: `2`, `4` or `2,4`."""
+    parts = value if isinstance(value, list) else str(value).split(",")
+    try:
+        scales = sorted({int(part) for part in parts})
+    except ValueError:
+        raise ValueError("write the scales as 2, 4 or 2,4") from None
+    if not scales or any(scale not in (2, 4) for scale in scales):
+        raise ValueError("the network upscales by 2 or 4: write 2, 4 or 2,4")
+    return scales
+
+
+class SuperResRequest(Request):
+    """Super-resolution networks learned from the release's large radiographs, one job per scale
+    (docs/superres.md)."""
+
+    source: str  # the unpacked release's folder
+    dataset_id: DatasetId = DEFAULT_DATASET_ID  # names the registered model
+    scales: list[int] = Field(default_factory=lambda: parse_scales(SUPERRES["scales"]))
+    iterations: Positive = SUPERRES["iterations"]
+    patch: int = Field(SUPERRES["patch"], ge=8, le=256)
+    batch_size: Positive = SUPERRES["batch_size"]
+    learning_rate: float = Field(SUPERRES["learning_rate"], gt=0)
+    features: int = Field(SUPERRES["features"], ge=4, le=256)
+    blocks: int = Field(SUPERRES["blocks"], ge=0, le=64)
+    small_long_side: int = Field(SUPERRES["small_long_side"], ge=32, le=2048)
+    min_long_side: int = Field(SUPERRES["min_long_side"], ge=64)  # and at least scale x small_long_side
+    held_out: Fraction = SUPERRES["held_out"]
+    save_every: Positive = SUPERRES["save_every"]
+    seed: int = SUPERRES["seed"]
+
+    @field_validator("scales", mode="before")
+    @classmethod
+    def _scales(cls, value: Any) -> list[int]:
+        return parse_scales(value)
 
 
 class PredictRequest(Request):

@@ -41,6 +41,21 @@ CLASSIFY = {
     "test_fraction": 0.15,
     "seed": 0,
 }
+SUPERRES = {
+    "scales": "2",  # x2; "2,4" trains x4 beside it
+    "iterations": 3000,
+    "patch": 48,  # input pixels per side of a training crop
+    "batch_size": 16,
+    "learning_rate": 5e-4,
+    "features": 32,  # the network's width (docs/superres.md argues the size)
+    "blocks": 4,  # residual blocks
+    "small_long_side": 454,  # the small pictures' long side: the inputs' scale
+    "min_long_side": 1024,  # a picture at least this long is a large one, a source of truth
+    "held_out": 0.2,  # of the large pictures, never trained on
+    "save_every": 250,  # iterations between checkpoints (and validations)
+    "seed": 0,
+}
+UPSCALE_METHODS = ("bicubic", "sr")  # --upscale: sr or sr:MODEL
 SWEEP = {"trials": 24, "sampler": "tpe", "pruner": "median", "warmup_epochs": 2, "epochs": 30}
 SAMPLERS = ("tpe", "grid", "random")
 PRUNERS = ("median", "halving", "none")

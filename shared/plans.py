@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contract import ClassifyRequest, PipelineRequest, SweepRequest, TrainRequest
+from shared.contract import ClassifyRequest, PipelineRequest, SuperResRequest, SweepRequest, TrainRequest
 from shared.defaults import FOLDS, IMAGE, IMAGE_SEG
 from shared.jobs import JobSpec
 from shared.search_space import choices
@@ -23,6 +23,7 @@ from shared.tasknames import (
     NNUNET_EVALUATE,
     NNUNET_PREPROCESS,
     NNUNET_TRAIN_FOLD,
+    SUPERRES_TRAIN,
     SWEEP_FINISH,
     SWEEP_TRIAL,
 )
@@ -102,3 +103,10 @@ def sweep(request: SweepRequest) -> list[JobSpec]:
     stage = len(specs)
     specs += [JobSpec("trial", f"trial {n}", SWEEP_TRIAL, {"trial": n}, stage) for n in range(1, request.trials + 1)]
     return [*specs, JobSpec("sweep-end", "best trial on the test split", SWEEP_FINISH, stage=stage + 1)]
+
+
+def superres(request: SuperResRequest) -> list[JobSpec]:
+    """One network per scale, side by side."""
+    return [
+        JobSpec("superres", f"super-resolution x{scale}", SUPERRES_TRAIN, {"scale": scale}) for scale in request.scales
+    ]

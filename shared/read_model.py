@@ -207,6 +207,31 @@ def _has_classifier(run: dict[str, Any]) -> bool:
     return any(key.startswith(CHECKPOINT_PREFIX) for key in run["artifacts"])
 
 
+SUPERRES_KIND = "superres"
+SUPERRES_MODEL_PREFIX = "model x"  # a sr-train run's artifacts: "model x2", "model x4"
+
+
+def _has_superres(run: dict[str, Any]) -> bool:
+    return any(key.startswith(SUPERRES_MODEL_PREFIX) for key in run["artifacts"])
+
+
+def superres_models(run_id: int | None) -> dict[int, str]:
+    """The networks of a finished sr-train run (the newest, or `run_id`), by scale."""
+    if run_id is None:
+        run = latest_succeeded_run((SUPERRES_KIND,), having=_has_superres)
+        if run is None:
+            raise BadOption(
+                "no super-resolution network has finished training; run `dispatch sr-train --source RELEASE` first",
+                "--upscale",
+            )
+    else:
+        run = get_run(run_id)
+        if run["kind"] != SUPERRES_KIND or run["state"] != State.SUCCEEDED or not _has_superres(run):
+            raise BadOption(f"r{run_id} is not a finished sr-train run", "--upscale")
+    prefix = SUPERRES_MODEL_PREFIX
+    return {int(key.removeprefix(prefix)): path for key, path in run["artifacts"].items() if key.startswith(prefix)}
+
+
 def classifier_for_prediction(run_id: int | None, input: str | None = None) -> Classifier:
     """The run whose classifier to use (a `dispatch classify` run, a pipeline that trained one, or a sweep:
     the newest, or `run_id`) and its checkpoint for `input`, else its best (by validation AUC, where it trained

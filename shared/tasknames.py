@@ -11,6 +11,7 @@ CLASSIFY_TRAIN = "classify.train"
 CLASSIFY_PREDICT = "classify.predict"
 SWEEP_TRIAL = "sweep.trial"
 SWEEP_FINISH = "sweep.finish"
+SUPERRES_TRAIN = "superres.train"
 REAP = "jobs.reap"
 
 QUEUE_OF = {
@@ -25,5 +26,6 @@ QUEUE_OF = {
     CLASSIFY_PREDICT: "gpu",
     SWEEP_TRIAL: "gpu",
     SWEEP_FINISH: "gpu",
+    SUPERRES_TRAIN: "gpu",
     REAP: "cpu",
 }

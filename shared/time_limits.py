@@ -19,6 +19,7 @@ from shared.tasknames import (
     NNUNET_PREPROCESS,
     NNUNET_TRAIN_FOLD,
     REAP,
+    SUPERRES_TRAIN,
     SWEEP_FINISH,
     SWEEP_TRIAL,
 )
@@ -38,6 +39,7 @@ SOFT_LIMIT_S = {
     CLASSIFY_PREDICT: 6 * HOUR,
     SWEEP_TRIAL: 3 * DAY,  # one classifier training, as CLASSIFY_TRAIN
     SWEEP_FINISH: 6 * HOUR,
+    SUPERRES_TRAIN: 3 * DAY,  # one scale's network, as CLASSIFY_TRAIN
     REAP: 5 * 60.0,
 }
 

@@ -43,6 +43,7 @@ def ingest(source: str, wait: bool, as_json: bool, **params: Any) -> None:
     from shared.contract import IngestRequest
 
     request = IngestRequest.build(source=inputs.release_folder(source), **params)
+    request = request.model_copy(update={"upscale_models": inputs.upscale_models(request.upscale)})
     start("ingest", request.params(), plans.ingest(), wait, as_json)
 
 
@@ -94,6 +95,7 @@ def pipeline(source: str, wait: bool, as_json: bool, **params: Any) -> None:
     from shared.contract import PipelineRequest
 
     request = PipelineRequest.build(source=inputs.release_folder(source), **params)
+    request = request.model_copy(update={"upscale_models": inputs.upscale_models(request.upscale)})
     start("pipeline", request.params(), plans.pipeline(request), wait, as_json)
 
 
@@ -144,6 +146,24 @@ def classify(
         request = request.model_copy(update={"seg_run": segmentation.run_id})
     specs = plans.classify(modes, seg_run=request.seg_run)
     start("classify", {**request.params(), "inputs": modes}, specs, wait, as_json)
+
+
+@main.command("sr-train")
+@options.release
+@options.dataset
+@options.superres
+@options.wait
+@options.as_json
+def sr_train(source: str, wait: bool, as_json: bool, **params: Any) -> None:
+    """Learn super-resolution for the small radiographs from the release's large ones; score it against bicubic."""
+    from shared import plans
+    from shared.contract import SuperResRequest
+    from shared.read_model import SUPERRES_KIND
+
+    if source == SYNTHETIC:
+        raise click.BadParameter("sr-train learns from a real release's large pictures", param_hint="--source")
+    request = SuperResRequest.build(source=inputs.release_folder(source), **params)
+    start(SUPERRES_KIND, request.params(), plans.superres(request), wait, as_json)
 
 
 @main.command()

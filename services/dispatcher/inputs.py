@@ -81,3 +81,24 @@ def writable_folder(out: Path) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise click.BadParameter(f"{existing} is not writable by this user", param_hint="--out")
     return out
+
+
+def upscale_models(spec: str) -> dict[int, str]:
+    """--upscale's networks by scale: none for bicubic; for sr, the newest sr-train run's, sr:r12 a run's,
+    sr:NAME/VERSION or sr:NAME@ALIAS a registered version's run."""
+    from shared.contract import BadOption
+    from shared.read_model import superres_models
+
+    if spec == "bicubic":
+        return {}
+    _, _, named = spec.partition(":")
+    if not named:
+        return superres_models(None)
+    if named.lstrip("rR").isdigit():
+        return superres_models(int(named.lstrip("rR")))
+    from shared.model_registry import find_version
+
+    try:
+        return superres_models(find_version(named).run_id)
+    except BadOption as error:
+        raise BadOption(str(error), "--upscale") from None

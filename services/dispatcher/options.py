@@ -18,6 +18,7 @@ from shared.defaults import (
     INGEST,
     PLANS,
     SPLITS,
+    SUPERRES,
 )
 
 
@@ -81,6 +82,13 @@ ingest = options(
         "Duplicate pictures with both labels: drop them all, keep the fractured copies, or fail.",
         type=click.Choice(CONFLICTS),
     ),
+    click.option(
+        "--upscale",
+        default="bicubic",
+        show_default=True,
+        help="Pictures smaller than --size: bicubic, or sr (the newest sr-train run's networks), sr:r12 (a run's), "
+        "sr:NAME/VERSION or sr:NAME@ALIAS (a registered version).",
+    ),
     click.option("--overwrite", is_flag=True, help="Replace an existing dataset with this id."),
 )
 train = options(
@@ -95,6 +103,29 @@ train = options(
     click.option("--epochs", type=int, help="Epochs (through the project's nnUNetTrainerJobs)."),
     click.option("--iterations", type=int, help="Training iterations per epoch (nnUNetTrainerJobs)."),
     click.option("--save-every", type=int, help="Checkpoint every N epochs (nnUNetTrainerJobs; default 5)."),
+)
+
+
+def _superres_option(name: str, help: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+    field = name.removeprefix("--").replace("-", "_")
+    return click.option(name, default=SUPERRES[field], show_default=True, help=help, **kwargs)
+
+
+superres = options(
+    _superres_option("--scales", "x2, x4 or both (2,4): one network and one job per scale."),
+    _superres_option("--iterations", "Training iterations (batches of crops).", type=int),
+    _superres_option("--patch", "Input pixels per side of a training crop.", type=int),
+    _superres_option("--batch-size", type=int),
+    _superres_option("--learning-rate", type=float),
+    _superres_option("--features", "The network's width.", type=int),
+    _superres_option("--blocks", "Residual blocks.", type=int),
+    _superres_option("--small-long-side", "The small pictures' long side: the scale the inputs are made at.", type=int),
+    _superres_option(
+        "--min-long-side", "A picture this long (and scale x --small-long-side) is a source of truth.", type=int
+    ),
+    _superres_option("--held-out", "Share of the large pictures never trained on: the figures' pictures.", type=float),
+    _superres_option("--save-every", "Iterations between checkpoints (and validations).", type=int),
+    _superres_option("--seed", "Seed of the held-out choice and the training.", type=int),
 )
 classifier_epochs = click.option(
     "--classifier-epochs",

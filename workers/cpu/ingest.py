@@ -32,6 +32,7 @@ from workers.cpu.masks import fracture_mask
 from workers.cpu.pictures import load_picture
 from workers.cpu.release import DEFAULT_CAPS, REGIONS, InputCaps, read_release
 from workers.cpu.split import TEST, TRAIN
+from workers.cpu.upscale import Upscaler
 from workers.files import replacing
 from workers.geometry import letterbox
 from workers.nifti import write_case
@@ -168,9 +169,12 @@ def convert_chunk(staging: Path, start: int, progress: Progress) -> dict[str, An
     size = request.working_size
     pixels = np.empty((len(items), size, size), np.uint8)
     records = []
+    upscaler = Upscaler(request.upscale_models)
     for index, item in enumerate(items):
         progress(index, len(items), item["file_name"])
-        picture = load_picture(Path(item["path"]), size, caps.pixels_per_picture, square=request.square is not None)
+        picture = load_picture(
+            Path(item["path"]), size, caps.pixels_per_picture, square=request.square is not None, upscaler=upscaler
+        )
         pixels[index] = letterbox(picture.pixels, size)
         rows, columns = picture.pixels.shape
         record = {
@@ -180,6 +184,7 @@ def convert_chunk(staging: Path, start: int, progress: Progress) -> dict[str, An
             "rows": rows,
             "columns": columns,
             "warning": picture.warning,
+            "upscaled": picture.upscaled,
             "exact_hash": exact_hash(picture.pixels),
             "perceptual_hash": perceptual_hash(picture.pixels),
             "foreground": None,
@@ -293,7 +298,7 @@ def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str,
             _make_room(old, request, staging)
             replaced.append(str(old))
     _move_into_place(dataset, targets["dataset"], request, staging)
-    upscaled = sum(1 for r in records if max(r["rows"], r["columns"]) > max(r["width"], r["height"]))
+    upscaled = sum(1 for r in records if r["upscaled"])
     metrics = {
         "images": len(items),
         "positives": sum(1 for item in items if item["fractured"]),
@@ -304,6 +309,7 @@ def assemble(staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str,
         "working_size": request.working_size,
         "square": request.square is not None,
         "upscaled_pictures": upscaled,
+        "upscale": request.upscale,
         "warnings": content["warnings"]
         + selection.warnings
         + [f"{name}: {text}" for name, text in sorted(warnings.items())]
@@ -364,7 +370,7 @@ def _write_manifest(
     """One row per picture: nnU-Net's case or not, its side, its group, its size before and after."""
     header = [
         "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
-        "polygons", "foreground_pixels", "split", "group", "excluded", "warning",
+        "polygons", "foreground_pixels", "split", "group", "excluded", "upscaled", "warning",
     ]  # fmt: skip
     rows = []
     for item in sorted(items, key=lambda item: item["case_id"]):
@@ -384,6 +390,7 @@ def _write_manifest(
                 split,
                 selection.group_of[case],
                 selection.excluded.get(case, ""),
+                record.get("upscaled", ""),
                 warnings.get(item["file_name"], ""),
             ]
         )

@@ -16,6 +16,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from shared.errors import InputError
 from workers.cpu.jpeg_scans import dc_scans
+from workers.cpu.upscale import Upscaler
 from workers.files import read_regular_file
 from workers.geometry import resized, working_shape
 
@@ -30,11 +31,15 @@ class Picture:
     pixels: np.ndarray  # (rows, columns) uint8 at the working size
     oriented_size: tuple[int, int]  # (width, height) after EXIF orientation, at full resolution
     warning: str | None
+    upscaled: str = ""  # how a picture smaller than the working size was enlarged (upscale.py)
 
 
-def load_picture(path: Path, size: int, max_pixels: int = 64_000_000, square: bool = False) -> Picture:
+def load_picture(
+    path: Path, size: int, max_pixels: int = 64_000_000, square: bool = False, upscaler: Upscaler | None = None
+) -> Picture:
     """Read `path` as a grayscale picture whose long side is `size` (aspect ratio kept; `square`: squashed
-    to size x size, the notebook's layout), upright as its EXIF tag says (resized as geometry.resized says).
+    to size x size, the notebook's layout), upright as its EXIF tag says (resized as geometry.resized says;
+    a picture smaller than that enlarged by `upscaler`, where given).
 
     A picture of more than `max_pixels` is refused from its header, before anything is decoded.
     """
@@ -63,14 +68,18 @@ def load_picture(path: Path, size: int, max_pixels: int = 64_000_000, square: bo
             image.draft("L", stored_target)
             image = _decode(image, tolerate_truncation=truncated)
             upright = ImageOps.exif_transpose(image).convert("L")
-            pixels = np.asarray(resized(upright, target))
+            upscaled = ""
+            if upscaler is not None and (upright.width < target[0] or upright.height < target[1]):
+                pixels, upscaled = upscaler(upright, target)
+            else:
+                pixels = np.asarray(resized(upright, target))
     except Image.DecompressionBombError:
         raise InputError(
             f"{path} declares more pixels than Pillow will decode (a decompression bomb); replace the file"
         ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path} cannot be decoded as an image ({error}); replace the file") from error
-    return Picture(pixels, oriented, warning)
+    return Picture(pixels, oriented, warning, upscaled)
 
 
 def _decode(image: Image.Image, tolerate_truncation: bool) -> Image.Image:

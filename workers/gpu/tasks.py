@@ -1,5 +1,6 @@
 """GPU work as Celery tasks on the gpu queue: nnU-Net folds and their evaluation, the classifier's
-segmentation channel, its training, its sweeps' trials and their end, and prediction for new radiographs.
+segmentation channel, its training, its sweeps' trials and their end, prediction for new radiographs, and
+the super-resolution networks.
 
 Every worker imports this module (the app includes it); the classifier's torch imports stay inside its
 tasks so that cpu workers never load torch.
@@ -21,6 +22,7 @@ from shared.tasknames import (
     CLASSIFY_TRAIN,
     NNUNET_EVALUATE,
     NNUNET_TRAIN_FOLD,
+    SUPERRES_TRAIN,
     SWEEP_FINISH,
     SWEEP_TRIAL,
 )
@@ -184,3 +186,11 @@ def classify_predict(ctx: JobContext) -> Outcome:
         ctx.should_stop,
     )
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
+
+
+@job_task(SUPERRES_TRAIN)
+def superres_train(ctx: JobContext) -> Outcome:
+    """One scale's super-resolution network: trained (or resumed), scored against bicubic, registered."""
+    from workers.gpu.superres.job import train_scale
+
+    return train_scale(ctx)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contract import Experiment
-from shared.model_registry import INPUT_TAG, RUN_TAG, classifier_model_name, nnunet_model_name
+from shared.model_registry import INPUT_TAG, RUN_TAG, classifier_model_name, nnunet_model_name, superres_model_name
 from shared.settings import Settings
 from workers.tracking.job import JobTracking
 
@@ -106,4 +106,26 @@ def publish_classifier(
             "best_val_auc": _figure(metrics.get("best_val_auc")),
         },
         f"ResNet18 on {mode} of r{run_id}",
+    )
+
+
+def publish_superres(
+    tracking: JobTracking, run_id: int, dataset_id: int, scale: int, metrics: dict[str, Any], artifacts: dict[str, str]
+) -> None:
+    """The sample crops on the job's and the run's MLflow runs; the network as a registered version."""
+    if tracking.outbox is None:
+        return
+    tracking.artifact(artifacts["samples_png"])
+    tracking.artifact(artifacts["samples_png"], f"superres_x{scale}", on_run=True)
+    tracking.artifact(artifacts["model"], "superres")
+    tracking.register(
+        superres_model_name(dataset_id, scale),
+        "superres",
+        {
+            RUN_TAG: f"r{run_id}",
+            "scale": str(scale),
+            "psnr_gain_over_bicubic": _figure(metrics.get("psnr_gain_over_bicubic")),
+            "ssim_gain_over_bicubic": _figure(metrics.get("ssim_gain_over_bicubic")),
+        },
+        f"x{scale} super-resolution of r{run_id}, learned from the release's large radiographs",
     )
