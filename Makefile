@@ -9,14 +9,14 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
+.PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
 	@echo "make test      install and run lint + the test suite (real Redis, workers, SQLite and Postgres)"
 	@echo "make chaos     the longer fault tests (a minute without Redis, without PostgreSQL; about 6 min)"
 	@echo "make up | down | status | logs    the stack (local supervisord mode without a Docker engine)"
-	@echo "make bench     benchmarks (bench-ingest SOURCE=path, bench-dispatch, bench-fold, bench-classify, bench-sweep, bench-quality)"
+	@echo "make bench     benchmarks (bench-ingest SOURCE=path, bench-dispatch, bench-fold, bench-classify, bench-sweep, bench-quality, bench-sr)"
 
 # make bench-fold: the length of each run, and how many job-system runs (each between two plain ones)
 FOLD_EPOCHS ?= 6
@@ -108,7 +108,7 @@ compose-check: install compose-tools
 demo: up
 	$(LAUNCH) dispatch demo --wait
 
-bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality
+bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr
 
 bench-ingest: install
 	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
@@ -132,6 +132,12 @@ bench-sweep: install
 QUALITY_EPOCHS ?= 10
 bench-quality: install
 	$(PY) -m bench.quality --source "$(SOURCE)" --epochs $(QUALITY_EPOCHS)
+
+# make bench-sr: the super-resolution network's training budget per scale, in seconds
+SR_SECONDS ?= 300
+SR_SCALES ?= 2
+bench-sr: install
+	$(PY) -m bench.superres --source "$(SOURCE)" --seconds $(SR_SECONDS) --scales $(SR_SCALES)
 
 # On a machine with an index: what bench/gpu_check.sh needs on an offline GPU server, in .gpu-kit/.
 gpu-kit: install

@@ -11,6 +11,8 @@
 #            aspect, input 384), same data, epochs and seed: test metrics with 95% intervals, seconds each.
 #  Sweep     bench/sweep.py on the mini set: SWEEP_TRIALS trials side by side against one trial alone, and
 #            the time and epochs the median pruner saves (one GPU: one gpu-queue worker).
+#  SR        bench/superres.py, where the raw release is at SOURCE: x2 and x4 trained SR_SECONDS each, held-out
+#            PSNR/SSIM against bicubic and Lanczos, throughput against bicubic's.
 #
 # Setup, once: with .gpu-kit/ (`make gpu-kit` on a machine with an index), a venv over the server's own
 # torch is made from its wheels and the mini set comes pre-ingested; without it, `make install` (or
@@ -19,6 +21,7 @@
 #   CLASSIFY_EPOCHS=40        `dispatch classify --input image` on the mini set
 #   QUALITY_EPOCHS=40         bench/quality.py's epochs per setup
 #   SWEEP_TRIALS=4 SWEEP_EPOCHS=8  bench/sweep.py's trials and epochs per trial
+#   SR_SECONDS=60             bench/superres.py's training budget per scale
 #   DEVICE=cpu THROUGHPUT_IMAGES=64 EPOCHS=1 ITERATIONS=2 CLASSIFY_EPOCHS=1 SWEEP_EPOCHS=2   a dry run on a
 #                             machine without a GPU (nvidia-smi absent: no memory figures)
 set -euo pipefail
@@ -29,6 +32,7 @@ CLASSIFY_EPOCHS=${CLASSIFY_EPOCHS:-40}
 QUALITY_EPOCHS=${QUALITY_EPOCHS:-40}
 SWEEP_TRIALS=${SWEEP_TRIALS:-4}
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-8}
+SR_SECONDS=${SR_SECONDS:-60}
 DEVICE=${DEVICE:-cuda}
 THROUGHPUT_IMAGES=${THROUGHPUT_IMAGES:-4083}
 SOURCE=${SOURCE:-../shared/data/fracatlas-mini}
@@ -90,6 +94,13 @@ GPUS=$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)
 [ "${GPUS:-0}" -gt 0 ] || GPUS=1
 "$PY" -m bench.sweep --dataset-id $DATASET --trials "$SWEEP_TRIALS" --epochs "$SWEEP_EPOCHS" --workers "$GPUS" \
   > "$WORK/sweep.txt" 2>&1 || true
+if [ -d "$SOURCE/images" ]; then
+  step "Super-resolution: x2 and x4 trained $SR_SECONDS s each on the release's large pictures"
+  "$PY" -m bench.superres --source "$SOURCE" --seconds "$SR_SECONDS" --scales 2,4 --device "$DEVICE" \
+    > "$WORK/superres.txt" 2>&1 || true
+else
+  echo "super-resolution: skipped (no release at $SOURCE: it learns from the raw large pictures)" > "$WORK/superres.txt"
+fi
 step "done"
 
 "$PY" - "$WORK" <<'EOF_PY'
@@ -132,6 +143,7 @@ print(f"nnU-Net plan at the defaults: patch {plan.get('patch_size')}, batch {pla
       f"{plan.get('cases')} training cases")
 print((work / "quality.txt").read_text())
 print((work / "sweep.txt").read_text())
+print((work / "superres.txt").read_text())
 print(f"classify run {classify.get('ref')} {classify.get('state')} {classify.get('error') or ''}; "
       f"GPU {throughput.get('device')}")
 for row in rows:

@@ -21,6 +21,8 @@ BUILD = {"dockerfile": "services/docker/Dockerfile", "target": "app"}
 CONTAINER_USER = "${APP_UID:-1000}:${APP_GID:-1000}"
 # What worker hosts reach besides MLflow (published on :5000 by docker-compose.yml already).
 PUBLISHED_PORTS = {"redis": 6379, "postgres": 5432}
+# docker-compose.yml's, with a user's own from .env
+MLFLOW_ALLOWED_HOSTS = "${MLFLOW_ALLOWED_HOSTS:-mlflow:5000,localhost:5000,127.0.0.1:5000}"
 FIRST_HOST_SERVICES = {
     "redis": "service_healthy",
     "postgres": "service_healthy",
@@ -109,8 +111,11 @@ def gpu_override(gpus: list[str], remote: bool = False) -> dict[str, Any]:
 
 def publish_override(address: str) -> dict[str, Any]:
     """The first host's services that worker hosts reach, published on one address (a private interface
-    behind a firewall; never 0.0.0.0 on a public one)."""
-    return {"services": {name: {"ports": [f"{address}:{port}:{port}"]} for name, port in PUBLISHED_PORTS.items()}}
+    behind a firewall; never 0.0.0.0 on a public one). MLflow, published already, must also accept requests
+    that name that address (its guard against DNS rebinding refuses any other Host header with a 403)."""
+    services: dict[str, Any] = {name: {"ports": [f"{address}:{port}:{port}"]} for name, port in PUBLISHED_PORTS.items()}
+    services["mlflow"] = {"environment": {"MLFLOW_ALLOWED_HOSTS": f"{MLFLOW_ALLOWED_HOSTS},{address}:5000"}}
+    return {"services": services}
 
 
 def write(content: dict[str, Any], path: Path) -> Path:

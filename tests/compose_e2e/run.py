@@ -159,6 +159,35 @@ def running_job(stack: Stack, ref: str, kind: str) -> dict | None:
     return next((job for job in run["jobs"] if job["kind"] == kind and job["state"] == "running"), None)
 
 
+def mlflow_api(stack: Stack, path: str, body: dict | None = None) -> dict:
+    """MLflow's REST API on the first host, as its admin."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:5000/api/2.0/mlflow/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    token = base64.b64encode(f"fracatlas:{stack.secret('MLFLOW_ADMIN_PASSWORD')}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)
+
+
+def fold_curve_in_mlflow(stack: Stack, run: dict, fold_name: str) -> list[float]:
+    """The train_loss curve of a run's job in MLflow, as the first host's server holds it."""
+    parent = run["artifacts"]["mlflow"].rsplit("/runs/", 1)[1]
+    experiment = mlflow_api(stack, f"runs/get?run_id={parent}")["run"]["info"]["experiment_id"]
+    found = mlflow_api(
+        stack,
+        "runs/search",
+        {"experiment_ids": [experiment], "filter": f"tags.mlflow.parentRunId = '{parent}'"},
+    )
+    job = next((r for r in found.get("runs", []) if r["info"].get("run_name") == fold_name), None)
+    if job is None:
+        return []
+    history = mlflow_api(stack, f"metrics/get-history?run_id={job['info']['run_id']}&metric_key=train_loss")
+    return [point["value"] for point in history.get("metrics", [])]
+
+
 def status_of(url: str, user: str | None = None, password: str | None = None) -> int:
     request = urllib.request.Request(url)
     if user is not None:
@@ -279,6 +308,9 @@ def worker_host(stack: Stack, name: str, data_root: Path, first_host: str) -> Ca
 def two_hosts(stack: Stack, first_host: str, dataset_id: int) -> None:
     host_b = worker_host(stack, f"{PROJECT_NAME}-b", stack.data_root, first_host)
     stack.compose("stop", "gpu-worker-0")  # the first host's gpu worker: the fold can only run on the second
+    # The demo trained fold 1 already: without it, the worker host trains it from the start.
+    for trained in (stack.data_root / "nnUNet_results").glob(f"Dataset{dataset_id}_*/*/fold_1"):
+        shutil.rmtree(trained)
     step("worker host up", lambda: host_b("up", "-d"))
     try:
         ref = stack.dispatch(
@@ -295,6 +327,12 @@ def two_hosts(stack: Stack, first_host: str, dataset_id: int) -> None:
         print(f"    {ref}: {final['state']}; fold 1 ran on {fold['worker']} (the worker host is {b_hostname})")
         if final["state"] != "succeeded" or not fold["worker"].endswith(f"@{b_hostname}"):
             raise SystemExit(f"{ref}: expected the fold to succeed on the worker host, got {fold}")
+        if fold["metrics"].get("mode") != "trained":
+            raise SystemExit(f"{ref}: the worker host did not train fold 1 from the start: {fold['metrics']}")
+        curve = wait_for("the fold's curve in MLflow", lambda: fold_curve_in_mlflow(stack, final, "fold 1"), 120)
+        print(f"    MLflow on the first host: fold 1's train_loss for {len(curve)} epochs, sent by the worker host")
+        if len(curve) != 2:
+            raise SystemExit(f"{ref}: expected 2 epochs of fold 1 in MLflow, got {curve}")
         checkpoints = list((stack.data_root / "nnUNet_results").rglob("fold_1/checkpoint_final.pth"))
         if not checkpoints:
             raise SystemExit("the worker host's checkpoint is not in the shared data root")

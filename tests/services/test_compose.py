@@ -148,6 +148,8 @@ def test_publish_override_binds_the_first_hosts_services_to_one_address(files: d
     for name, port in {"redis": 6379, "postgres": 5432}.items():
         assert merged["services"][name]["ports"] == [f"10.0.0.1:{port}:{port}/tcp"], name
     assert merged["services"]["mlflow"]["ports"] == [{"published": 5000, "target": 5000}], "published for every host"
+    allowed = merged["services"]["mlflow"]["environment"]["MLFLOW_ALLOWED_HOSTS"].split(",")
+    assert allowed == ["mlflow:5000", "localhost:5000", "127.0.0.1:5000", "10.0.0.1:5000"], "worker hosts name it so"
 
 
 def test_worker_host_file_runs_only_gpu_workers_against_the_first_host(files: dict[str, Path]) -> None:
