@@ -11,8 +11,9 @@
 #            aspect, input 384), same data, epochs and seed: test metrics with 95% intervals, seconds each.
 #  Sweep     bench/sweep.py on the mini set: SWEEP_TRIALS trials side by side against one trial alone, and
 #            the time and epochs the median pruner saves (one GPU: one gpu-queue worker).
-#  SR        bench/superres.py, where the raw release is at SOURCE: x2 and x4 trained SR_SECONDS each, held-out
-#            PSNR/SSIM against bicubic and Lanczos, throughput against bicubic's.
+#  SR        bench/superres.py, where the raw release is at SOURCE: x2 trained for SR_SECONDS, held-out
+#            PSNR/SSIM against bicubic and Lanczos, throughput against bicubic's; then bench/quality.py's
+#            classifier at a working size of 908 on bicubic against x2-network inputs, same split and seed.
 #
 # Setup, once: with .gpu-kit/ (`make gpu-kit` on a machine with an index), a venv over the server's own
 # torch is made from its wheels and the mini set comes pre-ingested; without it, `make install` (or
@@ -95,9 +96,12 @@ GPUS=$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)
 "$PY" -m bench.sweep --dataset-id $DATASET --trials "$SWEEP_TRIALS" --epochs "$SWEEP_EPOCHS" --workers "$GPUS" \
   > "$WORK/sweep.txt" 2>&1 || true
 if [ -d "$SOURCE/images" ]; then
-  step "Super-resolution: x2 and x4 trained $SR_SECONDS s each on the release's large pictures"
-  "$PY" -m bench.superres --source "$SOURCE" --seconds "$SR_SECONDS" --scales 2,4 --device "$DEVICE" \
-    > "$WORK/superres.txt" 2>&1 || true
+  step "Super-resolution: x2 trained $SR_SECONDS s on the release's large pictures"
+  "$PY" -m bench.superres --source "$SOURCE" --seconds "$SR_SECONDS" --scales 2 --device "$DEVICE" \
+    --save "$WORK/sr" > "$WORK/superres.txt" 2>&1 || true
+  step "Super-resolution: the classifier at 908 px on bicubic against x2 network inputs, $QUALITY_EPOCHS epochs"
+  "$PY" -m bench.quality --source "$SOURCE" --sr-model "$WORK/sr/model_x2.pth" --size 908 \
+    --epochs "$QUALITY_EPOCHS" >> "$WORK/superres.txt" 2>&1 || true
 else
   echo "super-resolution: skipped (no release at $SOURCE: it learns from the raw large pictures)" > "$WORK/superres.txt"
 fi

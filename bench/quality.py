@@ -9,6 +9,10 @@ defaults  the long side at 512 with the aspect kept, letterboxed (`dispatch inge
 
 `--source` ingests the release into a scratch folder first; `--data-root` uses datasets 921 and 922 already
 ingested there (the GPU check's kit carries them).
+
+`--sr-model FILE --size N` compares the small pictures' enlargement instead, at one working size N (908:
+twice the small pictures' long side): `--upscale bicubic` (dataset 923) against the super-resolution
+network FILE (`make bench-sr`'s or a sr-train run's model_x2.pth; dataset 924), the classifier at N.
 """
 
 from __future__ import annotations
@@ -42,10 +46,17 @@ SETUPS: dict[str, tuple[int, dict[str, Any], int]] = {
 }
 
 
-def ingest_both(source: Path, data_root: Path) -> dict[str, float]:
+def upscale_setups(model: Path, size: int) -> dict[str, tuple[int, dict[str, Any], int]]:
+    return {
+        f"bicubic at {size}": (923, {"size": size}, size),
+        f"sr at {size}": (924, {"size": size, "upscale": "sr", "upscale_models": {2: str(model.resolve())}}, size),
+    }
+
+
+def ingest_both(source: Path, data_root: Path, setups: dict[str, tuple[int, dict[str, Any], int]]) -> dict[str, float]:
     """Each setup's dataset from the same release; the seconds each ingest took."""
     seconds = {}
-    for name, (dataset_id, options, _) in SETUPS.items():
+    for name, (dataset_id, options, _) in setups.items():
         started = time.perf_counter()
         ingest_in_process(source, data_root, dataset_id, **options)
         seconds[name] = time.perf_counter() - started
@@ -67,15 +78,20 @@ def train_one(data_root: Path, dataset_id: int, input_size: int, epochs: int) ->
 @click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--data-root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--epochs", default=10, show_default=True)
-def main(source: Path | None, data_root: Path | None, epochs: int) -> None:
+@click.option("--sr-model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--size", default=908, show_default=True, help="The working size of the --sr-model comparison.")
+def main(source: Path | None, data_root: Path | None, epochs: int, sr_model: Path | None, size: int) -> None:
     if (source is None) == (data_root is None):
         raise click.UsageError("give --source (a release to ingest) or --data-root (datasets 921 and 922 in it)")
+    if sr_model and not source:
+        raise click.UsageError("--sr-model compares two ingests of --source")
+    setups = upscale_setups(sr_model, size) if sr_model else SETUPS
     with tempfile.TemporaryDirectory() as scratch:
         root = data_root or Path(scratch)
-        ingest_s = ingest_both(source, root) if source else {}
+        ingest_s = ingest_both(source, root, setups) if source else {}
         results = {
             name: {**train_one(root, dataset_id, input_size, epochs), "ingest_s": ingest_s.get(name)}
-            for name, (dataset_id, _, input_size) in SETUPS.items()
+            for name, (dataset_id, _, input_size) in setups.items()
         }
     first = next(iter(results.values()))
     click.echo(

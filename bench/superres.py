@@ -13,7 +13,7 @@ import torch
 
 from shared.defaults import SUPERRES
 from workers.gpu.superres.evaluate import classical_upscale, evaluate
-from workers.gpu.superres.network import NetworkShape, parameter_count, upscale
+from workers.gpu.superres.network import NetworkShape, parameter_count, save_model, upscale
 from workers.gpu.superres.pairs import make_pairs
 from workers.gpu.superres.train import TrainSettings, train
 
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=SUPERRES["patch"])
     parser.add_argument("--batch-size", type=int, default=SUPERRES["batch_size"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--save", type=Path, help="Keep each network here as model_x<scale>.pth.")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} threads; budget {args.seconds:g} s/scale")
@@ -67,6 +68,8 @@ def main() -> None:
         pairs = make_pairs(args.source, scale, SUPERRES["small_long_side"], SUPERRES["min_long_side"], 0.2, 0)
         shape = NetworkShape(scale, SUPERRES["features"], SUPERRES["blocks"])
         model, iterations, seconds = _train_for(args.seconds, shape, pairs, args, device)
+        if args.save:
+            save_model(model, args.save / f"model_x{scale}.pth", {"run": "bench-sr"})
         figures = evaluate(model, pairs.held_out, device)
         smalls = [pair.small for pair in pairs.held_out]
         bicubic_rate = _pictures_per_s(lambda small: classical_upscale(small, scale, "bicubic"), smalls)  # noqa: B023

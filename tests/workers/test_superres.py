@@ -119,11 +119,21 @@ def test_sr_train_is_shown_and_tracked(trained: dict, system: Stack) -> None:
 
 def test_ingest_upscales_with_the_network_and_records_it(trained: dict, system: Stack, release) -> None:  # noqa: ANN001
     folder = release(fractured=4, non_fractured=2)
-    args = ("ingest", "--source", str(folder), "--dataset-id", str(DATASET + 1), "--size", "600")
-    result = system.dispatch(*args, "--upscale", "sr", "--wait", "--json", timeout=600)
+    models = {"2": trained["run"]["jobs"][0]["artifacts"]["model"]}
+    # `sr`: the newest sr-train run's networks (the run is cancelled at once: only its request is looked at)
+    args = ("ingest", "--source", str(folder), "--size", "600")
+    newest = json.loads(system.dispatch(*args, "--dataset-id", str(DATASET + 3), "--upscale", "sr", "--json").stdout)
+    assert system.dispatch("cancel", newest["ref"]).returncode == 0
+    assert newest["params"]["upscale_models"] == models
+    # sr:NAME: the run of the registered model's newest version
+    name = f"Dataset{DATASET}_FracAtlas-superres-x2"
+    wait_for(lambda: mlflow_client(system).search_model_versions(f"name='{name}'"), 60, "the registered version")
+    result = system.dispatch(
+        *args, "--dataset-id", str(DATASET + 1), "--upscale", f"sr:{name}", "--wait", "--json", timeout=600
+    )
     run = json.loads(result.stdout)
     assert result.returncode == 0, run.get("error")
-    assert run["params"]["upscale_models"] == {"2": trained["run"]["jobs"][0]["artifacts"]["model"]}
+    assert run["params"]["upscale_models"] == models
     with open(run["artifacts"]["manifest"]) as handle:
         rows = list(csv.DictReader(handle))
     expected = f"sr x2 ({trained['run']['ref']})"
