@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import click
+from dotenv import dotenv_values
 
 from services.docker import stack as compose_stack
 from services.docker.compose import gpu_override, parse_gpus, publish_override, write
@@ -19,8 +20,10 @@ from services.local import stack
 from services.local.plan import visible_gpus
 from shared.secrets_check import refusal
 from shared.settings import Settings, get_settings
+from shared.tracking_login import refused_login
 
 HEALTHY_TIMEOUT_S = 300
+MLFLOW_PUBLISHED_PORT = 5000  # docker-compose.yml's
 # Celery prefers these to the stack's own BROKER_URL (shared/celery_app.py ignores them); said once at `up`.
 FOREIGN_CELERY_VARIABLES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_BROKER")
 
@@ -88,8 +91,21 @@ def up(local: bool, gpus: str, publish: str) -> None:
         click.echo(f"the image build uses {extra}")
     compose_stack.run_compose(settings, "up", "-d", "--build")
     _wait_healthy(settings)
+    _refuse_a_refused_login(env_path)
     click.echo(f"Flower: http://127.0.0.1:5555 and MLflow: http://127.0.0.1:5000 (passwords in {env_path})")
     click.echo("next: make demo, or `make dispatch ARGS='jobs'`")
+
+
+def _refuse_a_refused_login(env_path: Path) -> None:
+    """The workers log to MLflow as `fracatlas` with MLFLOW_ADMIN_PASSWORD; MLflow's own user table keeps the
+    password of its first start (a volume), so an edited .env would be refused in every job: say so now."""
+    password = dotenv_values(env_path).get("MLFLOW_ADMIN_PASSWORD") or ""
+    refused = refused_login(f"http://127.0.0.1:{MLFLOW_PUBLISHED_PORT}", compose_stack.MLFLOW_USER, password)
+    if refused:
+        raise click.ClickException(
+            f"{refused}. MLflow keeps the admin password of its first start: put that one back in {env_path}, "
+            "or change it in MLflow (docs/tracking.md)"
+        )
 
 
 def service_states(settings: Settings) -> dict[str, str]:

@@ -137,10 +137,15 @@ class Settings(BaseSettings):
 
     @property
     def tracking_credentials(self) -> tuple[str | None, str]:
-        if self.mlflow_username:
-            return self.mlflow_username, self.mlflow_password or ""
-        kept = self._local_mlflow() if self.mlflow_tracking_uri is None else None
-        return (kept[1], kept[2]) if kept else (None, "")
+        """The login of the server the workers log to. The local stack's own server has its own: a
+        MLFLOW_TRACKING_USERNAME in the environment belongs to another server (the one MLFLOW_TRACKING_URI
+        would name) and is not sent to this one."""
+        if self.mlflow_tracking_uri is None:
+            kept = self._local_mlflow()
+            return (kept[1], kept[2]) if kept else (None, "")
+        if not self.mlflow_username:
+            return None, ""
+        return self.mlflow_username, self.mlflow_password or ""
 
     @property
     def tracking_ui_url(self) -> str:

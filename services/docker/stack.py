@@ -21,6 +21,7 @@ USER_ENV_FILE = PROJECT_ROOT / ".env"
 SECRETS_FILE = "secrets.env"  # under $DATA_ROOT/compose, 0600, when the user has no .env
 IMAGE_UID = 1000  # the `app` user of services/docker/Dockerfile
 FLOWER_USER = "admin"
+MLFLOW_USER = "fracatlas"  # the workers' MLflow login in docker-compose.yml
 # What docker-compose.yml asks of .env with ${NAME:?...}; a first start without .env generates each.
 GENERATED_SECRETS = (
     "REDIS_PASSWORD",

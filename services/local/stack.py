@@ -28,6 +28,7 @@ from shared.data_root import claim_data_root
 from shared.db.migrate import upgrade_to_head
 from shared.redact import redact_url
 from shared.settings import MLFLOW_SERVER_FILE, REDIS_PASSWORD_FILE, Settings, get_settings
+from shared.tracking_login import refused_login
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90
@@ -124,6 +125,7 @@ def up(settings: Settings) -> None:
     if redis_answers(settings.broker_url):
         # A Redis without a password answers at BROKER_URL (the machine's own): use it as it is.
         (settings.layout.stack_dir / REDIS_PASSWORD_FILE).unlink(missing_ok=True)
+    _refuse_a_refused_login(settings)  # a server MLFLOW_TRACKING_URI names: before anything starts
     start_redis = not redis_answers(settings.broker)
     stack = programs(settings, start_redis)
     conf = write_config(settings, stack)
@@ -149,7 +151,22 @@ def up(settings: Settings) -> None:
     click.echo(f"Flower: http://127.0.0.1:{settings.flower_port}  (user {user}; the password is in {kept})")
     if runs_mlflow(settings):
         click.echo(_mlflow_ready(settings))
+        if settings.mlflow_username:
+            click.echo("note: MLFLOW_TRACKING_USERNAME in your environment is not sent to the stack's own MLflow")
+        _refuse_a_refused_login(settings, stop=True)
     click.echo(f"logs: {_paths(settings)['logs']}   next: .venv/bin/dispatch demo --wait")
+
+
+def _refuse_a_refused_login(settings: Settings, stop: bool = False) -> None:
+    """Refuse, naming the user, a login the tracking server answers 401/403 (stopping the stack first when
+    it has started)."""
+    if settings.tracking_uri is None:
+        return
+    refused = refused_login(settings.tracking_uri, *settings.tracking_credentials, settings.tracking_timeout_seconds)
+    if refused:
+        if stop:
+            down(settings)
+        raise click.ClickException(refused)
 
 
 def _mlflow_ready(settings: Settings) -> str:

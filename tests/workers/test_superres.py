@@ -138,7 +138,7 @@ def test_ingest_upscales_with_the_network_and_records_it(trained: dict, system: 
         rows = list(csv.DictReader(handle))
     expected = f"sr x2 ({trained['run']['ref']})"
     assert rows and all(row["upscaled"] == expected for row in rows), {row["upscaled"] for row in rows}
-    assert run["metrics"]["upscaled_pictures"] == len(rows) and run["metrics"]["upscale"] == "sr"
+    assert run["metrics"]["upscaled_pictures"] == len(rows) and run["metrics"]["upscale"] == f"sr:{name}"
 
 
 def test_bad_upscale_choices_are_refused_by_name(trained: dict, system: Stack, release) -> None:  # noqa: ANN001
