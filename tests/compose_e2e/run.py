@@ -390,6 +390,7 @@ def main() -> None:
     finally:
         if (data_root / "compose" / "secrets.env").exists():
             Stack(data_root, "").compose("down", "-v", check=False)
+        sh("docker", "network", "rm", HOSTS_NETWORK, check=False, capture=True)
         if daemon is not None:
             daemon.terminate()
             daemon.wait(60)
