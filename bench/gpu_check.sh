@@ -95,6 +95,11 @@ GPUS=$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)
 [ "${GPUS:-0}" -gt 0 ] || GPUS=1
 "$PY" -m bench.sweep --dataset-id $DATASET --trials "$SWEEP_TRIALS" --epochs "$SWEEP_EPOCHS" --workers "$GPUS" \
   > "$WORK/sweep.txt" 2>&1 || true
+if [ ! -d "$SOURCE/images" ] && [ -f .gpu-kit/release.tar ]; then
+  "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="data")' \
+    .gpu-kit/release.tar "$WORK"
+  SOURCE="$WORK/release"
+fi
 if [ -d "$SOURCE/images" ]; then
   step "Super-resolution: x2 trained $SR_SECONDS s on the release's large pictures"
   "$PY" -m bench.superres --source "$SOURCE" --seconds "$SR_SECONDS" --scales 2 --device "$DEVICE" \

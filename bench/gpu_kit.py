@@ -4,6 +4,7 @@
   pandas, matplotlib, timm and the like are used as they are), for the server's Python, re-zipped with
   LZMA (SimpleITK's wheel: 53 MB -> 29 MB): pip reads them the same, and the kit stays small enough to
   travel with the working tree.
+- release.tar: the mini set (or SOURCE) as it is, for the super-resolution step (26 MB of JPEGs).
 - data.tar.xz: the mini set (or SOURCE) ingested at the defaults as dataset 921 and as the notebook's 224 px
   squares as dataset 922 (bench/quality.py's two setups): nnU-Net raw dataset and
   classification cache, so the check spends its GPU minutes on training.
@@ -79,8 +80,14 @@ def main(out: Path, python_version: str, source: Path) -> None:
         with tarfile.open(out / "data.tar.xz", "w:xz") as archive:
             for folder in ("nnUNet_raw", "classification"):
                 archive.add(Path(scratch) / folder, arcname=folder)
+    # The raw release too: super-resolution learns from its large pictures (JPEGs: a plain tar, no gain in xz).
+    with tarfile.open(out / "release.tar", "w") as archive:
+        archive.add(source, arcname="release")
     size = sum(path.stat().st_size for path in out.rglob("*") if path.is_file())
-    click.echo(f"{out}: {len(list((out / 'wheels').glob('*.whl')))} wheels and data.tar.xz, {size / 2**20:.1f} MiB")
+    wheels = len(list((out / "wheels").glob("*.whl")))
+    click.echo(
+        f"{out}: {wheels} wheels, data.tar.xz and release.tar, {size / 2**20:.1f} MiB (a device call carries 64 MiB)"
+    )
 
 
 if __name__ == "__main__":
