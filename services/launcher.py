@@ -18,14 +18,13 @@ from services.docker import stack as compose_stack
 from services.docker.compose import gpu_override, parse_gpus, publish_override, write
 from services.local import stack
 from services.local.plan import visible_gpus
+from shared.defaults import IGNORED_CELERY_VARIABLES
 from shared.secrets_check import refusal
 from shared.settings import Settings, get_settings
 from shared.tracking_login import refused_login
 
 HEALTHY_TIMEOUT_S = 300
 MLFLOW_PUBLISHED_PORT = 5000  # docker-compose.yml's
-# Celery prefers these to the stack's own BROKER_URL (shared/celery_app.py ignores them); said once at `up`.
-FOREIGN_CELERY_VARIABLES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_BROKER")
 
 
 def docker_engine() -> bool:
@@ -52,7 +51,7 @@ def cli(context: click.Context, local: bool) -> None:
 
 
 def _note_foreign_celery_variables() -> None:
-    found = [name for name in FOREIGN_CELERY_VARIABLES if os.environ.get(name)]
+    found = [name for name in IGNORED_CELERY_VARIABLES if os.environ.get(name)]  # shared/celery_app.py drops them
     if found:
         names = ", ".join(found)
         click.echo(f"note: {names} set in your environment are ignored here; the stack's broker is BROKER_URL")

@@ -10,12 +10,12 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from shared.defaults import IGNORED_CELERY_VARIABLES
 from shared.settings import get_settings
 from shared.tasknames import QUEUE_OF, REAP
 
-# Celery prefers these variables to the broker and backend an app names: a user's, set for another project,
-# would send this stack's processes elsewhere (BROKER_URL and RESULT_BACKEND name ours; docs/cli.md).
-for variable in ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL", "CELERY_RESULT_BACKEND"):
+# A user's, set for another project, would send this stack's processes elsewhere (docs/cli.md).
+for variable in IGNORED_CELERY_VARIABLES:
     os.environ.pop(variable, None)
 
 settings = get_settings()

@@ -29,6 +29,7 @@ from shared.defaults import (
     PRUNERS,
     SAMPLERS,
     SUPERRES,
+    SUPERRES_SCALES,
     SWEEP,
     TRAINER,
     UPSCALE_METHODS,
@@ -353,7 +354,7 @@ def parse_scales(value: Any) -> list[int]:
         scales = sorted({int(part) for part in parts})
     except ValueError:
         raise ValueError("write the scales as 2, 4 or 2,4") from None
-    if not scales or any(scale not in (2, 4) for scale in scales):
+    if not scales or any(scale not in SUPERRES_SCALES for scale in scales):
         raise ValueError("the network upscales by 2 or 4: write 2, 4 or 2,4")
     return scales
 

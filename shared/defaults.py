@@ -56,6 +56,7 @@ SUPERRES = {
     "seed": 0,
 }
 UPSCALE_METHODS = ("bicubic", "sr")  # --upscale: sr or sr:MODEL
+SUPERRES_SCALES = (2, 4)  # what the super-resolution network upscales by
 SWEEP = {"trials": 24, "sampler": "tpe", "pruner": "median", "warmup_epochs": 2, "epochs": 30}
 SAMPLERS = ("tpe", "grid", "random")
 PRUNERS = ("median", "halving", "none")
@@ -70,3 +71,12 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 def is_radiograph_file(path: Path) -> bool:
     name = path.name.lower()
     return name.endswith(PICTURE_SUFFIXES) or name.endswith(NIFTI_SUFFIXES)
+
+
+# Celery prefers these to the broker and backend an app names; the stack's are BROKER_URL and RESULT_BACKEND.
+IGNORED_CELERY_VARIABLES = (
+    "CELERY_BROKER_URL",
+    "CELERY_BROKER_READ_URL",
+    "CELERY_BROKER_WRITE_URL",
+    "CELERY_RESULT_BACKEND",
+)

@@ -3,7 +3,6 @@ of a version: through MLflow's REST API (the dispatcher loads no MLflow client).
 
 from __future__ import annotations
 
-import base64
 import json
 import urllib.error
 import urllib.parse
@@ -11,6 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from shared.basic_auth import basic_auth_header
 from shared.contract import BadOption
 from shared.layout import dataset_name
 from shared.redact import redact_url
@@ -46,11 +46,8 @@ def _get(path: str, query: dict[str, str]) -> dict[str, Any]:
             "no MLflow server is configured (MLFLOW_TRACKING_URI); name the run with --classifier", "--model"
         )
     url = f"{settings.tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
-    request = urllib.request.Request(url)
     username, password = settings.tracking_credentials
-    if username:
-        token = base64.b64encode(f"{username}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    request = urllib.request.Request(url, headers=basic_auth_header(f"{username}:{password}") if username else {})
     try:
         with urllib.request.urlopen(request, timeout=settings.tracking_timeout_seconds) as answer:
             return json.load(answer)

@@ -3,10 +3,10 @@ pair is refused by name at once instead of looking like an outage in every job's
 
 from __future__ import annotations
 
-import base64
 import urllib.error
 import urllib.request
 
+from shared.basic_auth import basic_auth_header
 from shared.redact import redact_url
 
 REFUSED = (401, 403)
@@ -15,10 +15,10 @@ REFUSED = (401, 403)
 def refused_login(url: str, username: str | None, password: str, timeout: float = 10.0) -> str | None:
     """A message naming the user when the server at `url` answers 401 or 403 to this login; None when it
     accepts it, answers otherwise or cannot be reached (an outage is not a refusal)."""
-    request = urllib.request.Request(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
-    if username:
-        token = base64.b64encode(f"{username}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1",
+        headers=basic_auth_header(f"{username}:{password}") if username else {},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout):
             return None

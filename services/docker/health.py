@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import sys
 import time
 import urllib.request
 
+from shared.basic_auth import basic_auth_header
 from shared.settings import get_settings
 
 BEAT_SCHEDULE = "celerybeat-schedule"  # beat.sh's -s; the dbm module adds a suffix (.db) or not (gdbm)
@@ -23,9 +23,9 @@ def beat_alive() -> bool:
 
 def flower_alive() -> bool:
     settings = get_settings()
-    token = base64.b64encode((settings.flower_basic_auth or "").encode()).decode()
     request = urllib.request.Request(
-        f"http://127.0.0.1:{settings.flower_port}/healthcheck", headers={"Authorization": f"Basic {token}"}
+        f"http://127.0.0.1:{settings.flower_port}/healthcheck",
+        headers=basic_auth_header(settings.flower_basic_auth or ""),
     )
     try:
         return urllib.request.urlopen(request, timeout=5).status == 200

@@ -15,7 +15,6 @@ refused by name.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ sys.path.insert(0, str(PROJECT))  # run as a script: the project's packages from
 
 from services.docker.stack import compose_command, run_compose  # noqa: E402
 from services.launcher import service_states  # noqa: E402
+from shared.basic_auth import basic_auth_header  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 PY = sys.executable
@@ -164,10 +164,11 @@ def mlflow_api(stack: Stack, path: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:5000/api/2.0/mlflow/{path}",
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers={
+            "Content-Type": "application/json",
+            **basic_auth_header(f"fracatlas:{stack.secret('MLFLOW_ADMIN_PASSWORD')}"),
+        },
     )
-    token = base64.b64encode(f"fracatlas:{stack.secret('MLFLOW_ADMIN_PASSWORD')}".encode()).decode()
-    request.add_header("Authorization", f"Basic {token}")
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)
 
@@ -189,10 +190,7 @@ def fold_curve_in_mlflow(stack: Stack, run: dict, fold_name: str) -> list[float]
 
 
 def status_of(url: str, user: str | None = None, password: str | None = None) -> int:
-    request = urllib.request.Request(url)
-    if user is not None:
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
+    request = urllib.request.Request(url, headers=basic_auth_header(f"{user}:{password}") if user is not None else {})
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status

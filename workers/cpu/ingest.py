@@ -390,7 +390,7 @@ def _write_manifest(
                 split,
                 selection.group_of[case],
                 selection.excluded.get(case, ""),
-                record.get("upscaled", ""),
+                record["upscaled"],
                 warnings.get(item["file_name"], ""),
             ]
         )

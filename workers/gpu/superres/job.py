@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from shared.contract import SuperResRequest
-from workers.gpu.classifier.fit import training_device
+from workers import nnunet
 from workers.gpu.superres.evaluate import evaluate, sample_crops
 from workers.gpu.superres.network import NetworkShape, parameter_count, save_model
 from workers.gpu.superres.pairs import make_pairs
@@ -32,7 +34,7 @@ def train_scale(ctx: JobContext) -> Outcome:
         Path(request.source), scale, request.small_long_side, request.min_long_side, request.held_out, request.seed
     )
     folder = model_file(ctx.folder, scale).parent
-    device = training_device()
+    device = torch.device(nnunet.device())  # the worker's GPU, or the CPU of a CPU-backed gpu-queue worker
 
     def on_step(step: Step) -> None:
         ctx.progress(

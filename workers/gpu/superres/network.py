@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SCALES = (2, 4)
+from shared.defaults import SUPERRES_SCALES
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class SuperResolution(nn.Module):
 
     def __init__(self, shape: NetworkShape) -> None:
         super().__init__()
-        if shape.scale not in SCALES:
-            raise ValueError(f"scale {shape.scale}: the network upscales by {' or '.join(map(str, SCALES))}")
+        if shape.scale not in SUPERRES_SCALES:
+            raise ValueError(f"scale {shape.scale}: the network upscales by {' or '.join(map(str, SUPERRES_SCALES))}")
         self.shape = shape
         self.head = nn.Conv2d(1, shape.features, 3, padding=1)
         self.body = nn.Sequential(
