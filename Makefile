@@ -9,14 +9,14 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
+.PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
 
 help:
 	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
 	@echo "make test      install and run lint + the test suite (real Redis, workers, SQLite and Postgres)"
 	@echo "make chaos     the longer fault tests (a minute without Redis, without PostgreSQL; about 6 min)"
 	@echo "make up | down | status | logs    the stack (local supervisord mode without a Docker engine)"
-	@echo "make bench     benchmarks (bench-ingest SOURCE=path, bench-dispatch, bench-fold, bench-classify, bench-sweep, bench-quality, bench-sr)"
+	@echo "make bench     benchmarks (bench-ingest SOURCE=path, bench-dispatch, bench-fold, bench-classify, bench-sweep, bench-quality, bench-sr, bench-tracking)"
 
 # make bench-fold: the length of each run, and how many job-system runs (each between two plain ones)
 FOLD_EPOCHS ?= 6
@@ -108,7 +108,7 @@ compose-check: install compose-tools
 demo: up
 	$(LAUNCH) dispatch demo --wait
 
-bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr
+bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking
 
 bench-ingest: install
 	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
@@ -138,6 +138,12 @@ SR_SECONDS ?= 300
 SR_SCALES ?= 2
 bench-sr: install
 	$(PY) -m bench.superres --source "$(SOURCE)" --seconds $(SR_SECONDS) --scales $(SR_SCALES)
+
+# MLflow's lag per entry kind with a 5-fold run and a sweep at once: SQLite (with and without the login cache)
+# and PostgreSQL behind the stack's MLflow (TRACKING_POSTGRES: a server where the bench may create databases).
+TRACKING_POSTGRES ?= postgresql://postgres@127.0.0.1/test
+bench-tracking: install
+	$(PY) -m bench.tracking --source "$(SOURCE)" --postgres "$(TRACKING_POSTGRES)"
 
 # On a machine with an index: what bench/gpu_check.sh needs on an offline GPU server, in .gpu-kit/.
 gpu-kit: install

@@ -494,25 +494,41 @@ def has_job(run_id: int, kind: str) -> bool:
         return session.scalar(select(Job.id).where(Job.run_id == run_id, Job.kind == kind).limit(1)) is not None
 
 
-def tracking_ids(run_id: int | None = None, job_id: int | None = None) -> str | None:
-    """The MLflow run id kept for a run or a job (None: none made yet)."""
+def tracking_ids(run_id: int | None = None, job_id: int | None = None, claims: bool = False) -> str | None:
+    """The MLflow run id kept for a run or a job (None: none made yet; with `claims`, also the claim of a
+    process making it)."""
     with session_scope() as session:
         if job_id is not None:
-            return session.scalar(select(Job.tracking_id).where(Job.id == job_id))
-        return session.scalar(select(Run.tracking_id).where(Run.id == run_id))
+            kept = session.scalar(select(Job.tracking_id).where(Job.id == job_id))
+        else:
+            kept = session.scalar(select(Run.tracking_id).where(Run.id == run_id))
+    return kept if claims or not (kept or "").startswith(TRACKING_CLAIM) else None
 
 
-def set_tracking_id(tracking_id: str, run_id: int | None = None, job_id: int | None = None) -> str:
-    """Keep `tracking_id` for the row unless one is kept already; returns the one kept (the first wins)."""
+# A row's tracking id while one process makes its MLflow run: "making:<unix time>:<nonce>".
+TRACKING_CLAIM = "making:"
+
+
+def claim_tracking_id(
+    claim: str, run_id: int | None = None, job_id: int | None = None, stale: str | None = None
+) -> str:
+    """Keep `claim` as the row's tracking id where it has none (or still holds the abandoned claim
+    `stale`); returns the one it holds now (the first wins)."""
     table, key = (Job, job_id) if job_id is not None else (Run, run_id)
+    held = table.tracking_id.is_(None) if stale is None else table.tracking_id == stale
     with session_scope() as session:
-        session.execute(
-            update(table).where(table.id == key, table.tracking_id.is_(None)).values(tracking_id=tracking_id)
-        )
+        session.execute(update(table).where(table.id == key, held).values(tracking_id=claim))
         kept = session.scalar(select(table.tracking_id).where(table.id == key))
         if kept is None:
             raise NotFound(f"{'job j' if job_id is not None else 'run r'}{key}")
         return kept
+
+
+def settle_tracking_id(claim: str, value: str | None, run_id: int | None = None, job_id: int | None = None) -> None:
+    """Replace this process's claim by the MLflow run it made (None: it made none, another may try)."""
+    table, key = (Job, job_id) if job_id is not None else (Run, run_id)
+    with session_scope() as session:
+        session.execute(update(table).where(table.id == key, table.tracking_id == claim).values(tracking_id=value))
 
 
 def run_for_tracking(run_id: int) -> dict[str, Any]:

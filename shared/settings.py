@@ -81,9 +81,14 @@ class Settings(BaseSettings):
     mlflow_password: str | None = Field(default=None, alias="MLFLOW_TRACKING_PASSWORD")
     mlflow_ui_url: str | None = Field(default=None, alias="MLFLOW_UI_URL")
     mlflow_port: int = Field(default=5000, alias="MLFLOW_PORT")
+    # The stack's MLflow checks a login once per this many seconds, not on every request (0: every request;
+    # services/tracking_store.py says why).
+    mlflow_auth_cache_seconds: int = Field(default=300, alias="MLFLOW_AUTH_CACHE_SECONDS")
     tracking_timeout_seconds: float = Field(default=10.0, alias="TRACKING_TIMEOUT_SECONDS")
     # What a job has not sent when it ends waits this long, then goes to the spool (the reaper replays it).
     tracking_flush_seconds: float = Field(default=15.0, alias="TRACKING_FLUSH_SECONDS")
+    # make bench-tracking: each process appends, per entry sent, its kind and seconds from call to answer.
+    tracking_lag_log: Path | None = Field(default=None, alias="TRACKING_LAG_LOG")
 
     @field_validator("job_time_limits")
     @classmethod

@@ -23,12 +23,14 @@ def refused_login(url: str, username: str | None, password: str, timeout: float 
         with urllib.request.urlopen(request, timeout=timeout):
             return None
     except urllib.error.HTTPError as error:
-        if error.code not in REFUSED:
-            return None
-        who = f"the credentials of user {username}" if username else "requests without credentials"
-        return (
-            f"MLflow at {redact_url(url)} refused {who} ({error.code}): set MLFLOW_TRACKING_USERNAME and "
-            "MLFLOW_TRACKING_PASSWORD to a login it accepts (or MLFLOW_TRACKING_URI=none for no tracking)"
-        )
+        return refusal_message(url, username, error.code) if error.code in REFUSED else None
     except OSError:
         return None
+
+
+def refusal_message(url: str, username: str | None, code: int) -> str:
+    who = f"the credentials of user {username}" if username else "requests without credentials"
+    return (
+        f"MLflow refused {who} ({code}) at {redact_url(url)}: set MLFLOW_TRACKING_USERNAME and "
+        "MLFLOW_TRACKING_PASSWORD to a login it accepts (or MLFLOW_TRACKING_URI=none for no tracking)"
+    )

@@ -22,7 +22,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from celery.worker.request import Request
 
 from shared import jobs
@@ -37,6 +37,7 @@ from shared.redact import redact_text
 from shared.settings import get_settings
 from shared.time_limits import describe, time_limit
 from workers.child import ChildStopped
+from workers.tracking.client import tracking_enabled
 from workers.tracking.job import JobTracking
 from workers.tracking.outbox import close_process_outbox
 
@@ -116,6 +117,19 @@ def _running_job(ctx: JobContext) -> Iterator[None]:
 def _flush_tracking(**_: Any) -> None:
     """A stopping pool process sends what it has not sent to MLflow, or spools it for the reaper."""
     close_process_outbox()
+
+
+@worker_init.connect
+def _preload_tracking_client(**_: Any) -> None:
+    """MLflow's client and matplotlib, imported once in the worker's main process before its pool forks:
+    each pool process starts with them rather than importing them (1.7 s and 0.7 s of an idle core, far
+    more of a busy one) in the threads that send its first job's figures and draw its first timeline,
+    beside that job."""
+    if tracking_enabled():
+        import mlflow.entities  # noqa: F401
+        import mlflow.tracking  # noqa: F401
+
+        import workers.tracking.pictures  # noqa: F401 - matplotlib, for the runs' timelines
 
 
 @worker_process_init.connect

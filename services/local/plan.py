@@ -9,10 +9,21 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
+import click
+import psycopg
 import redis
 
+from services.tracking_store import (
+    SERVER_WITHOUT_JOB_RUNNERS,
+    auth_config,
+    create_databases,
+    database_url,
+    on_postgres,
+    sqlite_in_wal,
+)
+from shared.redact import redact_url
 from shared.settings import MLFLOW_SERVER_FILE, REDIS_PASSWORD_FILE, Settings
 
 FLOWER_CONFIG = Path(__file__).resolve().parent.parent / "flower" / "flowerconfig.py"
@@ -112,31 +123,51 @@ def runs_mlflow(settings: Settings) -> bool:
 
 
 def mlflow_program(settings: Settings) -> Program:
-    """MLflow's tracking server behind its basic-auth app, on 127.0.0.1 only: SQLite stores and artifacts
-    under DATA_ROOT/mlflow. The admin password and the app's secret key are generated once and given
-    through 0600 files, never on a command line; workers find the server and its password in
-    DATA_ROOT/stack/mlflow_server (Settings.tracking_uri)."""
+    """MLflow's tracking server behind its basic-auth app, on 127.0.0.1 only. Its runs and logins go beside
+    the job table: two databases of its PostgreSQL server, or SQLite files under DATA_ROOT/mlflow for the
+    embedded default (services/tracking_store.py); artifacts under DATA_ROOT/mlflow. The admin password and
+    the app's secret key are generated once and given through 0600 files, never on a command line; workers
+    find the server and its password in DATA_ROOT/stack/mlflow_server (Settings.tracking_uri)."""
     stack, store = settings.layout.stack_dir, settings.layout.mlflow_dir
     store.mkdir(parents=True, exist_ok=True)
     password = _kept_secret(stack / "mlflow_admin_password", secrets.token_urlsafe(18))
     secret_key = _kept_secret(stack / "mlflow_secret_key", secrets.token_urlsafe(32))
-    auth = write_private(
-        stack / "mlflow-auth.ini",
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{store / 'basic_auth.db'}\n"
-        f"admin_username = {MLFLOW_USER}\nadmin_password = {password}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
-    )
+    runs, logins = mlflow_stores(settings)
+    login_store = auth_config(logins, MLFLOW_USER, password, settings.mlflow_auth_cache_seconds)
+    auth = write_private(stack / "mlflow-auth.ini", login_store)
     url = f"http://127.0.0.1:{settings.mlflow_port}"
     write_private(stack / MLFLOW_SERVER_FILE, f"{url} {MLFLOW_USER} {password}\n")
     command = [
         str(Path(sys.executable).parent / "mlflow"),
         *("server", "--host", "127.0.0.1", "--port", str(settings.mlflow_port), "--workers", "1"),
-        *("--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}"),
         *("--artifacts-destination", str(store / "artifacts"), "--app-name", "basic-auth"),
     ]
-    environment = {"MLFLOW_AUTH_CONFIG_PATH": str(auth), "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key}
+    # Through the environment: a PostgreSQL URL may carry the job table's password.
+    environment = {
+        **SERVER_WITHOUT_JOB_RUNNERS,
+        "MLFLOW_BACKEND_STORE_URI": runs,
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key,
+    }
     return Program("mlflow", command, environment, TRACKER_PRIORITY)
+
+
+def mlflow_stores(settings: Settings) -> tuple[str, str]:
+    """The URLs of the server's run store and login store, made the first time."""
+    if on_postgres(settings.db_url):
+        job_table = urlsplit(settings.db_url).path.lstrip("/")
+        names = [f"{job_table}_mlflow", f"{job_table}_mlflow_auth"]
+        try:
+            create_databases(settings.db_url, names)
+        except psycopg.Error as error:
+            raise click.ClickException(
+                f"MLflow's databases {' and '.join(names)} could not be made beside the job table at "
+                f"{redact_url(settings.db_url)} ({error}): give its user CREATEDB, or name a server in "
+                "MLFLOW_TRACKING_URI"
+            ) from None
+        return database_url(settings.db_url, names[0]), database_url(settings.db_url, names[1])
+    store = settings.layout.mlflow_dir
+    return sqlite_in_wal(store / "mlflow.db"), sqlite_in_wal(store / "basic_auth.db")
 
 
 def programs(settings: Settings, start_redis: bool) -> list[Program]:

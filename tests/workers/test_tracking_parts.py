@@ -4,13 +4,13 @@ pictured, the timeline picture, and how nnU-Net's epoch values become one entry 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from workers.tracking.job import numeric
-from workers.tracking.nnunet_logger import MlflowLogger
+from workers.tracking.nnunet_logger import EpochLines, epoch_figures
 from workers.tracking.pictures import chosen_cases, timeline_png
 
 
@@ -61,18 +61,8 @@ def test_the_timeline_has_a_row_per_worker(tmp_path: Path) -> None:
         assert image.format == "PNG" and image.size[0] > 500
 
 
-class Collected:
-    def __init__(self) -> None:
-        self.entries: list[dict[str, Any]] = []
-
-    def put(self, entry: dict[str, Any]) -> None:
-        self.entries.append(entry)
-
-
-def test_an_epoch_of_nnunet_values_becomes_one_entry() -> None:
-    logger = MlflowLogger.__new__(MlflowLogger)
-    logger.job_id, logger.run_id, logger._epoch, logger._started = 3, 2, {}, None
-    logger.outbox = Collected()  # type: ignore[assignment]
+def test_an_epoch_of_nnunet_values_becomes_one_line_the_fold_task_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = EpochLines()
     for key, value in (
         ("epoch_start_timestamps", 100.0),
         ("lrs", 0.01),
@@ -84,15 +74,16 @@ def test_an_epoch_of_nnunet_values_becomes_one_entry() -> None:
         ("epoch_end_timestamps", 112.5),
     ):
         logger.log(key, value, step=4)
-    (entry,) = logger.outbox.entries
-    assert entry["kind"] == "metrics" and (entry["job"], entry["run"]) == (3, 2)
-    values = {key: (value, step) for key, value, _, step in entry["values"]}
+    (line,) = capsys.readouterr().out.splitlines()
+    step, at, values = epoch_figures(line)
+    assert step == 4 and at > 0
     assert values == {
-        "learning_rate": (0.01, 4),
-        "train_loss": (-0.25, 4),
-        "pseudo_dice": (0.5, 4),
-        "pseudo_dice_ema": (0.45, 4),
-        "dice_class_1": (0.5, 4),
-        "val_loss": (-0.1, 4),
-        "epoch_time_s": (12.5, 4),
+        "learning_rate": 0.01,
+        "train_loss": -0.25,
+        "pseudo_dice": 0.5,
+        "pseudo_dice_ema": 0.45,
+        "dice_class_1": 0.5,
+        "val_loss": -0.1,
+        "epoch_time_s": 12.5,
     }
+    assert epoch_figures("Epoch 4") is None and epoch_figures("fracatlas-epoch {broken") is None

@@ -19,6 +19,7 @@ from shared.contract import Experiment, TrainRequest
 from shared.defaults import JOBS_TRAINER
 from shared.settings import Settings
 from workers.nnunet import device, environment, run_tool, tool
+from workers.tracking.nnunet_logger import EPOCH_LINES_VARIABLE, epoch_figures
 
 # nnU-Net's print_to_log_file lines: "2026-11-27 05:40:00.123456: Epoch 3"
 LOG_VALUE = re.compile(
@@ -162,9 +163,10 @@ def train_fold(
     log: Path,
     on_epoch: Callable[[int, int | None, str, dict[str, Any]], None],
     should_stop: Callable[[], bool],
-    child_environment: dict[str, str] | None = None,
+    on_figures: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """`child_environment`: more variables for nnU-Net's process (the job's tracking)."""
+    """`on_figures(step, time in ms, values)`: each epoch's figures, printed by the project's trainer when
+    asked (workers/tracking/nnunet_logger.py)."""
     experiment = request.experiment
     experiment.preprocessed(settings.layout)  # a clear error before nnU-Net's own
     folder = experiment.fold_folder(settings.layout, request.fold)
@@ -179,10 +181,13 @@ def train_fold(
         progress = EpochProgress(request.epochs if experiment.trainer == JOBS_TRAINER else None)
 
         def on_line(line: str) -> None:
-            if progress.feed(line):
+            if on_figures is not None and (figures := epoch_figures(line)) is not None:
+                on_figures(*figures)
+            elif progress.feed(line):
                 on_epoch(progress.completed, progress.total, progress.message(), dict(progress.values))
 
-        env = environment(settings, {**request.trainer_environment(), **(child_environment or {})})
+        lines = {EPOCH_LINES_VARIABLE: "1"} if on_figures is not None else {}
+        env = environment(settings, {**request.trainer_environment(), **lines})
         run_tool(f"nnUNetv2_train (fold {request.fold})", command, env, log, on_line, should_stop)
     metrics = {"validation_dice": validation_dice(folder), "mode": mode, "fold": request.fold}
     return metrics, fold_artifacts(folder, log)

@@ -38,9 +38,9 @@ def nnunet_train_fold(ctx: JobContext) -> Outcome:
     request = FoldRequest.of(TrainRequest.parse(ctx.run_params), int(ctx.params["fold"]))
     ctx.progress(0, request.epochs, "starting nnUNetv2_train", force=True)
 
-    # The project's trainer streams every epoch to MLflow from nnU-Net's own logger; with another trainer
+    # The project's trainer prints every epoch's figures from nnU-Net's own logger; with another trainer
     # the figures read from its log are sent instead.
-    own_trainer = request.experiment.trainer == JOBS_TRAINER
+    own_trainer = request.experiment.trainer == JOBS_TRAINER and ctx.tracking.enabled
 
     def on_epoch(done: int, total: int | None, message: str, values: dict[str, Any]) -> None:
         ctx.progress(done, total, message, force=True)
@@ -53,7 +53,7 @@ def nnunet_train_fold(ctx: JobContext) -> Outcome:
         ctx.log_path(f"fold{request.fold}"),
         on_epoch,
         ctx.should_stop,
-        ctx.tracking.child_environment() if own_trainer else None,
+        (lambda step, at, values: ctx.tracking.metrics(values, step=step, at_ms=at)) if own_trainer else None,
     )
     if "progress" in artifacts:
         ctx.tracking.artifact(artifacts["progress"])

@@ -10,6 +10,9 @@ up on a request after a few seconds: tracking never holds a job up.
 from __future__ import annotations
 
 import os
+import time
+import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,8 @@ def client() -> MlflowClient:
     # Fail fast: the outbox tries again later. (MLflow's default is seven retries with backoff.)
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(settings.tracking_timeout_seconds))
+    # Ending a run would otherwise read it back to print its address: a request per job's end for nothing.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     username, password = settings.tracking_credentials
     if username:
         os.environ["MLFLOW_TRACKING_USERNAME"] = username
@@ -54,6 +59,7 @@ def project_version() -> str:
         return "unknown"
 
 
+@lru_cache
 def experiment_id(dataset_id: int) -> str:
     """The experiment of a dataset ("FracAtlas Dataset921_FracAtlas"), made the first time."""
     from mlflow.exceptions import MlflowException
@@ -83,65 +89,100 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 def run_tracking_id(run_id: int) -> str:
     """The MLflow run of a job-table run: its request as params, made once."""
-    known = jobs.tracking_ids(run_id=run_id)
-    if known:
-        return known
-    row = jobs.run_for_tracking(run_id)
-    created = client().create_run(
-        experiment_id(int(row["params"].get("dataset_id") or DEFAULT_DATASET_ID)),
-        run_name=f"r{run_id} {row['kind']}",
-        tags={RUN_TAG: f"r{run_id}", "fracatlas.kind": row["kind"], PROJECT_VERSION_TAG: project_version()},
-    )
-    mlflow_id = created.info.run_id
-    kept = _keep_first(mlflow_id, run_id=run_id)
-    if kept != mlflow_id:
-        return kept
-    log_params(mlflow_id, row["params"])
-    link = f"{get_settings().tracking_ui_url.rstrip('/')}/#/experiments/{created.info.experiment_id}/runs/{mlflow_id}"
-    jobs.add_run_artifacts(run_id, {"mlflow": link})
-    return mlflow_id
+
+    def make() -> str:
+        row = jobs.run_for_tracking(run_id)
+        experiment = experiment_id(int(row["params"].get("dataset_id") or DEFAULT_DATASET_ID))
+        created = client().create_run(
+            experiment,
+            run_name=f"r{run_id} {row['kind']}",
+            tags={RUN_TAG: f"r{run_id}", "fracatlas.kind": row["kind"], PROJECT_VERSION_TAG: project_version()},
+        )
+        log_params(created.info.run_id, row["params"])
+        link = f"{get_settings().tracking_ui_url.rstrip('/')}/#/experiments/{experiment}/runs/{created.info.run_id}"
+        jobs.add_run_artifacts(run_id, {"mlflow": link})
+        return created.info.run_id
+
+    return _made_once(make, run_id=run_id)
 
 
 def job_tracking_id(job_id: int) -> str:
-    """The nested MLflow run of a job: its parameters, worker, GPU and attempt; made once, kept across attempts."""
-    known = jobs.tracking_ids(job_id=job_id)
-    if known:
-        return known
-    row = jobs.job_for_tracking(job_id)
-    parent = run_tracking_id(row["run_id"])
-    experiment = client().get_run(parent).info.experiment_id
-    created = client().create_run(
-        experiment,
-        run_name=row["name"],
-        tags={
-            "mlflow.parentRunId": parent,
-            RUN_TAG: f"r{row['run_id']}",
-            JOB_TAG: f"j{job_id}",
-            "fracatlas.kind": row["kind"],
-            PROJECT_VERSION_TAG: project_version(),
-        },
-    )
-    mlflow_id = created.info.run_id
-    kept = _keep_first(mlflow_id, job_id=job_id)
-    if kept != mlflow_id:
+    """The nested MLflow run of a job, made once and kept across attempts. Its parameters are not logged
+    here: the sender adds them to the run's first batch (job_params)."""
+
+    def make() -> str:
+        row = jobs.job_for_tracking(job_id)
+        parent = run_tracking_id(row["run_id"])
+        dataset = int(jobs.run_for_tracking(row["run_id"])["params"].get("dataset_id") or DEFAULT_DATASET_ID)
+        created = client().create_run(
+            experiment_id(dataset),
+            run_name=row["name"],
+            tags={
+                "mlflow.parentRunId": parent,
+                RUN_TAG: f"r{row['run_id']}",
+                JOB_TAG: f"j{job_id}",
+                "fracatlas.kind": row["kind"],
+                PROJECT_VERSION_TAG: project_version(),
+            },
+        )
+        return created.info.run_id
+
+    return _made_once(make, job_id=job_id)
+
+
+def job_params(job_id: int) -> dict[str, str]:
+    return flat_params(jobs.job_for_tracking(job_id)["params"])
+
+
+def _made_once(make: Callable[[], str], run_id: int | None = None, job_id: int | None = None) -> str:
+    """The MLflow run of a row, made by one process: the first to claim the row (a guarded UPDATE of its
+    tracking id) makes it, the others read it once made. Five folds starting together, each with its
+    nnU-Net process, would otherwise make ten parent runs and delete nine, on a server busy enough already.
+    A claim older than a maker's requests can take (its process died making it) is taken over."""
+    stale_after = 6 * get_settings().tracking_timeout_seconds
+    claim = f"{jobs.TRACKING_CLAIM}{time.time():.0f}:{uuid.uuid4().hex[:8]}"
+    kept = jobs.claim_tracking_id(claim, run_id=run_id, job_id=job_id)
+    while kept.startswith(jobs.TRACKING_CLAIM) and kept != claim:
+        if time.time() - float(kept.split(":")[1]) > stale_after:
+            kept = jobs.claim_tracking_id(claim, run_id=run_id, job_id=job_id, stale=kept)
+        else:
+            time.sleep(0.2)
+            kept = jobs.tracking_ids(run_id=run_id, job_id=job_id, claims=True) or ""
+            if not kept:  # its maker failed and gave the row back
+                kept = jobs.claim_tracking_id(claim, run_id=run_id, job_id=job_id)
+    if kept != claim:
         return kept
-    log_params(mlflow_id, row["params"])
-    return mlflow_id
-
-
-def _keep_first(mlflow_id: str, run_id: int | None = None, job_id: int | None = None) -> str:
-    """Keep `mlflow_id` for the row unless another process kept one first: then ours is deleted and
-    theirs returned (two folds starting together make one parent run)."""
-    kept = jobs.set_tracking_id(mlflow_id, run_id=run_id, job_id=job_id)
-    if kept != mlflow_id:
-        client().delete_run(mlflow_id)
-    return kept
+    try:
+        made = make()
+    except BaseException:
+        jobs.settle_tracking_id(claim, None, run_id=run_id, job_id=job_id)
+        raise
+    jobs.settle_tracking_id(claim, made, run_id=run_id, job_id=job_id)
+    return made
 
 
 def log_params(mlflow_id: str, params: dict[str, Any]) -> None:
-    from mlflow.entities import Param
+    log_batch(mlflow_id, params=flat_params(params))
 
-    flat = flat_params(params)
-    items = [Param(key, value) for key, value in flat.items()]
-    for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
-        client().log_batch(mlflow_id, params=items[start : start + 100])
+
+def log_batch(
+    mlflow_id: str,
+    metrics: list[Any] | None = None,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Figures, params and tags of one MLflow run in as few requests as MLflow takes (at most 1000
+    figures, 100 params and 100 tags a request)."""
+    from mlflow.entities import Param, RunTag
+
+    metrics = metrics or []
+    param_items = [Param(key, value) for key, value in (params or {}).items()]
+    tag_items = [RunTag(key, str(value)) for key, value in (tags or {}).items()]
+    requests = max(1, -(-len(metrics) // 1000), -(-len(param_items) // 100), -(-len(tag_items) // 100))
+    for index in range(requests):
+        client().log_batch(
+            mlflow_id,
+            metrics=metrics[index * 1000 : (index + 1) * 1000],
+            params=param_items[index * 100 : (index + 1) * 100],
+            tags=tag_items[index * 100 : (index + 1) * 100],
+        )

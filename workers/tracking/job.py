@@ -5,14 +5,10 @@ process's outbox (see outbox.py): nothing here waits on the server. With trackin
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from workers.tracking.client import tracking_enabled
-from workers.tracking.nnunet_logger import JOB_VARIABLE, RUN_VARIABLE
-
-log = logging.getLogger(__name__)
 
 STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED", "pruned": "KILLED"}
 NOT_FIGURES = ("request", "fold")  # a job's metrics may repeat its request: those are params already
@@ -50,16 +46,13 @@ class JobTracking:
         if self.outbox is not None:
             self.outbox.put({"kind": kind, "job": None if on_run else self.job_id, "run": self.run_id, **entry})
 
-    def child_environment(self) -> dict[str, str]:
-        """What the project's nnU-Net trainer needs to log its epochs into this job's run."""
-        if self.outbox is None:
-            return {}
-        return {JOB_VARIABLE: str(self.job_id), RUN_VARIABLE: str(self.run_id)}
-
-    def metrics(self, values: dict[str, Any], step: int | None = None, on_run: bool = False) -> None:
+    def metrics(
+        self, values: dict[str, Any], step: int | None = None, on_run: bool = False, at_ms: int | None = None
+    ) -> None:
+        """`at_ms`: when the figures were taken (default: now)."""
         import time
 
-        now = int(time.time() * 1000)
+        now = at_ms if at_ms is not None else int(time.time() * 1000)
         found = numeric(values)
         if found:
             self._put("metrics", on_run, values=[[key, value, now, step] for key, value in found.items()])
@@ -76,15 +69,10 @@ class JobTracking:
         self._put("register", model=model, artifact=artifact, tags=tags, description=description)
 
     def finish(self, state: str, run: dict[str, Any] | None = None) -> None:
-        """End the job's run in `state`; with `run` (the run, ended now), also its timeline and its end."""
+        """End the job's run in `state`; with `run` (the run, ended now), also its timeline and its end. The
+        timeline is drawn by the bulk lane, not here: matplotlib's first import and a figure are a second of
+        CPU that the job's worker would otherwise spend before taking its next job."""
         self._put("end", status=STATUS.get(state, "FINISHED"))
         if run is not None and run["state"] in STATUS:
-            try:
-                from shared.settings import get_settings
-                from workers.tracking.pictures import timeline_png
-
-                picture = timeline_png(run, get_settings().layout.run_folder(self.run_id) / "timeline.png")
-                self.artifact(picture, on_run=True)
-            except Exception as error:  # noqa: BLE001 - a picture never costs a run
-                log.warning("r%s: no timeline picture (%s)", self.run_id, error)
+            self._put("timeline", on_run=True)
             self._put("end", on_run=True, status=STATUS[run["state"]])

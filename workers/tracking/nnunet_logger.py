@@ -1,20 +1,24 @@
-"""An MLflow logger for nnU-Net's own `MetaLogger`, which fans each epoch's values out to its loggers.
+"""A logger for nnU-Net's own `MetaLogger`, which fans each epoch's values out to its loggers.
 
-The project's trainer (nnUNetTrainerJobs) appends it when the fold task names its job
-(FRACATLAS_TRACKING_JOB): the values of one epoch are collected and put in the job's outbox as one entry
-when the epoch ends, under nnU-Net's epoch number as the step. The outbox sends them in the background,
-and a resumed fold does not log again the epochs its run already holds.
+The project's trainer (nnUNetTrainerJobs) appends it when the fold task asks for it (FRACATLAS_EPOCH_LINES):
+the values of one epoch are collected and, when the epoch ends, printed as one line on nnU-Net's output,
+which the fold task reads anyway (for its progress). The fold task puts the line's figures in its job's
+outbox under nnU-Net's epoch number as the step. nnU-Net's process itself never talks to MLflow: five folds
+starting at once would otherwise each import MLflow's client and look up the job's run, on cores that
+are busy starting the folds (docs/tracking.md, "Lag"). A resumed fold does not log again the epochs its
+run already holds (the outbox skips them).
 """
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 import time
 from typing import Any
 
-JOB_VARIABLE = "FRACATLAS_TRACKING_JOB"
-RUN_VARIABLE = "FRACATLAS_TRACKING_RUN"
+EPOCH_LINES_VARIABLE = "FRACATLAS_EPOCH_LINES"
+LINE_PREFIX = "fracatlas-epoch "
 
 # nnU-Net's keys -> the names shown in MLflow
 NAMES = {
@@ -26,21 +30,16 @@ NAMES = {
 }
 
 
-class MlflowLogger:
+class EpochLines:
     """The interface of nnU-Net's loggers: update_config, log, log_summary."""
 
-    def __init__(self, job_id: int, run_id: int) -> None:
-        from workers.tracking.outbox import Outbox
-
-        self.job_id, self.run_id = job_id, run_id
-        self.outbox = Outbox(f"j{job_id}-nnunet")
+    def __init__(self) -> None:
         self._epoch: dict[str, float] = {}
         self._started: float | None = None
 
     @classmethod
-    def from_environment(cls) -> MlflowLogger | None:
-        job, run = os.environ.get(JOB_VARIABLE), os.environ.get(RUN_VARIABLE)
-        return cls(int(job), int(run)) if job and run else None
+    def from_environment(cls) -> EpochLines | None:
+        return cls() if os.environ.get(EPOCH_LINES_VARIABLE) == "1" else None
 
     def update_config(self, config: dict[str, Any]) -> None:
         """nnU-Net's configuration is in the job's parameters already."""
@@ -62,11 +61,18 @@ class MlflowLogger:
         """nnU-Net's summaries (the final validation Dice) reach the job's run from the fold task."""
 
     def _flush(self, step: int) -> None:
-        now = int(time.time() * 1000)
-        values = [[key, value, now, step] for key, value in self._epoch.items()]
+        if self._epoch:
+            line = {"step": step, "at": int(time.time() * 1000), "values": self._epoch}
+            print(LINE_PREFIX + json.dumps(line), flush=True)
         self._epoch = {}
-        if values:
-            self.outbox.put({"kind": "metrics", "job": self.job_id, "run": self.run_id, "values": values})
 
-    def close(self) -> None:
-        self.outbox.close()
+
+def epoch_figures(line: str) -> tuple[int, int, dict[str, float]] | None:
+    """(step, time in ms, values) of an epoch line; None for any other line of nnU-Net's output."""
+    if not line.startswith(LINE_PREFIX):
+        return None
+    try:
+        parsed = json.loads(line[len(LINE_PREFIX) :])
+        return int(parsed["step"]), int(parsed["at"]), {key: float(v) for key, v in parsed["values"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

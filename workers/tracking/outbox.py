@@ -2,10 +2,15 @@
 tracking server.
 
 Each call becomes an entry (metrics, tags, an artifact, an end, a model version) for a job's nested run
-or its run's parent run. One thread per process sends the entries in order; while the server is down or
-slow it warns once, naming the server, keeps them and tries again. What is still unsent when the process
-ends (a worker stopping, nnU-Net's training ending) goes to the spool folder (`DATA_ROOT/tracking/spool`),
-which the reaper replays once the server answers. Steps are logged once:
+or its run's parent run. A process's entries go out in two lanes, each one thread sending in order: the
+live lane (figures, tags, params, run ends: what a user watches) and the bulk lane (artifact uploads and
+model registrations), so that a 45 MB checkpoint or a slow registration never holds a curve back. When the
+live lane falls behind (or while it makes a job's MLflow run), the figures, tags and params queued for one
+run go out as one request. While the server is down or
+slow a lane warns once, naming the server, keeps its entries and tries again; a login the server refuses
+is said once, by name, and not tried again until it changes (refusal.py). What is still unsent when the
+process ends (a worker stopping, nnU-Net's training ending) goes to the spool folder
+(`DATA_ROOT/tracking/spool`), which the reaper replays once the server answers. Steps are logged once:
 a step that the run already holds for a metric (a fold resumed from its checkpoint trains some epochs
 again) is not logged a second time.
 """
@@ -24,10 +29,13 @@ from typing import Any
 
 from shared.redact import redact_text, redact_url
 from shared.settings import get_settings
+from workers.tracking.refusal import clear_refusal, login_fingerprint, note_refusal, refusal_code, refused_now
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 15.0
+BULK_KINDS = ("artifact", "register", "timeline")
+BATCHED_AT_MOST = 200  # entries of one MLflow run sent as one request when a backlog builds up
 Entry = dict[str, Any]
 
 
@@ -35,50 +43,73 @@ def spool_folder() -> Path:
     return get_settings().layout.tracking_spool
 
 
+BATCHED_KINDS = ("metrics", "tags", "params")  # what one log_batch request of a run can carry together
+
+
 class Sender:
-    """Sends entries to MLflow; remembers, per run and metric, the last step the server holds."""
+    """Sends entries to MLflow; remembers, per run and metric, the last step the server holds, and which
+    MLflow run each job and run of this process logs to."""
 
     def __init__(self) -> None:
         self._last_step: dict[tuple[str, str], int] = {}
+        self._targets: dict[tuple[str, int], str] = {}
+        self._unsent_params: dict[str, dict[str, str]] = {}  # a job run made here: its params, for its first batch
+        self._making = threading.Lock()  # the two lanes make a job's MLflow run once, whichever comes first
 
-    def send(self, entry: Entry) -> None:
+    def target(self, entry: Entry) -> str:
+        """The MLflow run of the entry's job (or run), made the first time."""
         from workers.tracking import client
 
-        target = (
-            client.job_tracking_id(entry["job"])
-            if entry.get("job") is not None
-            else client.run_tracking_id(entry["run"])
-        )
+        key = ("job", entry["job"]) if entry.get("job") is not None else ("run", entry["run"])
+        with self._making:
+            if key not in self._targets:
+                if key[0] == "job":
+                    made = client.job_tracking_id(key[1])
+                    self._unsent_params[made] = client.job_params(key[1])
+                else:
+                    made = client.run_tracking_id(key[1])
+                self._targets[key] = made
+            return self._targets[key]
+
+    def send(self, entries: list[Entry]) -> None:
+        """One entry, or consecutive metrics, tags and params entries of one MLflow run as one request."""
+        target = self.target(entries[0])
+        if entries[0]["kind"] in BATCHED_KINDS:
+            self._batch(target, entries)
+            return
+        if target in self._unsent_params:  # an upload or an end came first
+            self._batch(target, [])
+        (entry,) = entries
         getattr(self, "_" + entry["kind"])(target, entry)
 
-    def _metrics(self, target: str, entry: Entry) -> None:
+    def _batch(self, target: str, entries: list[Entry]) -> None:
         from mlflow.entities import Metric
 
-        from workers.tracking.client import client
+        from workers.tracking.client import client, flat_params, log_batch
 
+        params = dict(self._unsent_params.get(target, {}))
+        tags: dict[str, str] = {}
         fresh, stepped = [], {}
-        for key, value, timestamp, step in entry["values"]:
-            if step is not None:  # a curve: the epochs an earlier attempt or replay logged are skipped
-                if (target, key) not in self._last_step:
-                    history = client().get_metric_history(target, key)
-                    self._last_step[(target, key)] = max((point.step for point in history), default=-1)
-                if step <= self._last_step[(target, key)]:
-                    continue
-                stepped[key] = max(stepped.get(key, step), step)
-            # A final figure (no step) costs no lookup: a replay's second copy holds the same value, and a run's
-            # end carries dozens of them (the test figures and their intervals).
-            fresh.append(Metric(key, float(value), int(timestamp), step or 0))
-        for start in range(0, len(fresh), 1000):
-            client().log_batch(target, metrics=fresh[start : start + 1000])
+        for entry in entries:
+            if entry["kind"] == "tags":
+                tags.update({key: str(value) for key, value in entry["tags"].items()})
+            elif entry["kind"] == "params":
+                params.update(flat_params(entry["values"]))
+            for key, value, timestamp, step in entry["values"] if entry["kind"] == "metrics" else []:
+                if step is not None:  # a curve: the epochs an earlier attempt or replay logged are skipped
+                    if (target, key) not in self._last_step:
+                        history = client().get_metric_history(target, key)
+                        self._last_step[(target, key)] = max((point.step for point in history), default=-1)
+                    if step <= max(self._last_step[(target, key)], stepped.get(key, -1)):
+                        continue
+                    stepped[key] = step
+                # A final figure (no step) costs no lookup: a replay's second copy holds the same value, and a
+                # run's end carries dozens of them (the test figures and their intervals).
+                fresh.append(Metric(key, float(value), int(timestamp), step or 0))
+        log_batch(target, metrics=fresh, params=params, tags=tags)
+        self._unsent_params.pop(target, None)
         for key, step in stepped.items():
             self._last_step[(target, key)] = max(self._last_step[(target, key)], step)
-
-    def _tags(self, target: str, entry: Entry) -> None:
-        from mlflow.entities import RunTag
-
-        from workers.tracking.client import client
-
-        client().log_batch(target, tags=[RunTag(key, str(value)) for key, value in entry["tags"].items()])
 
     def _artifact(self, target: str, entry: Entry) -> None:
         from workers.tracking.client import client
@@ -91,10 +122,19 @@ class Sender:
         else:
             log.warning("tracking: %s is gone; not logged", path)
 
-    def _params(self, target: str, entry: Entry) -> None:
-        from workers.tracking.client import log_params
+    def _timeline(self, target: str, entry: Entry) -> None:
+        """The run's jobs across its workers (pictures.timeline_png), drawn from the job table now."""
+        from shared.read_model import get_run
+        from workers.tracking.client import client
+        from workers.tracking.pictures import timeline_png
 
-        log_params(target, entry["values"])
+        try:
+            run = get_run(entry["run"])
+            picture = timeline_png(run, get_settings().layout.run_folder(entry["run"]) / "timeline.png")
+        except Exception as error:  # noqa: BLE001 - a picture never costs a run
+            log.warning("r%s: no timeline picture (%s)", entry["run"], error)
+            return
+        client().log_artifact(target, str(picture))
 
     def _end(self, target: str, entry: Entry) -> None:
         from workers.tracking.client import client
@@ -107,58 +147,128 @@ class Sender:
         register(target, entry)
 
 
+class Lane:
+    """One thread sending a share of a process's entries, in order."""
+
+    def __init__(self, outbox: Outbox, name: str) -> None:
+        self.outbox = outbox
+        self.entries: deque[Entry] = deque()
+        self.wake = threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"tracking-{outbox.label}-{name}")
+        self.thread.start()
+
+    def _next(self) -> list[Entry]:
+        """The head entry, with the metrics, tags and params entries of the same run queued right behind it."""
+        head = self.entries[0]
+        batch = [head]
+        if head["kind"] in BATCHED_KINDS:
+            for entry in list(self.entries)[1:BATCHED_AT_MOST]:
+                same_run = (entry.get("job"), entry["run"]) == (head.get("job"), head["run"])
+                if entry["kind"] not in BATCHED_KINDS or not same_run:
+                    break
+                batch.append(entry)
+        return batch
+
+    def _run(self) -> None:
+        import mlflow.tracking  # noqa: F401 - MLflow's import (seconds), done before the first entry waits on it
+
+        while True:
+            with self.wake:
+                while not self.entries and not self.outbox.closing:
+                    self.wake.wait()
+                if not self.entries:
+                    return
+                head = self.entries[0]
+            try:
+                # The run first (made the first time, a few requests): what the job queues meanwhile joins
+                # the head's batch.
+                self.outbox.sender.target(head)
+                with self.wake:
+                    if not self.entries:  # close() took them for the spool
+                        return
+                    batch = self._next()
+                self.outbox.sender.send(batch)
+            except Exception as error:  # noqa: BLE001 - tracking never costs a job: keep it, try later
+                if not self.outbox.wait_after(error, self.wake):
+                    return  # closing: close() spools what is left
+                continue
+            self.outbox.sent(batch)
+            with self.wake:
+                # close() may have spooled them meanwhile
+                while batch and self.entries and self.entries[0] is batch[0]:
+                    self.entries.popleft()
+                    batch.pop(0)
+
+
 class Outbox:
-    """A process's entries, sent in order by a background thread."""
+    """A process's entries, sent in order per lane by background threads."""
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self._entries: deque[Entry] = deque()
-        self._wake = threading.Condition()
-        self._closing = False
-        self._warned = False
-        self._sender = Sender()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=f"tracking-{label}")
-        self._thread.start()
+        self.closing = False
+        self.sender = Sender()
+        self._warned = self._accepted = False
+        self._refused: str | None = None  # the login the server refused, while it is the one in use
+        self._live, self._bulk = Lane(self, "live"), Lane(self, "bulk")
 
     def put(self, entry: Entry) -> None:
-        with self._wake:
-            self._entries.append(entry)
-            self._wake.notify()
+        lane = self._bulk if entry["kind"] in BULK_KINDS else self._live
+        with lane.wake:
+            lane.entries.append({**entry, "queued": time.time()})
+            lane.wake.notify()
 
     def close(self, timeout: float | None = None) -> int:
         """Send what is left within `timeout` seconds; spool the rest. Returns how many were spooled."""
         timeout = get_settings().tracking_flush_seconds if timeout is None else timeout
-        with self._wake:
-            self._closing = True
-            self._wake.notify()
-        self._thread.join(timeout)
-        with self._wake:
-            left = list(self._entries)
-            self._entries.clear()
+        deadline = time.monotonic() + timeout
+        self.closing = True
+        left: list[Entry] = []
+        for lane in (self._live, self._bulk):
+            with lane.wake:
+                lane.wake.notify_all()
+            lane.thread.join(max(0.0, deadline - time.monotonic()))
+            with lane.wake:
+                left += lane.entries
+                lane.entries.clear()
         if left:
             spool(left, self.label)
         return len(left)
 
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._entries and not self._closing:
-                    self._wake.wait()
-                if not self._entries:
-                    return
-                entry = self._entries[0]
-            try:
-                self._sender.send(entry)
-            except Exception as error:  # noqa: BLE001 - tracking never costs a job: keep it, try later
-                self._say_unreachable(error)
-                if self._closing:
-                    return  # close() spools what is left
-                with self._wake:
-                    self._wake.wait(RETRY_AFTER_S)
-                continue
-            with self._wake:
-                if self._entries and self._entries[0] is entry:  # close() may have spooled it meanwhile
-                    self._entries.popleft()
+    def wait_after(self, error: BaseException, wake: threading.Condition) -> bool:
+        """After a failed send: wait to try again (False: the outbox is closing, stop). A refused login
+        waits until the login in use changes; anything else RETRY_AFTER_S."""
+        code = refusal_code(error)
+        if code is not None:
+            if self._refused is None:  # said once, whichever lane meets it first
+                self._refused = note_refusal(code)
+        else:
+            self._say_unreachable(error)
+        while not self.closing:
+            with wake:
+                wake.wait(RETRY_AFTER_S)
+            if self._refused is None:
+                return not self.closing
+            if login_fingerprint() != self._refused:  # a new login: a fresh client sends with it
+                from workers.tracking.client import client
+
+                self._refused, self._accepted = None, False
+                client.cache_clear()
+                return not self.closing
+        return False
+
+    def sent(self, batch: list[Entry]) -> None:
+        if not self._accepted:  # the login works: a refusal kept for it is over
+            self._accepted = True
+            clear_refusal()
+        lag_log = get_settings().tracking_lag_log
+        if lag_log is not None:  # make bench-tracking: from the job's call to the server's answer
+            now = time.time()
+            lines = [
+                json.dumps({"kind": e["kind"], "lag_s": now - e["queued"], "at": now, "by": self.label}) + "\n"
+                for e in batch
+            ]
+            with open(lag_log, "a") as handle:  # one write per batch: lines of two processes never mix
+                handle.write("".join(lines))
 
     def _say_unreachable(self, error: BaseException) -> None:
         if not self._warned:
@@ -205,7 +315,7 @@ def replay_spool(limit_s: float = 20.0) -> int:
     """Send the spooled entries, oldest file first (the reaper calls this). A file is claimed by renaming
     it, so two reapers never send one twice; what fails goes back to the spool. Returns entries sent."""
     folder = spool_folder()
-    if not folder.is_dir():
+    if not folder.is_dir() or refused_now():  # the login the server refused is still the one in use
         return 0
     sender, sent, started = Sender(), 0, time.monotonic()
     for path in sorted(folder.glob("*.jsonl")):
@@ -219,8 +329,11 @@ def replay_spool(limit_s: float = 20.0) -> int:
         entries = [json.loads(line) for line in claimed.read_text().splitlines() if line.strip()]
         for index, entry in enumerate(entries):
             try:
-                sender.send(entry)
+                sender.send([entry])
             except Exception as error:  # noqa: BLE001 - the server is still away: keep the rest for later
+                code = refusal_code(error)
+                if code is not None:
+                    note_refusal(code)
                 log.info("tracking spool: %s not replayed yet (%s)", path.name, redact_text(str(error))[:200])
                 left = entries[index:]
                 partial = path.with_suffix(".partial")
@@ -228,6 +341,8 @@ def replay_spool(limit_s: float = 20.0) -> int:
                 os.replace(partial, path)
                 claimed.unlink()
                 return sent
+            if not sent:
+                clear_refusal()
             sent += 1
         claimed.unlink()
     return sent

@@ -7,4 +7,6 @@ python -m services.docker.prestart
 MLFLOW_BACKEND_STORE_URI="$(python -m services.docker.mlflow_setup /tmp/mlflow-auth.ini)"
 export MLFLOW_BACKEND_STORE_URI MLFLOW_AUTH_CONFIG_PATH=/tmp/mlflow-auth.ini
 export MLFLOW_ARTIFACTS_DESTINATION="$DATA_ROOT/mlflow/artifacts"
+# No GenAI job runners (seven processes this project never uses): services/tracking_store.py says why.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 exec mlflow server --host 0.0.0.0 --port 5000 --workers 2 --allowed-hosts "$MLFLOW_ALLOWED_HOSTS" --app-name basic-auth

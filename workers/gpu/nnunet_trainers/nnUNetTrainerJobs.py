@@ -4,8 +4,9 @@ nnU-Net's own trainers have fixed lengths; this one reads its length and checkpo
 environment, which the fold task sets from `dispatch train --epochs N`:
   NNUNET_JOBS_EPOCHS (1000), NNUNET_JOBS_ITERATIONS (250), NNUNET_JOBS_VAL_ITERATIONS (iterations / 5),
   NNUNET_JOBS_SAVE_EVERY (5: a lost worker costs at most five epochs, not nnU-Net's fifty).
-When the fold task names its job (FRACATLAS_TRACKING_JOB), an MLflow logger joins nnU-Net's own
-MetaLogger and streams each epoch's figures to the job's MLflow run (workers/tracking/nnunet_logger.py).
+When the fold task asks for it (FRACATLAS_EPOCH_LINES), a logger joins nnU-Net's own MetaLogger and prints
+each epoch's figures as one line, which the fold task sends to the job's MLflow run
+(workers/tracking/nnunet_logger.py).
 Checkpoints are written under a temporary name and renamed into place: a worker killed while one is being
 written leaves the previous one whole, and the fold resumes from it (`--c`) instead of failing to load it.
 """
@@ -20,10 +21,10 @@ CUDA = torch.device("cuda")  # nnU-Net's default device
 
 def _tracking_logger() -> object | None:
     try:
-        from workers.tracking.nnunet_logger import MlflowLogger
+        from workers.tracking.nnunet_logger import EpochLines
     except ImportError:  # the trainer used outside this project's environment
         return None
-    return MlflowLogger.from_environment()
+    return EpochLines.from_environment()
 
 
 class nnUNetTrainerJobs(nnUNetTrainer):  # noqa: N801 - nnU-Net finds trainers by this naming scheme
@@ -45,11 +46,6 @@ class nnUNetTrainerJobs(nnUNetTrainer):  # noqa: N801 - nnU-Net finds trainers b
         self.tracking = _tracking_logger()
         if self.tracking is not None:
             self.logger.loggers.append(self.tracking)
-
-    def on_train_end(self) -> None:
-        super().on_train_end()
-        if self.tracking is not None:
-            self.tracking.close()  # what the server has not taken goes to the spool
 
     def save_checkpoint(self, filename: str) -> None:
         partial = f"{filename}.partial"
