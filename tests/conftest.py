@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
@@ -61,14 +62,26 @@ def reset_caches() -> None:
     engine_for.cache_clear()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float = 60,
+    what: str = "condition",
+    progress: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll `condition` until it holds. With `progress` (a reading of the work going on: a log's size, a
+    job's step), `timeout` is how long the work may stand still, not how long it may take: a busy machine
+    only slows the waiting down, a stuck one still fails."""
     deadline = time.monotonic() + timeout
+    seen = progress() if progress else None
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        if progress is not None and (now := progress()) != seen:
+            seen, deadline = now, time.monotonic() + timeout
+    still = " with no progress" if progress else ""
+    raise AssertionError(f"timed out after {timeout}s{still} waiting for {what}")
 
 
 # --- databases --------------------------------------------------------------------------------------
@@ -123,6 +136,18 @@ def db(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> It
 
 # --- the stack ---------------------------------------------------------------------------------------
 
+# How long a test's work may stand still (no job changes state, attempt or progress) before the test gives
+# up: the longest single step of that work without a progress report (nnU-Net's preprocessing of dataset
+# 400, a fold's start, about a minute each on an idle 2-core machine) four times over.
+STALL_S = 240
+
+
+@lru_cache
+def _engine(url: str) -> Any:
+    from sqlalchemy import create_engine
+
+    return create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+
 
 @dataclass
 class Stack:
@@ -131,9 +156,33 @@ class Stack:
     up_output: str = ""
 
     def dispatch(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "dispatch"), *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=PROJECT
+        """`dispatch ARGS`. With --wait it may take as long as the stack's work goes on: it fails only when
+        no job has changed state, attempt or progress for STALL_S (`timeout` is then not used)."""
+        command = [str(BIN / "dispatch"), *args]
+        if "--wait" not in args:
+            return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
+        waiting = subprocess.Popen(
+            command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT
         )
+        seen, deadline = None, time.monotonic() + STALL_S
+        while True:
+            try:
+                out, err = waiting.communicate(timeout=2)  # output read meanwhile is kept across the retries
+                return subprocess.CompletedProcess(command, waiting.returncode, out, err)
+            except subprocess.TimeoutExpired:
+                if (now := self.work()) != seen:
+                    seen, deadline = now, time.monotonic() + STALL_S
+                elif time.monotonic() > deadline:
+                    waiting.kill()
+                    raise AssertionError(f"dispatch {' '.join(args)}: no job moved for {STALL_S} s") from None
+
+    def work(self) -> list[tuple]:
+        """Every job's state, attempt and progress: what changes while the stack works."""
+        from sqlalchemy import text
+
+        with _engine(self.env["DATABASE_URL"]).connect() as connection:
+            query = "SELECT id, state, attempt, progress_step, progress_message FROM jobs ORDER BY id"
+            return [tuple(row) for row in connection.execute(text(query))]
 
     def log(self, program: str) -> str:
         return (self.data_root / "logs" / f"{program}.log").read_text(errors="replace")
@@ -168,6 +217,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "INGEST_CHUNK_SIZE": "16",
         # The SQLite stack runs its own MLflow server (tracking is tested there); the PostgreSQL one runs none.
         "MLFLOW_PORT": str(free_port()),
+        # Every entry a worker sends is noted there: the tests' waits on MLflow watch it for progress.
+        "TRACKING_LAG_LOG": str(data_root / "tracking-sent.jsonl"),
         **({"MLFLOW_TRACKING_URI": "none"} if request.param == "postgres" else {}),
     }
     started = subprocess.run(
@@ -244,7 +295,7 @@ def preprocess_training_dataset(stack: Stack, scratch: Path) -> None:
         "ingest", "--source", str(release), "--dataset-id", str(TRAINING_DATASET), "--size", "64", "--wait"
     )
     assert ingest.returncode == 0, ingest.stdout
-    result = stack.dispatch("preprocess", "--dataset-id", str(TRAINING_DATASET), "--wait", "--json", timeout=600)
+    result = stack.dispatch("preprocess", "--dataset-id", str(TRAINING_DATASET), "--wait", "--json")
     run = json.loads(result.stdout)
     assert result.returncode == 0, run["error"]
     splits = json.loads(Path(run["artifacts"]["splits"]).read_text())

@@ -148,7 +148,7 @@ def test_bad_input_fails_cleanly(case: str, system: Stack, release: Callable[...
     damage(root)
     dataset_id = 200 + sorted(BAD_INPUTS).index(case)
     # Never a hang: a refused release fails in seconds (the timeout turns a hang into a failure).
-    result = system.dispatch("ingest", "--source", str(root), "--dataset-id", str(dataset_id), "--wait", timeout=30)
+    result = system.dispatch("ingest", "--source", str(root), "--dataset-id", str(dataset_id), "--wait")
     assert result.returncode == 1
     assert message in result.stdout, result.stdout
     assert "Traceback" not in result.stdout + result.stderr
@@ -189,9 +189,7 @@ def test_overwrite_replaces_only_a_dataset_this_project_made(system: Stack, rele
     foreign = system.data_root / "nnUNet_raw" / "Dataset231_SomeoneElses"
     foreign.mkdir(parents=True)
     (foreign / "dataset.json").write_text("{}")
-    result = system.dispatch(
-        "ingest", "--source", str(release()), "--dataset-id", "231", "--overwrite", "--wait", timeout=60
-    )
+    result = system.dispatch("ingest", "--source", str(release()), "--dataset-id", "231", "--overwrite", "--wait")
     assert result.returncode == 1
     assert "Dataset231_SomeoneElses was not made by this project's ingest" in result.stdout
     assert (foreign / "dataset.json").read_text() == "{}", "the other dataset is untouched"

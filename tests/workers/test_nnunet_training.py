@@ -10,10 +10,18 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import STALL_S, Stack, preprocess_training_dataset, wait_for
 from conftest import TINY_TRAINER as TINY
 from conftest import TRAINING_DATASET as DATASET
-from conftest import Stack, preprocess_training_dataset, wait_for
-from tracking_reads import artifact_paths, download_png, mlflow_client, mlflow_run_of, nested_runs, steps
+from tracking_reads import (
+    download_png,
+    mlflow_run_of,
+    nested_runs,
+    steps,
+    uploaded,
+    versions_of,
+    wait_for_mlflow,
+)
 
 # Training is shown on the SQLite stack; the job table itself is tested on both databases.
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
@@ -66,7 +74,7 @@ def assert_tracked_in_mlflow(system: Stack, run: dict, tmp_path: Path) -> None:
     parent = mlflow_run_of(system, run)
     assert parent.info.status == "FINISHED" and parent.data.params["folds"] == "[0, 1]"
     assert run["artifacts"]["mlflow"].endswith(f"/runs/{parent.info.run_id}"), "dispatch show names the run"
-    jobs = wait_for(lambda: (found := nested_runs(system, parent)) and len(found) == 3 and found, 60, "job runs")
+    jobs = wait_for_mlflow(system, lambda: (found := nested_runs(system, parent)) and len(found) == 3 and found, "jobs")
     assert set(jobs) == {"fold 0", "fold 1", "ensemble + test Dice"}
     for name in ("fold 0", "fold 1"):
         fold = jobs[name]
@@ -74,18 +82,16 @@ def assert_tracked_in_mlflow(system: Stack, run: dict, tmp_path: Path) -> None:
         for key in ("train_loss", "val_loss", "pseudo_dice", "pseudo_dice_ema", "learning_rate", "epoch_time_s"):
             assert steps(system, fold.info.run_id, key) == [0, 1], (name, key)
         assert 0 <= fold.data.metrics["validation_dice"] <= 1
-        assert "progress.png" in artifact_paths(system, fold.info.run_id)
+        uploaded(system, fold.info.run_id, {"progress.png"})
     figures = parent.data.metrics
     assert figures["test_dice_mean"] == run["metrics"]["test_dice_mean"] and "cv_dice_mean" in figures
     assert any(key.startswith("test_dice_per_case/") for key in figures) and "folds/0" in figures
-    pictures = artifact_paths(system, parent.info.run_id)
-    assert "test_cases/test_case_best.png" in pictures and "timeline.png" in pictures, pictures
+    pictures = {"test_cases/test_case_best.png", "timeline.png", "fold_0/progress.png"}
+    uploaded(system, parent.info.run_id, pictures)
     for path in ("test_cases/test_case_best.png", "timeline.png", "fold_0/progress.png"):
         download_png(system, parent.info.run_id, path, tmp_path)
-    client = mlflow_client(system)
-    versions = client.search_model_versions(f"name='Dataset{DATASET}_FracAtlas-nnunet'")
-    mine = [version for version in versions if version.tags.get("fracatlas.run") == f"r{run['id']}"]
-    assert len(mine) == 1 and mine[0].tags["folds"] == "0,1"
+    (mine,) = versions_of(system, f"Dataset{DATASET}_FracAtlas-nnunet", f"r{run['id']}")
+    assert mine.tags["folds"] == "0,1"
 
 
 def assert_postprocessing_applied(metrics: dict, artifacts: dict) -> None:
@@ -113,9 +119,7 @@ def assert_postprocessing_applied(metrics: dict, artifacts: dict) -> None:
 def test_folds_train_in_parallel_and_the_ensemble_is_evaluated(
     preprocessed: Stack, system: Stack, tmp_path: Path
 ) -> None:
-    result = system.dispatch(
-        "train", "--dataset-id", str(DATASET), "--folds", "0-1", *TINY, "--wait", "--json", timeout=900
-    )
+    result = system.dispatch("train", "--dataset-id", str(DATASET), "--folds", "0-1", *TINY, "--wait", "--json")
     run = json.loads(result.stdout)
     assert result.returncode == 0, run["error"]
     folds = [job for job in run["jobs"] if job["kind"] == "fold"]
@@ -143,7 +147,12 @@ def test_folds_train_in_parallel_and_the_ensemble_is_evaluated(
     assert_tracked_in_mlflow(system, run, tmp_path)
 
     again = json.loads(system.dispatch("train", "--dataset-id", str(DATASET), "--folds", "0", *TINY, "--json").stdout)
-    fold = wait_for(lambda: (j := fold_of(system, again))["state"] == "succeeded" and j, 120, "fold 0 again")
+    fold = wait_for(
+        lambda: (j := fold_of(system, again))["state"] == "succeeded" and j,
+        STALL_S,
+        "fold 0 again",
+        progress=system.work,
+    )
     assert fold["metrics"]["mode"] == "already trained", "a fold with a final checkpoint is not trained again"
     assert system.dispatch("cancel", again["ref"]).returncode == 0  # its evaluation was shown above
 
@@ -156,8 +165,9 @@ def test_cancel_stops_one_fold_and_the_other_goes_on(preprocessed: Stack, system
     fold2, fold3 = (job["ref"] for job in run["jobs"] if job["kind"] == "fold")
     wait_for(
         lambda: all(show(system, ref)["progress"]["step"] >= 1 for ref in (fold2, fold3)),
-        timeout=240,
+        timeout=STALL_S,
         what="both folds to finish an epoch",
+        progress=system.work,
     )
     cancelled = system.dispatch("cancel", fold2)
     assert cancelled.returncode == 0 and "1 open job(s) cancelled" in cancelled.stdout
@@ -167,7 +177,12 @@ def test_cancel_stops_one_fold_and_the_other_goes_on(preprocessed: Stack, system
         what="fold 2's nnUNetv2_train to stop",
     )
     step = show(system, fold3)["progress"]["step"]
-    wait_for(lambda: show(system, fold3)["progress"]["step"] > step, timeout=120, what="fold 3 to go on")
+    wait_for(
+        lambda: show(system, fold3)["progress"]["step"] > step,
+        timeout=STALL_S,
+        what="fold 3 to go on",
+        progress=system.work,
+    )
     assert show(system, fold3)["state"] == "running" and show(system, fold2)["state"] == "cancelled"
     assert system.dispatch("cancel", run["ref"]).returncode == 0
     wait_for(
@@ -199,8 +214,9 @@ def test_a_fold_whose_worker_is_killed_resumes_from_its_checkpoint(
     (fold,) = (job["ref"] for job in run["jobs"] if job["kind"] == "fold")
     job = wait_for(
         lambda: (j := show(system, fold))["progress"]["step"] >= 2 and j,
-        timeout=240,
+        timeout=STALL_S,
         what="two epochs (and a checkpoint) of fold 4",
+        progress=system.work,
     )
     workers = json.loads(system.dispatch("workers", "--json").stdout)
     victim = next(row["pid"] for row in workers if row["worker"] == job["worker"])
@@ -208,8 +224,9 @@ def test_a_fold_whose_worker_is_killed_resumes_from_its_checkpoint(
         os.kill(pid, signal.SIGKILL)
     fold_job = wait_for(
         lambda: (j := fold_of(system, run))["state"] in ("succeeded", "failed") and j,
-        timeout=400,
+        timeout=STALL_S,
         what="the fold to be re-queued and resumed",
+        progress=system.work,
     )
     assert fold_job["state"] == "succeeded", fold_job["error"]
     # The evaluation is shown by the test above: cancelled once it runs, so that the run ends in MLflow too.
@@ -220,9 +237,10 @@ def test_a_fold_whose_worker_is_killed_resumes_from_its_checkpoint(
     log = Path(fold_job["artifacts"]["log"]).read_text()
     assert log.count("Training done.") == 1, "the fold finished exactly once"
     # In MLflow the resumed fold went on in its own run: each of its six epochs logged exactly once.
-    fold_run = wait_for(lambda: nested_runs(system, mlflow_run_of(system, finished)).get("fold 4"), 60, "fold 4")
+    parent = mlflow_run_of(system, finished)
+    fold_run = wait_for_mlflow(system, lambda: nested_runs(system, parent).get("fold 4"), "fold 4")
     assert fold_run.data.tags["attempt"] == "2"
-    wait_for(lambda: steps(system, fold_run.info.run_id, "train_loss") == list(range(6)), 60, "six epoch steps")
+    wait_for_mlflow(system, lambda: steps(system, fold_run.info.run_id, "train_loss") == list(range(6)), "six steps")
     assert steps(system, fold_run.info.run_id, "epoch_time_s") == list(range(6))
 
 

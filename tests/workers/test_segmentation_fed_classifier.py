@@ -13,15 +13,15 @@ import pytest
 from conftest import TINY_TRAINER, Stack, preprocess_training_dataset
 from conftest import TRAINING_DATASET as DATASET
 from PIL import Image, ImageOps
-from tracking_reads import artifact_paths, download_png, mlflow_client, mlflow_run_of, nested_runs, steps
+from tracking_reads import download_png, mlflow_client, mlflow_run_of, nested_runs, steps, uploaded, versions_of
 
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
 SHORT = ("--epochs", "2", "--batch-size", "8")
 
 
-def run_json(system: Stack, *args: str, timeout: float = 900) -> dict:
-    result = system.dispatch(*args, "--wait", "--json", timeout=timeout)
+def run_json(system: Stack, *args: str) -> dict:
+    result = system.dispatch(*args, "--wait", "--json")
     run = json.loads(result.stdout)
     assert result.returncode == 0, run.get("error") or result.stderr
     return run
@@ -32,7 +32,7 @@ def segmented(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Dataset 400 with all five folds trained. test_nnunet_training (run before this module: modules run in
     name order) leaves some folds trained and others stopped; a `--folds all` run trains only what is left."""
     preprocess_training_dataset(stack, tmp_path_factory.mktemp("train-release"))
-    run = run_json(stack, "train", "--dataset-id", str(DATASET), "--folds", "all", *TINY_TRAINER, timeout=1200)
+    run = run_json(stack, "train", "--dataset-id", str(DATASET), "--folds", "all", *TINY_TRAINER)
     return {"run": run}
 
 
@@ -67,13 +67,11 @@ def test_classify_trains_both_inputs_side_by_side(segmented: dict, system: Stack
         for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc"):
             assert f"test/{key}" in figures, key
         tag = mode.replace("+", "_")
-        assert {f"roc_{tag}.png", f"pr_{tag}.png", f"confusion_{tag}.png"} <= set(
-            artifact_paths(system, classifier.info.run_id)
-        )
+        uploaded(system, classifier.info.run_id, {f"roc_{tag}.png", f"pr_{tag}.png", f"confusion_{tag}.png"})
+        uploaded(system, parent.info.run_id, {f"classifier_{tag}/pr_{tag}.png"})
         download_png(system, parent.info.run_id, f"classifier_{tag}/pr_{tag}.png", tmp_path)
-    versions = mlflow_client(system).search_model_versions(f"name='Dataset{DATASET}_FracAtlas-classifier'")
-    mine = {version.tags["fracatlas.input"] for version in versions if version.tags["fracatlas.run"] == run["ref"]}
-    assert mine == {"image", "image+seg"}
+    versions = versions_of(system, f"Dataset{DATASET}_FracAtlas-classifier", run["ref"], count=2)
+    assert {version.tags["fracatlas.input"] for version in versions} == {"image", "image+seg"}
 
 
 def test_the_map_is_out_of_fold_for_nnunet_training_cases(segmented: dict, system: Stack) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Stack, wait_for
+from conftest import STALL_S, Stack, wait_for
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 from test_nnunet_training import descendants, show
-from tracking_reads import artifact_paths, mlflow_client, mlflow_run_of, nested_runs, steps
+from tracking_reads import mlflow_client, mlflow_run_of, nested_runs, steps, uploaded, versions_of, wait_for_mlflow
 
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
@@ -43,13 +43,23 @@ def trained(stack: Stack, mini: Path) -> dict:
     assert started.returncode == 0, started.stderr
     run = json.loads(started.stdout)
     (ref,) = (job["ref"] for job in run["jobs"])
-    job = wait_for(lambda: (j := show(stack, ref))["progress"]["step"] >= 30 and j, 300, "three checkpoints")
+    job = wait_for(
+        lambda: (j := show(stack, ref))["progress"]["step"] >= 30 and j,
+        STALL_S,
+        "three checkpoints",
+        progress=stack.work,
+    )
     assert job["progress"]["step"] < ITERATIONS, "the job must still be running when its worker is killed"
     workers = json.loads(stack.dispatch("workers", "--json").stdout)
     victim = next(row["pid"] for row in workers if row["worker"] == job["worker"])
     for pid in [victim, *descendants(victim)]:
         os.kill(pid, signal.SIGKILL)
-    finished = wait_for(lambda: (r := show(stack, run["ref"]))["state"] not in ("queued", "running") and r, 900, "r")
+    finished = wait_for(
+        lambda: (r := show(stack, run["ref"]))["state"] not in ("queued", "running") and r,
+        STALL_S,
+        "r",
+        progress=stack.work,
+    )
     assert finished["state"] == "succeeded", finished.get("error")
     return {"run": finished, "killed_at": job["progress"]["step"]}
 
@@ -105,13 +115,12 @@ def test_sr_train_is_shown_and_tracked(trained: dict, system: Stack) -> None:
     shown = system.dispatch("show", run["ref"]).stdout
     assert "superres x2" in shown and "psnr_gain_over_bicubic" in shown
     parent = mlflow_run_of(system, run)
-    jobs = wait_for(lambda: nested_runs(system, parent), 60, "the job's MLflow run")
+    jobs = wait_for_mlflow(system, lambda: nested_runs(system, parent), "the job's MLflow run")
     (job_run,) = jobs.values()
     history = steps(system, job_run.info.run_id, "val_psnr")
     assert history == list(range(10, ITERATIONS + 1, 10)), "each checkpoint's validation once, across the resume"
-    assert "superres/model_x2.pth" in artifact_paths(system, job_run.info.run_id, "superres")
-    versions = mlflow_client(system).search_model_versions(f"name='Dataset{DATASET}_FracAtlas-superres-x2'")
-    mine = [version for version in versions if version.tags.get("fracatlas.run") == run["ref"]]
+    uploaded(system, job_run.info.run_id, {"superres/model_x2.pth"}, "superres")
+    mine = versions_of(system, f"Dataset{DATASET}_FracAtlas-superres-x2", run["ref"])
     assert len(mine) == 1 and float(mine[0].tags["psnr_gain_over_bicubic"]) == pytest.approx(
         run["metrics"]["superres x2"]["psnr_gain_over_bicubic"], abs=1e-3
     )
@@ -127,10 +136,8 @@ def test_ingest_upscales_with_the_network_and_records_it(trained: dict, system: 
     assert newest["params"]["upscale_models"] == models
     # sr:NAME: the run of the registered model's newest version
     name = f"Dataset{DATASET}_FracAtlas-superres-x2"
-    wait_for(lambda: mlflow_client(system).search_model_versions(f"name='{name}'"), 60, "the registered version")
-    result = system.dispatch(
-        *args, "--dataset-id", str(DATASET + 1), "--upscale", f"sr:{name}", "--wait", "--json", timeout=600
-    )
+    wait_for_mlflow(system, lambda: mlflow_client(system).search_model_versions(f"name='{name}'"), "the version")
+    result = system.dispatch(*args, "--dataset-id", str(DATASET + 1), "--upscale", f"sr:{name}", "--wait", "--json")
     run = json.loads(result.stdout)
     assert result.returncode == 0, run.get("error")
     assert run["params"]["upscale_models"] == models
@@ -157,7 +164,7 @@ def test_bad_upscale_choices_are_refused_by_name(trained: dict, system: Stack, r
 
 def test_sr_train_on_a_release_without_large_pictures_fails_by_name(system: Stack, release) -> None:  # noqa: ANN001
     folder = release(fractured=4, non_fractured=2)
-    result = system.dispatch("sr-train", "--source", str(folder), *TINY, "--wait", "--json", timeout=300)
+    result = system.dispatch("sr-train", "--source", str(folder), *TINY, "--wait", "--json")
     run = json.loads(result.stdout)
     assert result.returncode == 1 and run["state"] == "failed"
     assert str(folder) in run["error"] and "1024 px or more" in run["error"]

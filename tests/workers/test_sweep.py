@@ -13,16 +13,16 @@ from itertools import product
 from pathlib import Path
 
 import pytest
-from conftest import Stack, wait_for
+from conftest import STALL_S, Stack, wait_for
 from test_nnunet_training import descendants, interval, show
-from tracking_reads import mlflow_run_of, nested_runs, steps
+from tracking_reads import mlflow_run_of, nested_runs, steps, wait_for_mlflow
 
 DATASET = 410
 GRID = "batch_size: [16, 32, 64]\nepochs: [3, 1]\n"  # 2x3; the three-epoch trials meet the pruner
 
 
-def run_json(system: Stack, *args: str, timeout: float = 600) -> dict:
-    result = system.dispatch(*args, "--json", timeout=timeout)
+def run_json(system: Stack, *args: str) -> dict:
+    result = system.dispatch(*args, "--json")
     assert result.stdout, result.stderr
     return json.loads(result.stdout)
 
@@ -121,15 +121,15 @@ def test_a_grid_sweep_runs_side_by_side_prunes_and_scores_only_its_best_trial(
 
     assert "pruned" in system.dispatch("jobs", "--run", run["ref"]).stdout
     if system.env.get("MLFLOW_TRACKING_URI") != "none":  # each trial a nested run of the sweep's
-        # Each job's worker sends in the background, after what it queued before: allow a busy server time.
+        # Each job's worker sends in the background: wait as long as the workers go on sending.
         expected = {f"trial {n}" for n in range(1, 7)} | {"best trial on the test split"}
 
         def logged() -> dict | None:
-            found = nested_runs(system, mlflow_run_of(system, run, timeout=180))
+            found = nested_runs(system, mlflow_run_of(system, run))
             ended = expected <= set(found) and found[first["name"]].info.status != "RUNNING"
             return found if ended else None
 
-        nested = wait_for(logged, 180, "a nested MLflow run per trial")
+        nested = wait_for_mlflow(system, logged, "a nested MLflow run per trial")
         assert set(nested) == expected
         tracked = nested[first["name"]]
         assert tracked.info.status == "KILLED" and tracked.data.params["trial.epochs"] == "3"
@@ -149,7 +149,12 @@ def test_a_trial_whose_worker_is_killed_is_carried_on_and_counted_once(mini_at_6
         "--sampler", "random",
     )  # fmt: skip
     (trial,) = (job["ref"] for job in run["jobs"] if job["kind"] == "trial")
-    job = wait_for(lambda: (j := show(system, trial))["progress"]["step"] >= 1 and j, 240, "an epoch of the trial")
+    job = wait_for(
+        lambda: (j := show(system, trial))["progress"]["step"] >= 1 and j,
+        STALL_S,
+        "an epoch of the trial",
+        progress=system.work,
+    )
     for pid in [pids[job["worker"]], *descendants(pids[job["worker"]])]:
         os.kill(pid, signal.SIGKILL)
     finished = wait_for(
@@ -225,8 +230,9 @@ def test_a_failed_trial_leaves_the_sweep_going_and_retry_runs_it_again(
     assert system.dispatch("retry", failed["ref"]).returncode == 0
     again = wait_for(
         lambda: (r := show(system, run["ref"]))["state"] in ("succeeded", "failed") and r["finished_at"] and r,
-        300,
+        STALL_S,
         "the retried trial and the sweep's end",
+        progress=system.work,
     )
     assert again["state"] == "succeeded", again["error"]
     retried = next(job for job in again["jobs"] if job["id"] == failed["id"])

@@ -48,7 +48,7 @@ def test_a_run_goes_on_without_the_tracking_server_and_is_logged_when_it_is_back
     finally:
         assert supervisorctl(system, "start", "mlflow").returncode == 0
     wait_for(lambda: mlflow_answers(system), 120, "MLflow to answer again")
-    parent = mlflow_run_of(system, run, timeout=120)
+    parent = mlflow_run_of(system, run)
     assert parent.info.status == "FINISHED" and parent.data.params["dataset_id"] == "420"
     assert parent.data.metrics["images"] == run["metrics"]["images"]
     jobs = nested_runs(system, parent)

@@ -7,11 +7,14 @@ import threading
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from conftest import Stack, wait_for
+
+from workers.tracking.outbox import RETRY_AFTER_S
 
 
 def mlflow_client(stack: Stack) -> Any:
@@ -22,7 +25,23 @@ def mlflow_client(stack: Stack) -> Any:
     return MlflowClient(tracking_uri=url)
 
 
-def mlflow_run_of(stack: Stack, run: dict, timeout: float = 90) -> Any:
+# How long the workers' sending may stand still while a test waits on MLflow: a lane that met an error tries
+# again after RETRY_AFTER_S, and a request gives up after TRACKING_TIMEOUT_SECONDS (10 s).
+SENDING_STALL_S = 2 * (RETRY_AFTER_S + 10)
+
+
+def sending(stack: Stack) -> int:
+    """How much the stack's workers have sent to MLflow so far (their TRACKING_LAG_LOG)."""
+    sent = Path(stack.env["TRACKING_LAG_LOG"])
+    return sent.stat().st_size if sent.exists() else 0
+
+
+def wait_for_mlflow(stack: Stack, condition: Callable[[], Any], what: str) -> Any:
+    """Wait for MLflow to show something, for as long as the workers go on sending."""
+    return wait_for(condition, SENDING_STALL_S, what, progress=lambda: sending(stack))
+
+
+def mlflow_run_of(stack: Stack, run: dict) -> Any:
     """The parent MLflow run of a job-table run, once its end has been logged (jobs flush as they end)."""
     client = mlflow_client(stack)
 
@@ -34,7 +53,7 @@ def mlflow_run_of(stack: Stack, run: dict, timeout: float = 90) -> Any:
         parents = [item for item in found if "mlflow.parentRunId" not in item.data.tags]
         return parents[0] if parents and parents[0].info.status != "RUNNING" else None
 
-    return wait_for(ended, timeout, f"r{run['id']}'s MLflow run to end")
+    return wait_for_mlflow(stack, ended, f"r{run['id']}'s MLflow run to end")
 
 
 def nested_runs(stack: Stack, parent: Any) -> dict[str, Any]:
@@ -104,3 +123,24 @@ def logged_in_door(stack: Stack) -> ThreadingHTTPServer:
     door = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
     threading.Thread(target=door.serve_forever, daemon=True).start()
     return door
+
+
+def uploaded(stack: Stack, run_id: str, paths: set[str], folder: str = "") -> list[str]:
+    """The run's artifact paths once `paths` are among them: uploads go in a lane of their own, after the
+    figures and the run's end (workers/tracking/outbox.py)."""
+    return wait_for_mlflow(
+        stack,
+        lambda: (found := artifact_paths(stack, run_id, folder)) and paths <= set(found) and found,
+        f"{sorted(paths)} uploaded to MLflow run {run_id}",
+    )
+
+
+def versions_of(stack: Stack, model: str, run_ref: str, count: int = 1) -> list[Any]:
+    """The registered versions of `model` that run `run_ref` made, once there are `count`."""
+
+    def made() -> list[Any] | None:
+        found = mlflow_client(stack).search_model_versions(f"name='{model}'")
+        mine = [version for version in found if version.tags.get("fracatlas.run") == run_ref]
+        return mine if len(mine) >= count else None
+
+    return wait_for_mlflow(stack, made, f"{count} version(s) of {model} from {run_ref}")
