@@ -39,7 +39,7 @@ from bench.dispatch import fake_preprocessed
 from bench.stack import PROJECT, dispatch_json, own_stack
 
 SWEEP_DATASET = 961
-KINDS = ("metrics", "tags", "params", "end", "artifact", "register")
+KINDS = ("metrics", "tags", "params", "end", "artifact", "timeline", "register")
 SPACE = "learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\nbatch_size: [16]\n"
 ACCESS_LINE = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) .*\"(GET|POST|PATCH|DELETE|PUT) ")
 QUIET_S = 10.0  # the lag logs have not grown for this long: every process has sent what it had

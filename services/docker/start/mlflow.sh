@@ -9,4 +9,5 @@ export MLFLOW_BACKEND_STORE_URI MLFLOW_AUTH_CONFIG_PATH=/tmp/mlflow-auth.ini
 export MLFLOW_ARTIFACTS_DESTINATION="$DATA_ROOT/mlflow/artifacts"
 # No GenAI job runners (seven processes this project never uses): services/tracking_store.py says why.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
-exec mlflow server --host 0.0.0.0 --port 5000 --workers 2 --allowed-hosts "$MLFLOW_ALLOWED_HOSTS" --app-name basic-auth
+# Tracking is background work: where the cores are short the jobs come first (services/local/plan.py).
+exec nice -n 5 mlflow server --host 0.0.0.0 --port 5000 --workers 2 --allowed-hosts "$MLFLOW_ALLOWED_HOSTS" --app-name basic-auth
