@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import psycopg
@@ -37,6 +36,7 @@ import psycopg
 from bench.dispatch import DATASET as FOLDS_DATASET
 from bench.dispatch import fake_preprocessed
 from bench.stack import PROJECT, dispatch_json, own_stack
+from services.tracking_store import beside_job_table, create_databases, database_url
 
 SWEEP_DATASET = 961
 KINDS = ("metrics", "tags", "params", "end", "artifact", "timeline", "register")
@@ -73,22 +73,23 @@ def requests_per_second(access_log: Path, since: float, until: float) -> float:
 def postgres_database(admin_url: str) -> Iterator[str]:
     """A fresh database for the job table (MLflow's two are made beside it by `make up`), dropped after."""
     name = f"fracatlas_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+    create_databases(admin_url, [name])
+    job_table = database_url(admin_url, name)
     try:
-        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+        yield job_table
     finally:
         with psycopg.connect(admin_url, autocommit=True) as connection:
-            for database in (name, f"{name}_mlflow", f"{name}_mlflow_auth"):
+            for database in (name, *beside_job_table(job_table)):
                 connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-def wait_until_quiet(paths: list[Path]) -> None:
-    sizes, still_since = None, time.monotonic()
+def wait_until_quiet(path: Path) -> None:
+    """Until `path` has not grown for QUIET_S."""
+    size, still_since = -1, time.monotonic()
     while time.monotonic() - still_since < QUIET_S:
-        now = [path.stat().st_size if path.exists() else 0 for path in paths]
-        if now != sizes:
-            sizes, still_since = now, time.monotonic()
+        now = path.stat().st_size if path.exists() else 0
+        if now != size:
+            size, still_since = now, time.monotonic()
         time.sleep(1)
 
 
@@ -130,7 +131,7 @@ def one_backend(
             time.sleep(1)
         dispatch_json(env, "cancel", train["ref"])  # its evaluation: the stand-in folds have nothing to evaluate
         finished = time.time()
-        wait_until_quiet([lag_log])
+        wait_until_quiet(lag_log)
         rate = requests_per_second(data_root / "logs" / "mlflow.log", started, finished)
     return {
         "lags": lags(lag_log),

@@ -31,6 +31,12 @@ def on_postgres(job_table_url: str) -> bool:
     return job_table_url.startswith("postgresql")
 
 
+def beside_job_table(job_table_url: str) -> tuple[str, str]:
+    """The local stack's MLflow databases beside its job table's: `<job table>_mlflow`, `..._mlflow_auth`."""
+    job_table = urlsplit(job_table_url).path.lstrip("/")
+    return f"{job_table}_mlflow", f"{job_table}_mlflow_auth"
+
+
 def database_url(job_table_url: str, database: str) -> str:
     return urlunsplit(urlsplit(job_table_url)._replace(path=f"/{database}"))
 

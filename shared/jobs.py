@@ -494,6 +494,10 @@ def has_job(run_id: int, kind: str) -> bool:
         return session.scalar(select(Job.id).where(Job.run_id == run_id, Job.kind == kind).limit(1)) is not None
 
 
+# A row's tracking id while one process makes its MLflow run: "making:<unix time>:<nonce>".
+TRACKING_CLAIM = "making:"
+
+
 def tracking_ids(run_id: int | None = None, job_id: int | None = None, claims: bool = False) -> str | None:
     """The MLflow run id kept for a run or a job (None: none made yet; with `claims`, also the claim of a
     process making it)."""
@@ -503,10 +507,6 @@ def tracking_ids(run_id: int | None = None, job_id: int | None = None, claims: b
         else:
             kept = session.scalar(select(Run.tracking_id).where(Run.id == run_id))
     return kept if claims or not (kept or "").startswith(TRACKING_CLAIM) else None
-
-
-# A row's tracking id while one process makes its MLflow run: "making:<unix time>:<nonce>".
-TRACKING_CLAIM = "making:"
 
 
 def claim_tracking_id(

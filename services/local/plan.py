@@ -9,7 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse, urlsplit
+from urllib.parse import unquote, urlparse
 
 import click
 import psycopg
@@ -18,6 +18,7 @@ import redis
 from services.tracking_store import (
     SERVER_WITHOUT_JOB_RUNNERS,
     auth_config,
+    beside_job_table,
     create_databases,
     database_url,
     on_postgres,
@@ -159,10 +160,9 @@ def mlflow_program(settings: Settings) -> Program:
 def mlflow_stores(settings: Settings) -> tuple[str, str]:
     """The URLs of the server's run store and login store, made the first time."""
     if on_postgres(settings.db_url):
-        job_table = urlsplit(settings.db_url).path.lstrip("/")
-        names = [f"{job_table}_mlflow", f"{job_table}_mlflow_auth"]
+        names = beside_job_table(settings.db_url)
         try:
-            create_databases(settings.db_url, names)
+            create_databases(settings.db_url, list(names))
         except psycopg.Error as error:
             raise click.ClickException(
                 f"MLflow's databases {' and '.join(names)} could not be made beside the job table at "

@@ -9,6 +9,7 @@ up on a request after a few seconds: tracking never holds a job up.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
@@ -87,12 +88,18 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+@lru_cache
+def run_experiment_id(run_id: int) -> str:
+    """The experiment of a job-table run (its dataset's); a run's dataset never changes."""
+    return experiment_id(int(jobs.run_for_tracking(run_id)["params"].get("dataset_id") or DEFAULT_DATASET_ID))
+
+
 def run_tracking_id(run_id: int) -> str:
     """The MLflow run of a job-table run: its request as params, made once."""
 
     def make() -> str:
         row = jobs.run_for_tracking(run_id)
-        experiment = experiment_id(int(row["params"].get("dataset_id") or DEFAULT_DATASET_ID))
+        experiment = run_experiment_id(run_id)
         created = client().create_run(
             experiment,
             run_name=f"r{run_id} {row['kind']}",
@@ -106,32 +113,28 @@ def run_tracking_id(run_id: int) -> str:
     return _made_once(make, run_id=run_id)
 
 
-def job_tracking_id(job_id: int) -> str:
-    """The nested MLflow run of a job, made once and kept across attempts. Its parameters are not logged
-    here: the sender adds them to the run's first batch (job_params)."""
+def job_tracking_id(job_id: int) -> tuple[str, dict[str, str]]:
+    """The nested MLflow run of a job, made once and kept across attempts, and the job's parameters when
+    this call made it (else none): they are not logged here, the sender adds them to the run's first batch."""
+    params: dict[str, str] = {}
 
     def make() -> str:
         row = jobs.job_for_tracking(job_id)
-        parent = run_tracking_id(row["run_id"])
-        dataset = int(jobs.run_for_tracking(row["run_id"])["params"].get("dataset_id") or DEFAULT_DATASET_ID)
         created = client().create_run(
-            experiment_id(dataset),
+            run_experiment_id(row["run_id"]),
             run_name=row["name"],
             tags={
-                "mlflow.parentRunId": parent,
+                "mlflow.parentRunId": run_tracking_id(row["run_id"]),
                 RUN_TAG: f"r{row['run_id']}",
                 JOB_TAG: f"j{job_id}",
                 "fracatlas.kind": row["kind"],
                 PROJECT_VERSION_TAG: project_version(),
             },
         )
+        params.update(flat_params(row["params"]))
         return created.info.run_id
 
-    return _made_once(make, job_id=job_id)
-
-
-def job_params(job_id: int) -> dict[str, str]:
-    return flat_params(jobs.job_for_tracking(job_id)["params"])
+    return _made_once(make, job_id=job_id), params
 
 
 def _made_once(make: Callable[[], str], run_id: int | None = None, job_id: int | None = None) -> str:
@@ -178,7 +181,9 @@ def log_batch(
     metrics = metrics or []
     param_items = [Param(key, value) for key, value in (params or {}).items()]
     tag_items = [RunTag(key, str(value)) for key, value in (tags or {}).items()]
-    requests = max(1, -(-len(metrics) // 1000), -(-len(param_items) // 100), -(-len(tag_items) // 100))
+    requests = max(
+        1, math.ceil(len(metrics) / 1000), math.ceil(len(param_items) / 100), math.ceil(len(tag_items) / 100)
+    )
     for index in range(requests):
         client().log_batch(
             mlflow_id,

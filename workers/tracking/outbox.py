@@ -64,8 +64,9 @@ class Sender:
         with self._making:
             if key not in self._targets:
                 if key[0] == "job":
-                    made = client.job_tracking_id(key[1])
-                    self._unsent_params[made] = client.job_params(key[1])
+                    made, params = client.job_tracking_id(key[1])
+                    if params:
+                        self._unsent_params[made] = params
                 else:
                     made = client.run_tracking_id(key[1])
                 self._targets[key] = made
@@ -83,33 +84,43 @@ class Sender:
         getattr(self, "_" + entry["kind"])(target, entry)
 
     def _batch(self, target: str, entries: list[Entry]) -> None:
-        from mlflow.entities import Metric
-
-        from workers.tracking.client import client, flat_params, log_batch
+        from workers.tracking.client import flat_params, log_batch
 
         params = dict(self._unsent_params.get(target, {}))
         tags: dict[str, str] = {}
-        fresh, stepped = [], {}
+        fresh: list[Any] = []
+        stepped: dict[str, int] = {}
         for entry in entries:
             if entry["kind"] == "tags":
                 tags.update({key: str(value) for key, value in entry["tags"].items()})
             elif entry["kind"] == "params":
                 params.update(flat_params(entry["values"]))
-            for key, value, timestamp, step in entry["values"] if entry["kind"] == "metrics" else []:
-                if step is not None:  # a curve: the epochs an earlier attempt or replay logged are skipped
-                    if (target, key) not in self._last_step:
-                        history = client().get_metric_history(target, key)
-                        self._last_step[(target, key)] = max((point.step for point in history), default=-1)
-                    if step <= max(self._last_step[(target, key)], stepped.get(key, -1)):
-                        continue
-                    stepped[key] = step
-                # A final figure (no step) costs no lookup: a replay's second copy holds the same value, and a
-                # run's end carries dozens of them (the test figures and their intervals).
-                fresh.append(Metric(key, float(value), int(timestamp), step or 0))
+            else:
+                fresh += self._new_points(target, entry["values"], stepped)
         log_batch(target, metrics=fresh, params=params, tags=tags)
         self._unsent_params.pop(target, None)
         for key, step in stepped.items():
             self._last_step[(target, key)] = max(self._last_step[(target, key)], step)
+
+    def _new_points(self, target: str, values: list[list[Any]], stepped: dict[str, int]) -> list[Any]:
+        """A metrics entry's points, less the steps the run holds already; `stepped` gets the newest steps."""
+        from mlflow.entities import Metric
+
+        from workers.tracking.client import client
+
+        fresh = []
+        for key, value, timestamp, step in values:
+            if step is not None:  # a curve: the epochs an earlier attempt or replay logged are skipped
+                if (target, key) not in self._last_step:
+                    history = client().get_metric_history(target, key)
+                    self._last_step[(target, key)] = max((point.step for point in history), default=-1)
+                if step <= max(self._last_step[(target, key)], stepped.get(key, -1)):
+                    continue
+                stepped[key] = step
+            # A final figure (no step) costs no lookup: a replay's second copy holds the same value, and a
+            # run's end carries dozens of them (the test figures and their intervals).
+            fresh.append(Metric(key, float(value), int(timestamp), step or 0))
+        return fresh
 
     def _artifact(self, target: str, entry: Entry) -> None:
         from workers.tracking.client import client
