@@ -11,12 +11,8 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
 
-help:
-	@echo "make demo      install, bring the stack up, run the demo pipeline (dispatch demo --wait)"
-	@echo "make test      install and run lint + the test suite (real Redis, workers, SQLite and Postgres)"
-	@echo "make chaos     the longer fault tests (a minute without Redis, without PostgreSQL; about 6 min)"
-	@echo "make up | down | status | logs    the stack (local supervisord mode without a Docker engine)"
-	@echo "make bench     benchmarks (bench-ingest SOURCE=path, bench-dispatch, bench-fold, bench-classify, bench-sweep, bench-quality, bench-sr, bench-tracking)"
+help:  ## this list: every target, with the line beside it in the Makefile
+	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 # make bench-fold: the length of each run, and how many job-system runs (each between two plain ones)
 FOLD_EPOCHS ?= 6
@@ -40,13 +36,13 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 endif
 
-install: $(INSTALLED)
+install: $(INSTALLED)  ## the virtual environment .venv: pinned torch from disk, the project and its dev tools
 
-lint: install
+lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check services workers shared tests bench
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
-test: install lint compose-tools browser-tools
+test: install lint compose-tools browser-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
 	$(VENV)/bin/pytest -q -ra --durations=15
 
 GPUS ?=
@@ -56,38 +52,34 @@ LOCAL ?=
 PUBLISH ?=
 LAUNCH := $(PY) -m services.launcher $(if $(LOCAL),--local)
 
-up: install
+up: install  ## the stack: compose with a Docker engine, else local supervisord (LOCAL=1, GPUS=0,1, PUBLISH=ADDRESS)
 	$(LAUNCH) up --gpus "$(GPUS)" $(if $(PUBLISH),--publish "$(PUBLISH)")
 
-down: install
+down: install  ## stop the stack
 	$(LAUNCH) down
 
-status ps: install
+status ps: install  ## the stack's processes and the workers that answer
 	$(LAUNCH) ps; $(LAUNCH) dispatch workers || true
 
-logs: install
+logs: install  ## the stack's logs
 	$(LAUNCH) logs
 
-# `make dispatch ARGS='jobs'`: dispatch against the running stack, in either mode.
-dispatch: install
+dispatch: install  ## dispatch against the running stack in either mode: make dispatch ARGS='jobs'
 	$(LAUNCH) dispatch $(ARGS)
 
-worker-host: install
+worker-host: install  ## workers on this machine for another machine's stack (docs/deployment.md)
 	$(PY) -m services.launcher worker-host --gpus "$(GPUS)"
 
-# Debian's docker-compose checks the compose files statically (no Docker engine runs here).
-# The longer fault tests: a real fold through a Redis kill -9, one-minute outages of Redis and PostgreSQL.
-chaos: install
+chaos: install  ## the longer fault tests: a fold through a Redis kill -9, minutes without Redis and PostgreSQL
 	$(VENV)/bin/pytest -q -ra -m chaos tests/services/test_chaos.py
 
-# Debian's chromium, headless: the browser test of the MLflow pages (tests/workers/test_tracking.py).
-browser-tools:
+browser-tools:  ## Debian's chromium, headless, for the browser test of the MLflow pages (tests/workers/tracking/test_tracking.py)
 	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
 	  (apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null)); } || \
 	  echo "chromium is not installed and apt-get is not available: the browser test will skip"
 
-compose-tools:
+compose-tools:  ## Debian's docker-compose for the compose file checks, where missing
 	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \
 	  (apt-get install -y -q --no-install-recommends docker-compose >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends docker-compose >/dev/null)); } || \
@@ -95,65 +87,65 @@ compose-tools:
 
 # The compose stack for real on a Docker engine (installed and started here if none answers): build, up, the
 # demo through a worker stop, a Redis kill -9, a PostgreSQL restart and a down/up, then a second host.
-compose-e2e: install compose-tools
+compose-e2e: install compose-tools  ## the compose stack for real on a Docker engine: demo, faults, a second host
 	$(PY) tests/compose_e2e/run.py
 
 # The Dockerfile's pins files (services/docker/pins/), after an edit of pyproject.toml's dependencies.
-docker-pins: install
+docker-pins: install  ## rewrite the Dockerfile's pins files after an edit of pyproject.toml's dependencies
 	$(PY) services/docker/requirements.py
 
-compose-check: install compose-tools
+compose-check: install compose-tools  ## only the compose file tests
 	$(VENV)/bin/pytest -q tests/services/test_compose.py
 
-demo: up
+demo: up  ## install, bring the stack up, run the demo pipeline (dispatch demo --wait)
 	$(LAUNCH) dispatch demo --wait
 
-bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking
+bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking  ## every benchmark below, printing its figures
 
-bench-ingest: install
+bench-ingest: install  ## the ingest through the job system against the sequential baseline (SOURCE, FULL_SIZE=1)
 	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
 
 # BASELINE=DIR: also time `dispatch train` against another checkout (git worktree add DIR <commit>)
-bench-dispatch: install
+bench-dispatch: install  ## the job system's own cost: five sleep-only folds on five workers against the ideal (BASELINE=DIR)
 	$(PY) -m bench.dispatch $(if $(BASELINE),--baseline $(BASELINE))
 
-bench-fold: install
+bench-fold: install  ## a fold through the job system against plain nnUNetv2_train (FOLD_EPOCHS, FOLD_ROUNDS)
 	$(PY) -m bench.fold_overhead --epochs $(FOLD_EPOCHS) --iterations $(FOLD_ITERATIONS) --rounds $(FOLD_ROUNDS)
 
-bench-classify: install
+bench-classify: install  ## the classifier's images per second against a plain torchvision baseline (SOURCE)
 	$(PY) -m bench.classify --source "$(SOURCE)"
 
 # A sweep's trials side by side on SWEEP_WORKERS gpu-queue workers, and what the median pruner saves.
 SWEEP_WORKERS ?= 2
-bench-sweep: install
+bench-sweep: install  ## a sweep's trials side by side on SWEEP_WORKERS workers, and what pruning saves
 	$(PY) -m bench.sweep --source "$(SOURCE)" --workers $(SWEEP_WORKERS)
 
 # The classifier on the notebook's 224 squares beside the defaults (long side 512, input 384), same data and seed.
 QUALITY_EPOCHS ?= 10
-bench-quality: install
+bench-quality: install  ## the classifier on the notebook's 224 squares beside the defaults (QUALITY_EPOCHS)
 	$(PY) -m bench.quality --source "$(SOURCE)" --epochs $(QUALITY_EPOCHS)
 
 # make bench-sr: the super-resolution network's training budget per scale, in seconds
 SR_SECONDS ?= 300
 SR_SCALES ?= 2
-bench-sr: install
+bench-sr: install  ## the super-resolution network against bicubic and Lanczos (SR_SECONDS, SR_SCALES)
 	$(PY) -m bench.superres --source "$(SOURCE)" --seconds $(SR_SECONDS) --scales $(SR_SCALES)
 
 # MLflow's lag per entry kind with a 5-fold run and a sweep at once: SQLite (with and without the login cache)
 # and PostgreSQL behind the stack's MLflow (TRACKING_POSTGRES: a server where the bench may create databases).
 TRACKING_POSTGRES ?= postgresql://postgres@127.0.0.1/test
-bench-tracking: install
+bench-tracking: install  ## MLflow's lag per entry kind with a 5-fold run and a sweep at once
 	$(PY) -m bench.tracking --source "$(SOURCE)" --postgres "$(TRACKING_POSTGRES)"
 
 # On a machine with an index: what bench/gpu_check.sh needs on an offline GPU server, in .gpu-kit/.
-gpu-kit: install
+gpu-kit: install  ## what bench/gpu_check.sh needs on an offline GPU server, in .gpu-kit/
 	$(PY) -m bench.gpu_kit --source "$(SOURCE)"
 
-gpu-check:
+gpu-check:  ## bash bench/gpu_check.sh (on the GPU machine)
 	bash bench/gpu_check.sh
 
-wheelhouse: install
+wheelhouse: install  ## wheels for an offline install (WHEEL_PYTHON, WHEEL_PLATFORM)
 	$(PY) -m services.offline.wheelhouse --out wheelhouse --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORM)
 
-clean: down
+clean: down  ## stop the stack and remove var/
 	rm -rf var

@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from bench.release_cache import ingest_in_process
-from workers.gpu.classifier.data import load_set
-from workers.gpu.classifier.model import build_model
-from workers.gpu.classifier.train import TrainConfig, train
+from workers.classifier.data import load_set
+from workers.classifier.model import build_model
+from workers.classifier.train import TrainConfig, train
 
 
 class JpegFolder(Dataset):

@@ -8,8 +8,8 @@ import json
 import click
 import torch
 
-from workers.gpu.classifier.model import build_model
-from workers.gpu.classifier.train import TrainConfig, train
+from workers.classifier.model import build_model
+from workers.classifier.train import TrainConfig, train
 
 
 @click.command()

@@ -35,9 +35,10 @@ from shared.contract import Experiment
 from shared.defaults import JOBS_TRAINER
 from shared.redact import redact_url
 from shared.settings import Settings, get_settings
-from workers.cpu.synthetic import make_synthetic_release
-from workers.gpu.folds import FoldRequest, validation_dice
-from workers.nnunet import device, environment, tool
+from workers.device import device
+from workers.ingest.synthetic import make_synthetic_release
+from workers.nnunet.commands import environment, tool
+from workers.nnunet.folds import FoldRequest, validation_dice
 
 SYNTHETIC_DATASET = 991
 EPOCH_TIME = re.compile(r"Epoch time: ([\d.]+) s")

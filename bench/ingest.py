@@ -19,8 +19,8 @@ import numpy as np
 
 from bench.baseline_ingest import baseline_ingest
 from bench.stack import dispatch_json, own_stack
-from workers.cpu.release import COCO_RELATIVE
-from workers.nifti import read_case
+from workers.ingest.release import COCO_RELATIVE
+from workers.nnunet.nifti import read_case
 
 FULL_SIZE_COPIES = {"Fractured": 9, "Non_fractured": 42}
 

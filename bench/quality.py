@@ -29,7 +29,7 @@ from services.dispatcher.render import table, with_interval
 from shared.contract import ClassifyRequest
 from shared.defaults import CLASSIFY, INGEST
 from shared.settings import Settings
-from workers.gpu.classifier.fit import fit_classifier, training_device
+from workers.classifier.fit import fit_classifier, training_device
 
 ROWS = (
     ("ROC AUC", "roc_auc"),

@@ -9,7 +9,7 @@ from typing import Any
 from shared.contract import IngestRequest
 from shared.defaults import INGEST
 from shared.layout import DataRoot
-from workers.cpu.ingest import assemble, convert_chunk, plan
+from workers.ingest.steps import assemble, convert_chunk, plan
 
 
 def ingest_in_process(
@@ -21,7 +21,7 @@ def ingest_in_process(
     layout = DataRoot(data_root)
     metrics = plan(request, source, staging, layout.nnunet_raw, chunk_size=100_000)
     for start, _stop in metrics["chunks"]:
-        convert_chunk(staging, start, lambda *_: None)
-    assemble(staging, layout)
+        convert_chunk(request, staging, start, lambda *_: None)
+    assemble(request, staging, layout)
     shutil.rmtree(layout.staging_dir, ignore_errors=True)
     return layout.classification_cache(dataset_id)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 def epoch_logger():  # noqa: ANN201 - the project's EpochLines (standard library only), where asked for
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from workers.tracking.nnunet_logger import EpochLines
+    from workers.nnunet.epoch_lines import EpochLines
 
     return EpochLines.from_environment()
 

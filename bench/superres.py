@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 from shared.defaults import SUPERRES
-from workers.gpu.superres.evaluate import classical_upscale, evaluate
-from workers.gpu.superres.network import NetworkShape, parameter_count, save_model, upscale
-from workers.gpu.superres.pairs import make_pairs
-from workers.gpu.superres.train import TrainSettings, train
+from workers.superres.evaluate import classical_upscale, evaluate
+from workers.superres.network import NetworkShape, parameter_count, save_model, upscale
+from workers.superres.pairs import make_pairs
+from workers.superres.train import TrainSettings, train
 
 PROBE_ITERATIONS = 10
 

@@ -58,7 +58,14 @@ app.conf.update(
     worker_cancel_long_running_tasks_on_connection_loss=False,
     broker_connection_retry=True,
     broker_connection_max_retries=None,
-    include=["workers.maintenance", "workers.cpu.tasks", "workers.gpu.tasks"],
+    include=[
+        "workers.maintenance",
+        "workers.ingest.tasks",
+        "workers.nnunet.tasks",
+        "workers.classifier.tasks",
+        "workers.sweep.tasks",
+        "workers.superres.tasks",
+    ],
     # beat saves its schedule after every task it sends: the file's age is its health (services/docker/health.py).
     beat_sync_every=1,
     beat_schedule={

@@ -196,6 +196,11 @@ def parse_folds(text: str) -> list[int]:
     return sorted(folds)
 
 
+def covers_every_fold(folds: list[int]) -> bool:
+    """Whether `folds` are all of nnU-Net's: then they give an out-of-fold map of every training case."""
+    return set(folds) == set(range(FOLDS))
+
+
 JOBS_TRAINER_OPTIONS = ("epochs", "iterations", "save_every")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 DEFAULT_DATASET_ID = 921
 FOLDS = 5  # nnU-Net's cross-validation folds
+ALL_FOLDS = f"0-{FOLDS - 1}"  # --folds's default, as users write it
 CONFIGURATION = "2d"
 PLANS = "nnUNetPlans"
 TRAINER = "nnUNetTrainer"

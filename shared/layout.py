@@ -26,7 +26,7 @@ from shared.errors import InputError
 DATASET_NAME = "FracAtlas"
 CACHE_IMAGES, CACHE_LABELS = "images.npy", "labels.csv"
 CACHE_GEOMETRY = "geometry.json"  # the cache's square side, and whether the pictures were squashed into it
-GROUPS_FILE = "groups.json"  # in a raw dataset: its groups of duplicate pictures (workers/cpu/duplicates.py)
+GROUPS_FILE = "groups.json"  # in a raw dataset: its groups of duplicate pictures (workers/ingest/duplicates.py)
 
 
 def dataset_name(dataset_id: int) -> str:

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contract import ClassifyRequest, PipelineRequest, SuperResRequest, SweepRequest, TrainRequest
-from shared.defaults import FOLDS, IMAGE, IMAGE_SEG
+from shared.contract import (
+    ClassifyRequest,
+    PipelineRequest,
+    SuperResRequest,
+    SweepRequest,
+    TrainRequest,
+    covers_every_fold,
+)
+from shared.defaults import IMAGE, IMAGE_SEG
 from shared.jobs import JobSpec
 from shared.search_space import choices
 from shared.tasknames import (
@@ -84,7 +91,7 @@ def pipeline(request: PipelineRequest) -> list[JobSpec]:
         # The classifier's own settings travel with its jobs: the run's `epochs` are nnU-Net's.
         classifier = ClassifyRequest(dataset_id=request.dataset_id, epochs=request.classifier_epochs, seed=request.seed)
         # Out-of-fold maps need every fold.
-        inputs = [IMAGE_SEG] if len(request.folds) == FOLDS else [IMAGE]
+        inputs = [IMAGE_SEG] if covers_every_fold(request.folds) else [IMAGE]
         specs += classify(inputs, first=next_stage(specs), job_params=classifier.job_params())
     return specs
 

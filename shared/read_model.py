@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from shared.contract import BadOption
+from shared.contract import BadOption, covers_every_fold
 from shared.db.engine import session_scope
 from shared.db.models import OPEN, Job, Run, State, utcnow
-from shared.defaults import FOLDS, IMAGE, IMAGE_SEG
+from shared.defaults import IMAGE, IMAGE_SEG
 from shared.errors import InputError
 from shared.jobs import NotFound
 
@@ -157,7 +157,7 @@ class Segmentation:
     @property
     def complete(self) -> bool:
         """Every fold trained: the run gives out-of-fold maps of every image."""
-        return len(self.folds) == FOLDS
+        return covers_every_fold(self.folds)
 
 
 def segmentation_run(run_id: int | None, dataset_id: int) -> Segmentation | None:

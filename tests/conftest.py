@@ -54,6 +54,20 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("DATABASE_URL", None)
 
 
+# The domains' tests run in the order the data flows, not by folder name: the classifier's tests use the
+# folds that tests/workers/nnunet trained (docs/testing.md); within a domain, modules run in name order.
+DOMAIN_ORDER = ("ingest", "nnunet", "classifier", "sweep", "superres", "tracking")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        parts = item.path.relative_to(PROJECT / "tests").parts
+        in_domain = len(parts) > 2 and parts[0] == "workers" and parts[1] in DOMAIN_ORDER
+        return 1 + DOMAIN_ORDER.index(parts[1]) if in_domain else 0
+
+    items.sort(key=rank)  # stable: the rest keeps pytest's order, ahead of the domains
+
+
 def reset_caches() -> None:
     from shared.db.engine import engine_for
     from shared.settings import get_settings
@@ -262,7 +276,7 @@ def system(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 @pytest.fixture
 def release(tmp_path: Path) -> Callable[..., Path]:
     """Build a small synthetic release: release(fractured=6, non_fractured=2, seed=0)."""
-    from workers.cpu.synthetic import make_synthetic_release
+    from workers.ingest.synthetic import make_synthetic_release
 
     def build(fractured: int = 6, non_fractured: int = 2, seed: int = 0) -> Path:
         return make_synthetic_release(tmp_path / f"release-{uuid.uuid4().hex[:6]}", fractured, non_fractured, seed)
@@ -286,7 +300,7 @@ def preprocess_training_dataset(stack: Stack, scratch: Path) -> None:
     """Synthetic release -> dataset 400 at 64 px, preprocessed with its 5-fold split (once per stack)."""
     import json
 
-    from workers.cpu.synthetic import make_synthetic_release
+    from workers.ingest.synthetic import make_synthetic_release
 
     if list(stack.data_root.glob(f"nnUNet_preprocessed/Dataset{TRAINING_DATASET}_*/splits_final.json")):
         return

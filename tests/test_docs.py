@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from conftest import PROJECT
@@ -47,3 +48,14 @@ def test_nothing_cites_the_design_sketch_outside_the_repository() -> None:
     sketch = "DESIGN" + ".md"  # ../shared's first sketch; spelt in two so that this file does not cite it
     citing = [path for path in [*DOCS, *code_files()] if sketch in path.read_text()]
     assert not citing, "cite docs/design.md, which a clone holds"
+
+
+def test_make_help_lists_every_target_with_its_line() -> None:
+    makefile = (PROJECT / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY:(.*)$", makefile, re.MULTILINE)
+    assert phony is not None, "the Makefile names its targets in .PHONY"
+    described = re.findall(r"^([a-z][a-z0-9 -]*):[^=\n]*## (.+)$", makefile, re.MULTILINE)
+    assert {name for names, _ in described for name in names.split()} == set(phony.group(1).split())
+    shown = subprocess.run(["make", "-s", "help"], cwd=PROJECT, capture_output=True, text=True, check=True).stdout
+    for names, line in described:
+        assert f"make {names} " in shown and line in shown, f"make help does not show {names}: {line}"

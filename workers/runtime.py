@@ -37,6 +37,7 @@ from shared.redact import redact_text
 from shared.settings import get_settings
 from shared.time_limits import describe, time_limit
 from workers.child import ChildStopped
+from workers.stops import JobPruned, JobStopped, WorkerStopping
 from workers.tracking.client import tracking_enabled
 from workers.tracking.job import JobTracking
 from workers.tracking.outbox import close_process_outbox
@@ -48,25 +49,6 @@ PROGRESS_WRITE_INTERVAL_S = 1.0
 # (Celery starts another; the message's redelivery is dropped by the claim guard).
 KILL_AFTER_INTERRUPT_S = 10.0
 INTERRUPT = signal.SIGUSR2  # billiard's pool uses SIGUSR1 for soft time limits
-
-
-class JobStopped(Exception):
-    """The job was cancelled, or the reaper gave it to a later attempt: stop without recording."""
-
-
-class JobPruned(Exception):
-    """A sweep's trial that its pruner stopped: the job ends `pruned`, keeping `metrics` (its curve)."""
-
-    def __init__(self, reason: str, metrics: dict[str, Any]) -> None:
-        super().__init__(reason)
-        self.reason, self.metrics = reason, metrics
-
-
-class WorkerStopping(BaseException):
-    """The worker is shutting down (SIGTERM): hand the job back to the queue.
-
-    A BaseException, so that a task body's own `except Exception` cannot swallow it.
-    """
 
 
 _running: JobContext | None = None  # the job this pool process runs now; the signal handlers read it
@@ -129,7 +111,7 @@ def _preload_tracking_client(**_: Any) -> None:
         import mlflow.entities  # noqa: F401
         import mlflow.tracking  # noqa: F401
 
-        import workers.tracking.pictures  # noqa: F401 - matplotlib, for the runs' timelines
+        import workers.tracking.timeline  # noqa: F401 - matplotlib, for the runs' timelines
 
 
 @worker_process_init.connect

@@ -15,7 +15,7 @@ from services.dispatcher.follow import emit_json
 from services.dispatcher.launch import start
 from services.dispatcher.refs import parse_ref, run_number
 from services.dispatcher.sweeps import sweep, sweep_finish
-from shared.defaults import IMAGE_SEG, SYNTHETIC
+from shared.defaults import ALL_FOLDS, IMAGE_SEG, SYNTHETIC
 
 
 @click.group(cls=DispatchGroup)
@@ -108,7 +108,7 @@ def pipeline(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 )
 @click.option("--dataset-id", default=990, show_default=True, type=int)
 @click.option("--size", default=64, show_default=True, type=int)
-@click.option("--folds", default="0-4", show_default=True)
+@click.option("--folds", default=ALL_FOLDS, show_default=True)
 @click.option("--epochs", default=8, show_default=True, type=int)
 @click.option("--iterations", default=20, show_default=True, type=int)
 @click.option("--classifier-epochs", default=10, show_default=True, type=int)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from shared.defaults import (
+    ALL_FOLDS,
     CLASSIFIER_INPUTS,
     CLASSIFY,
     CONFIGURATION,
@@ -92,7 +93,9 @@ ingest = options(
     click.option("--overwrite", is_flag=True, help="Replace an existing dataset with this id."),
 )
 train = options(
-    click.option("--folds", default="0-4", show_default=True, help="A range (0-4), a list (0,2) or 'all' (0-4)."),
+    click.option(
+        "--folds", default=ALL_FOLDS, show_default=True, help=f"A range ({ALL_FOLDS}), a list (0,2) or 'all'."
+    ),
     configuration,
     click.option(
         "--trainer",

@@ -164,6 +164,7 @@ def test_worker_host_file_runs_only_gpu_workers_against_the_first_host(files: di
 
 @pytest.fixture
 def redis_port(tmp_path: Path) -> Iterator[int]:
+    require(shutil.which("redis-server") is not None, "no redis-server on PATH")
     port = free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
@@ -187,7 +188,6 @@ def _pings(client: object) -> bool:
 
 
 def test_start_scripts_run_a_job_and_refuse_a_foreign_data_root(redis_port: int, tmp_path: Path, release) -> None:  # noqa: ANN001
-    require(shutil.which("redis-server") is not None, "no redis-server on PATH")
     data_root = tmp_path / "data"
     env = {
         **os.environ,

@@ -2,12 +2,14 @@
 Celery workers, PostgreSQL reached through a proxy that the tests can cut, as a server restart would.
 
 Folds run bench/sleep_train.py in place of nnUNetv2_train: what is under test is the job system around
-the training process. A real nnU-Net fold through a Redis kill is tests/workers/test_nnunet_training.py's.
+the training process. A real nnU-Net fold through a Redis kill -9 is tests/services/test_chaos.py's (make chaos);
+a real fold whose worker is killed is tests/workers/nnunet/test_nnunet_training.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -24,7 +26,8 @@ import pytest
 import redis
 from conftest import PROJECT, Stack, _postgres_database, free_port, require, wait_for
 
-from workers.cpu.synthetic import make_synthetic_release
+from shared.db.models import OPEN
+from workers.ingest.synthetic import make_synthetic_release
 
 DATASET = 960
 FOLD_SECONDS = 20
@@ -227,10 +230,18 @@ def test_kill_9_of_redis_costs_a_fold_nothing_and_the_next_fold_takes_the_idle_w
 
 
 def test_a_broker_stopped_for_20_s_mid_ingest_costs_the_ingest_nothing(faults: FaultStack, tmp_path: Path) -> None:
-    release = make_synthetic_release(tmp_path / "release", fractured=24, non_fractured=8)
+    # 32 convert jobs of 4 pictures (INGEST_CHUNK_SIZE) on the cpu worker's pool: most still queued or running
+    # when the broker stops, which a smaller release's conversion (well under a second) would not be.
+    release = make_synthetic_release(tmp_path / "release", fractured=96, non_fractured=32)
     ref = ingest(faults, release, 961)
-    wait_for(lambda: any(job["kind"] == "convert" for job in faults.show(ref)["jobs"]), 30, "the convert jobs")
+    converting = wait_for(
+        lambda: [job for job in faults.show(ref)["jobs"] if job["kind"] == "convert" and job["state"] in OPEN],
+        30,
+        "a convert job queued or running",
+    )
     faults.supervisorctl("stop", "redis")
+    converts = [job for job in faults.show(ref)["jobs"] if job["kind"] == "convert"]
+    assert any(job["state"] in OPEN for job in converts), f"the outage began after the conversion ({converting})"
     time.sleep(OUTAGE_S)
     faults.supervisorctl("start", "redis")
     run = faults.wait_run(ref, 180)
@@ -342,12 +353,14 @@ def test_cancel_frees_a_worker_blocked_in_a_read_within_seconds(
     fifo = tmp_path / "picture.jpg"
     os.mkfifo(fifo)
     ref = misbehaving("blocking_read", str(fifo))
-    wait_for(lambda: faults.show(ref)["jobs"][0]["state"] == "running", 30, "the read to start")
-    time.sleep(1)
-    cancelled_at = time.monotonic()
-    assert faults.dispatch("cancel", ref).returncode == 0
-    quick = faults.wait_run(misbehaving("stubborn", "0.1"), 30)
-    freed_after = time.monotonic() - cancelled_at
+    writer = wait_for(lambda: _writer_once_read(fifo), 30, "the job to open the FIFO and block in its read")
+    try:
+        cancelled_at = time.monotonic()
+        assert faults.dispatch("cancel", ref).returncode == 0
+        quick = faults.wait_run(misbehaving("stubborn", "0.1"), 30)
+        freed_after = time.monotonic() - cancelled_at
+    finally:
+        os.close(writer)
     assert quick["state"] == "succeeded", quick["error"]
     assert freed_after < 10, f"the worker took its next job {freed_after:.1f} s after the cancel"
     log = faults.data_root / "logs" / "stubborn.log"
@@ -355,3 +368,14 @@ def test_cancel_frees_a_worker_blocked_in_a_read_within_seconds(
     # the worker's log reaches its file a moment after the next job's row says it succeeded
     wait_for(lambda: all(line in log.read_text() for line in said), 10, "the interruption in the worker's log")
     assert faults.show(ref)["state"] == "cancelled"
+
+
+def _writer_once_read(fifo: Path) -> int | None:
+    """A writer's end of `fifo` once a reader has opened it (None before). Held open without a byte written,
+    it keeps the reader blocked in its read; closed, it gives the reader its end of file."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno != errno.ENXIO:  # ENXIO: no reader has it open yet
+            raise
+        return None

@@ -78,7 +78,7 @@ def test_a_job_meeting_a_refused_login_says_so_once_and_its_spool_waits_for_a_ne
     from shared import jobs
     from shared.db.engine import session_scope
     from shared.db.models import State
-    from workers.tracking import client
+    from workers.tracking import client, rows
     from workers.tracking.outbox import Outbox, replay_spool, spool_folder
 
     url, user, password = (stack.data_root / "stack" / MLFLOW_SERVER_FILE).read_text().split()
@@ -109,6 +109,6 @@ def test_a_job_meeting_a_refused_login_says_so_once_and_its_spool_waits_for_a_ne
 
     login(user, password)  # the login changed: the spool goes out
     assert replay_spool() == 2 and not spooled.exists()
-    history = client.client().get_metric_history(jobs.tracking_ids(job_id=job_id), "figure")
+    history = client.client().get_metric_history(rows.tracking_ids(job_id=job_id), "figure")
     assert sorted(point.step for point in history) == [1, 2]
     client.client.cache_clear()

@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 
 from workers.bootstrap import interval, mean_interval
-from workers.cpu.split import grouped_folds
-from workers.gpu.classifier.metrics import binary_metrics, threshold_for_specificity
-from workers.gpu.segmentation_report import case_figures, report
-from workers.nifti import write_case
+from workers.classifier.metrics import binary_metrics, threshold_for_specificity
+from workers.nnunet.cross_validation import grouped_folds
+from workers.nnunet.nifti import write_case
+from workers.nnunet.segmentation_report import case_figures, report
 
 
 def square(size: int, top: int, left: int, side: int) -> np.ndarray:

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from shared import jobs
 from shared.defaults import DEFAULT_DATASET_ID
 from shared.layout import dataset_name
 from shared.settings import get_settings
+from workers.tracking import rows
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -91,14 +91,14 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
 @lru_cache
 def run_experiment_id(run_id: int) -> str:
     """The experiment of a job-table run (its dataset's); a run's dataset never changes."""
-    return experiment_id(int(jobs.run_for_tracking(run_id)["params"].get("dataset_id") or DEFAULT_DATASET_ID))
+    return experiment_id(int(rows.run_for_tracking(run_id)["params"].get("dataset_id") or DEFAULT_DATASET_ID))
 
 
 def run_tracking_id(run_id: int) -> str:
     """The MLflow run of a job-table run: its request as params, made once."""
 
     def make() -> str:
-        row = jobs.run_for_tracking(run_id)
+        row = rows.run_for_tracking(run_id)
         experiment = run_experiment_id(run_id)
         created = client().create_run(
             experiment,
@@ -107,7 +107,7 @@ def run_tracking_id(run_id: int) -> str:
         )
         log_params(created.info.run_id, row["params"])
         link = f"{get_settings().tracking_ui_url.rstrip('/')}/#/experiments/{experiment}/runs/{created.info.run_id}"
-        jobs.add_run_artifacts(run_id, {"mlflow": link})
+        rows.add_run_artifacts(run_id, {"mlflow": link})
         return created.info.run_id
 
     return _made_once(make, run_id=run_id)
@@ -119,7 +119,7 @@ def job_tracking_id(job_id: int) -> tuple[str, dict[str, str]]:
     params: dict[str, str] = {}
 
     def make() -> str:
-        row = jobs.job_for_tracking(job_id)
+        row = rows.job_for_tracking(job_id)
         created = client().create_run(
             run_experiment_id(row["run_id"]),
             run_name=row["name"],
@@ -143,24 +143,24 @@ def _made_once(make: Callable[[], str], run_id: int | None = None, job_id: int |
     nnU-Net process, would otherwise make ten parent runs and delete nine, on a server busy enough already.
     A claim older than a maker's requests can take (its process died making it) is taken over."""
     stale_after = 6 * get_settings().tracking_timeout_seconds
-    claim = f"{jobs.TRACKING_CLAIM}{time.time():.0f}:{uuid.uuid4().hex[:8]}"
-    kept = jobs.claim_tracking_id(claim, run_id=run_id, job_id=job_id)
-    while kept.startswith(jobs.TRACKING_CLAIM) and kept != claim:
+    claim = f"{rows.TRACKING_CLAIM}{time.time():.0f}:{uuid.uuid4().hex[:8]}"
+    kept = rows.claim_tracking_id(claim, run_id=run_id, job_id=job_id)
+    while kept.startswith(rows.TRACKING_CLAIM) and kept != claim:
         if time.time() - float(kept.split(":")[1]) > stale_after:
-            kept = jobs.claim_tracking_id(claim, run_id=run_id, job_id=job_id, stale=kept)
+            kept = rows.claim_tracking_id(claim, run_id=run_id, job_id=job_id, stale=kept)
         else:
             time.sleep(0.2)
-            kept = jobs.tracking_ids(run_id=run_id, job_id=job_id, claims=True) or ""
+            kept = rows.tracking_ids(run_id=run_id, job_id=job_id, claims=True) or ""
             if not kept:  # its maker failed and gave the row back
-                kept = jobs.claim_tracking_id(claim, run_id=run_id, job_id=job_id)
+                kept = rows.claim_tracking_id(claim, run_id=run_id, job_id=job_id)
     if kept != claim:
         return kept
     try:
         made = make()
     except BaseException:
-        jobs.settle_tracking_id(claim, None, run_id=run_id, job_id=job_id)
+        rows.settle_tracking_id(claim, None, run_id=run_id, job_id=job_id)
         raise
-    jobs.settle_tracking_id(claim, made, run_id=run_id, job_id=job_id)
+    rows.settle_tracking_id(claim, made, run_id=run_id, job_id=job_id)
     return made
 
 

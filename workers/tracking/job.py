@@ -14,6 +14,11 @@ STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED", "p
 NOT_FIGURES = ("request", "fold")  # a job's metrics may repeat its request: those are params already
 
 
+def tag_figure(value: float | None) -> str:
+    """A figure as a registered version's tag: four decimals, or '-' where there is none."""
+    return "-" if value is None else f"{value:.4f}"
+
+
 def numeric(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """The numbers of a metrics dict, nested keys joined with '/': what MLflow can chart."""
     found: dict[str, float] = {}

@@ -134,10 +134,10 @@ class Sender:
             log.warning("tracking: %s is gone; not logged", path)
 
     def _timeline(self, target: str, entry: Entry) -> None:
-        """The run's jobs across its workers (pictures.timeline_png), drawn from the job table now."""
+        """The run's jobs across its workers (timeline.timeline_png), drawn from the job table now."""
         from shared.read_model import get_run
         from workers.tracking.client import client
-        from workers.tracking.pictures import timeline_png
+        from workers.tracking.timeline import timeline_png
 
         try:
             run = get_run(entry["run"])

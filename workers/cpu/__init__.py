@@ -1,1 +1,0 @@
-"""CPU work: reading the FracAtlas release, COCO -> nnU-Net conversion, splits."""

@@ -1,1 +1,0 @@
-"""GPU work: nnU-Net v2 fold training, ensemble prediction and evaluation; the ResNet18 classifier."""

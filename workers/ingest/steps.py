@@ -1,0 +1,450 @@
+"""FracAtlas release -> nnU-Net v2 raw dataset + classification cache, in three steps that workers share:
+
+plan      read and check the release, write plan.json and each chunk's items into a staging folder
+convert   decode one chunk of pictures at their working size, hash them, write their NIfTI cases and their
+          slice of the classification cache
+assemble  group the duplicates, choose the cases and split them (case_selection.py), move each case to its
+          side, write dataset.json, the manifest, the split and the cache, then rename both into place
+
+Nothing appears under nnUNet_raw until the final rename, so a failed ingest leaves no half dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shared.contract import IngestRequest
+from shared.errors import InputError
+from shared.layout import CACHE_GEOMETRY, CACHE_IMAGES, CACHE_LABELS, GROUPS_FILE, DataRoot, existing_datasets
+from workers.files import replacing
+from workers.imaging.geometry import letterbox
+from workers.imaging.pictures import load_picture
+from workers.ingest.case_selection import Selection, select_cases
+from workers.ingest.duplicates import NEAR_BITS, exact_hash, perceptual_hash
+from workers.ingest.masks import fracture_mask
+from workers.ingest.release import DEFAULT_CAPS, REGIONS, InputCaps, read_release
+from workers.ingest.split import TEST, TRAIN
+from workers.nnunet.nifti import write_case
+from workers.superres.upscale import Upscaler
+
+PLAN_FILE = "plan.json"
+MARKER = ".made-by-fracatlas-jobs"  # in every dataset the ingest writes: --overwrite replaces only these
+DESCRIPTION = "FracAtlas fracture segmentation: COCO polygons scaled to the output size"
+MIN_CHUNKS = 8
+CLASSIFICATION = "classification"
+CASES = "cases"  # staging: every picture's case, until the assemble job moves the chosen ones to their side
+FOLDERS = {TRAIN: ("imagesTr", "labelsTr"), TEST: ("imagesTs", "labelsTs")}
+ATTRIBUTE_COLUMNS = (*REGIONS, "hardware", "multiscan", "fracture_count", "frontal", "lateral", "oblique")
+
+Progress = Callable[[int, int, str], None]
+
+
+def _write_json(path: Path, content: Any, indent: int | None = 1) -> None:
+    with replacing(path, text=True) as handle:
+        handle.write(json.dumps(content, indent=indent))
+
+
+def _check_ours_to_replace(dataset_id: int, raw_root: Path, derived_roots: tuple[Path, ...]) -> None:
+    """--overwrite replaces only a dataset this project's ingest made (it carries MARKER), and what nnU-Net
+    derived from it; a folder of another origin with the same id is left alone, and the ingest refused."""
+    raw = existing_datasets(raw_root, dataset_id)
+    foreign = [path for path in raw if not _made_here(path)]
+    if not raw:
+        foreign = [path for root in derived_roots for path in existing_datasets(root, dataset_id)]
+    if foreign:
+        raise InputError(
+            f"{foreign[0]} was not made by this project's ingest (it has no {MARKER}); it is not replaced, "
+            "even with --overwrite: move it away or choose another --dataset-id"
+        )
+
+
+def _made_here(dataset: Path) -> bool:
+    """The marker, or (a dataset of a version before it) the dataset.json this ingest writes."""
+    if (dataset / MARKER).is_file():
+        return True
+    try:
+        return json.loads((dataset / "dataset.json").read_text()).get("description") == DESCRIPTION
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def plan(
+    request: IngestRequest,
+    release_folder: Path,
+    staging: Path,
+    raw_root: Path,
+    chunk_size: int,
+    caps: InputCaps = DEFAULT_CAPS,
+    derived_roots: tuple[Path, ...] = (),
+) -> dict[str, Any]:
+    """Check the release and the target, and lay out the staging folder; returns plan metrics."""
+    existing = existing_datasets(raw_root, request.dataset_id)
+    if existing and not request.overwrite:
+        raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
+    _check_ours_to_replace(request.dataset_id, raw_root, derived_roots)
+    release = read_release(release_folder, caps)
+    if request.split == "official" and not release.official_split:
+        raise InputError(
+            f"--split official needs 'Utilities/Fracture Split/{{train,valid,test}}.csv' in {release.root}; "
+            "restore them from the release or use the stratified split"
+        )
+    items = [
+        {
+            "file_name": image.file_name,
+            "path": str(image.path),
+            "case_id": image.case_id,
+            "fractured": image.fractured,
+            "region": image.region,
+            "attributes": image.attributes,
+            "coco_id": image.coco_id,
+            "coco_size": image.coco_size,
+            "polygons": image.polygons,
+            # A fractured picture without a polygon has no mask: it is left out of the segmentation set.
+            "case": bool(image.polygons) or not image.fractured,
+        }
+        for image in release.images
+    ]
+    shutil.rmtree(staging, ignore_errors=True)
+    for folder in (*FOLDERS[TRAIN], *FOLDERS[TEST], CASES):
+        (staging / request.dataset_name / folder).mkdir(parents=True)
+    (staging / CLASSIFICATION).mkdir()
+    working_size = request.working_size
+    # The cache is one array file from the start: each convert job fills its own rows in place.
+    np.lib.format.open_memmap(
+        staging / CLASSIFICATION / CACHE_IMAGES,
+        mode="w+",
+        dtype=np.uint8,
+        shape=(len(items), working_size, working_size),
+    ).flush()
+    # At least MIN_CHUNKS chunks, so that a small release still spreads over the workers.
+    chunk_size = max(1, min(chunk_size, math.ceil(len(items) / MIN_CHUNKS)))
+    chunks = [[start, min(start + chunk_size, len(items))] for start in range(0, len(items), chunk_size)]
+    # Each convert job reads only its own items; unindented, as json's fast encoder needs.
+    for start, stop in chunks:
+        _write_json(_items_file(staging, start), items[start:stop], indent=None)
+    plan_content = {
+        "caps": asdict(caps),
+        "chunks": chunks,
+        "warnings": release.warnings,
+        "official_split": release.official_split,
+    }
+    _write_json(staging / PLAN_FILE, plan_content)
+    return {
+        "images": len(items),
+        "positives": sum(1 for item in items if item["fractured"]),
+        "chunks": chunks,
+        "warnings": release.warnings,
+    }
+
+
+def read_plan(staging: Path) -> dict[str, Any]:
+    return json.loads((staging / PLAN_FILE).read_text())
+
+
+def _items_file(staging: Path, start: int) -> Path:
+    return staging / f"items_{start:06d}.json"
+
+
+def _read_items(staging: Path, start: int) -> list[dict[str, Any]]:
+    return json.loads(_items_file(staging, start).read_text())
+
+
+def convert_chunk(request: IngestRequest, staging: Path, start: int, progress: Progress) -> dict[str, Any]:
+    """Decode the plan's chunk that starts at item `start`: its cases (at each picture's working size), its
+    rows of the classification cache (letterboxed) and each picture's hashes."""
+    caps = InputCaps(**read_plan(staging)["caps"])  # the caps the plan checked the release against
+    items = _read_items(staging, start)
+    working_size = request.working_size
+    pixels = np.empty((len(items), working_size, working_size), np.uint8)
+    records = []
+    upscaler = Upscaler(request.upscale_models)
+    for index, item in enumerate(items):
+        progress(index, len(items), item["file_name"])
+        picture = load_picture(
+            Path(item["path"]),
+            working_size,
+            caps.pixels_per_picture,
+            square=request.square is not None,
+            upscaler=upscaler,
+        )
+        pixels[index] = letterbox(picture.pixels, working_size)
+        rows, columns = picture.pixels.shape
+        record = {
+            "file_name": item["file_name"],
+            "width": picture.oriented_size[0],
+            "height": picture.oriented_size[1],
+            "rows": rows,
+            "columns": columns,
+            "warning": picture.warning,
+            "upscaled": picture.upscaled,
+            "exact_hash": exact_hash(picture.pixels),
+            "perceptual_hash": perceptual_hash(picture.pixels),
+            "foreground": None,
+        }
+        if item["case"]:
+            record["foreground"] = _write_case_pair(staging / request.dataset_name / CASES, item, picture)
+        records.append(record)
+    _write_rows(staging / CLASSIFICATION / CACHE_IMAGES, start, pixels)
+    _write_json(staging / CLASSIFICATION / f"chunk_{start:06d}.json", records)
+    progress(len(items), len(items), "chunk written")
+    return {
+        "images": len(items),
+        "cases": sum(1 for r in records if r["foreground"] is not None),
+        "warnings": [f"{r['file_name']}: {r['warning']}" for r in records if r["warning"]],
+    }
+
+
+def _write_rows(path: Path, start: int, rows: np.ndarray) -> None:
+    """Write rows [start, start + len(rows)) of the cache file in place: one write, visible on a shared mount
+    once the file is closed (no whole-file sync, as flushing a memory map would do)."""
+    with path.open("r+b") as handle:
+        version = np.lib.format.read_magic(handle)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        header(handle)
+        handle.seek(handle.tell() + start * rows[0].nbytes)
+        handle.write(rows.tobytes())
+
+
+def _write_case_pair(cases: Path, item: dict[str, Any], picture: Any) -> int:
+    """The picture and its mask (empty for a non-fractured picture) as a case; returns its fracture pixels."""
+    rows, columns = picture.pixels.shape
+    if item["polygons"]:
+        width, height = item["coco_size"]
+        if tuple(picture.oriented_size) != (width, height):
+            raise InputError(
+                f"{item['path']} is {picture.oriented_size[0]}x{picture.oriented_size[1]} after its EXIF "
+                f"orientation, but COCO image id {item['coco_id']} says {width}x{height}; the polygons would not "
+                "fit it: replace the picture with the release's or correct the COCO entry"
+            )
+        mask = fracture_mask(item["polygons"], width, height, columns, rows)
+    else:
+        mask = np.zeros((rows, columns), np.uint8)
+    write_case(cases / f"{item['case_id']}_0000.nii.gz", picture.pixels)
+    write_case(cases / f"{item['case_id']}.nii.gz", mask)
+    return int(mask.sum())
+
+
+def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str, str]]:
+    """Choose and split the cases, write dataset.json, the manifest, the split and the cache, then rename
+    them into place.
+
+    Replacing a dataset (--overwrite) also removes what was derived from the old one (nnU-Net's
+    preprocessed data and trained folds): they no longer match it.
+    """
+    content = read_plan(staging)
+    items, records = [], []
+    for start, _stop in content["chunks"]:
+        items.extend(_read_items(staging, start))
+        records.extend(json.loads((staging / CLASSIFICATION / f"chunk_{start:06d}.json").read_text()))
+    by_name = {record["file_name"]: record for record in records}
+    hashes = {name: (record["exact_hash"], record["perceptual_hash"]) for name, record in by_name.items()}
+    selection = select_cases(request, items, hashes, content["official_split"])
+    dataset = staging / request.dataset_name
+    _place_cases(dataset, selection.split)
+    train = sorted(case for case, side in selection.split.items() if side == TRAIN)
+    test = sorted(case for case, side in selection.split.items() if side == TEST)
+    _write_json(
+        dataset / "dataset.json",
+        {
+            "name": request.dataset_name,
+            "description": DESCRIPTION,
+            "reference": "Abedeen et al., Scientific Data 10, 521 (2023), doi:10.1038/s41597-023-02432-4",
+            "licence": "CC BY 4.0",
+            "channel_names": {"0": "X-ray"},
+            "labels": {"background": 0, "fracture": 1},
+            "numTraining": len(train),
+            "file_ending": ".nii.gz",
+        },
+    )
+    _write_json(dataset / MARKER, {"run_staging": staging.name, "request": request.params()})
+    _write_json(
+        dataset / "split.json",
+        {
+            "method": request.split,
+            "seed": request.seed,
+            "test_fraction": request.test_fraction,
+            "negatives": request.negatives,
+            "train": train,
+            "test": test,
+        },
+    )
+    _write_groups(dataset / GROUPS_FILE, selection, request)
+    warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
+    _write_manifest(dataset / "manifest.csv", items, by_name, selection, warnings)
+    cache = staging / CLASSIFICATION
+    _write_labels(cache / CACHE_LABELS, items, by_name, selection, warnings)
+    _write_json(cache / CACHE_GEOMETRY, {"size": request.working_size, "square": request.square is not None})
+    for start, _stop in content["chunks"]:
+        (cache / f"chunk_{start:06d}.json").unlink()
+    raw_root = layout.nnunet_raw
+    targets = {
+        "dataset": raw_root / request.dataset_name,
+        "classification": layout.classification_cache(request.dataset_id),
+    }
+    _move_into_place(cache, targets["classification"], request, staging)
+    replaced = []
+    for root in (raw_root, layout.nnunet_preprocessed, layout.nnunet_results):
+        for old in existing_datasets(root, request.dataset_id):
+            # nnU-Net refuses two folders with one dataset id, whatever their names.
+            _make_room(old, request, staging)
+            replaced.append(str(old))
+    _move_into_place(dataset, targets["dataset"], request, staging)
+    upscaled = sum(1 for r in records if r["upscaled"])
+    metrics = {
+        "images": len(items),
+        "positives": sum(1 for item in items if item["fractured"]),
+        "cases": len(selection.split),
+        "train": len(train),
+        "test": len(test),
+        **selection.counts,
+        "working_size": request.working_size,
+        "square": request.square is not None,
+        "upscaled_pictures": upscaled,
+        "upscale": request.upscale,
+        "warnings": content["warnings"]
+        + selection.warnings
+        + [f"{name}: {text}" for name, text in sorted(warnings.items())]
+        + [f"replaced {path} (--overwrite)" for path in replaced],
+    }
+    artifacts = {
+        "dataset": str(targets["dataset"]),
+        "dataset_json": str(targets["dataset"] / "dataset.json"),
+        "manifest": str(targets["dataset"] / "manifest.csv"),
+        "split": str(targets["dataset"] / "split.json"),
+        "groups": str(targets["dataset"] / GROUPS_FILE),
+        "classification_images": str(targets["classification"] / CACHE_IMAGES),
+        "classification_labels": str(targets["classification"] / CACHE_LABELS),
+    }
+    shutil.rmtree(staging, ignore_errors=True)
+    return metrics, artifacts
+
+
+def _place_cases(dataset: Path, split: dict[str, str]) -> None:
+    """Move each chosen case to its side's folders (renames: the files are written once); drop the rest."""
+    cases = dataset / CASES
+    for case, side in split.items():
+        images, labels = FOLDERS[side]
+        os.replace(cases / f"{case}_0000.nii.gz", dataset / images / f"{case}_0000.nii.gz")
+        os.replace(cases / f"{case}.nii.gz", dataset / labels / f"{case}.nii.gz")
+    shutil.rmtree(cases)
+
+
+def _write_groups(path: Path, selection: Selection, request: IngestRequest) -> None:
+    """The duplicate groups (two members or more) and what was done with them; preprocess reads it to keep
+    each group in one fold."""
+    members = selection.members(list(selection.group_of))
+    _write_json(
+        path,
+        {
+            "near_identical_max_bits": NEAR_BITS,
+            "conflicts": request.conflicts,
+            "groups": {group: cases for group, cases in members.items() if len(cases) > 1},
+            "excluded": selection.excluded,
+        },
+    )
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> None:
+    with replacing(path, text=True) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _write_manifest(
+    path: Path,
+    items: list[dict[str, Any]],
+    records: dict[str, dict[str, Any]],
+    selection: Selection,
+    warnings: dict[str, str],
+) -> None:
+    """One row per picture: nnU-Net's case or not, its side, its group, its size before and after."""
+    header = [
+        "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
+        "polygons", "foreground_pixels", "split", "group", "excluded", "upscaled", "warning",
+    ]  # fmt: skip
+    rows = []
+    for item in sorted(items, key=lambda item: item["case_id"]):
+        record, case = records[item["file_name"]], item["case_id"]
+        split = selection.split.get(case, "")
+        rows.append(
+            [
+                case,
+                item["path"],
+                int(item["fractured"]),
+                record["width"],
+                record["height"],
+                record["columns"],
+                record["rows"],
+                json.dumps(item["polygons"]),
+                record["foreground"] if split else "",
+                split,
+                selection.group_of[case],
+                selection.excluded.get(case, ""),
+                record["upscaled"],
+                warnings.get(item["file_name"], ""),
+            ]
+        )
+    _write_csv(path, header, rows)
+
+
+def _write_labels(
+    path: Path,
+    items: list[dict[str, Any]],
+    records: dict[str, dict[str, Any]],
+    selection: Selection,
+    warnings: dict[str, str],
+) -> None:
+    header = [
+        "index", "image_id", "label", "region", "segmentation_split", "group", "excluded", "rows", "columns",
+        *ATTRIBUTE_COLUMNS, "warning",
+    ]  # fmt: skip
+    rows = []
+    for index, item in enumerate(items):
+        record, case = records[item["file_name"]], item["case_id"]
+        rows.append(
+            [
+                index,
+                item["file_name"],
+                int(item["fractured"]),
+                item["region"],
+                selection.split.get(case, ""),
+                selection.group_of[case],
+                selection.excluded.get(case, ""),
+                record["rows"],
+                record["columns"],
+                *(item["attributes"].get(column, "") for column in ATTRIBUTE_COLUMNS),
+                warnings.get(item["file_name"], ""),
+            ]
+        )
+    _write_csv(path, header, rows)
+
+
+def _discard(path: Path, staging: Path) -> None:
+    # Rename first (atomic), delete after: nnU-Net never sees a half-deleted dataset.
+    trash = staging / f"replaced-{path.name}"
+    os.replace(path, trash)
+    shutil.rmtree(trash)
+
+
+def _make_room(target: Path, request: IngestRequest, staging: Path) -> None:
+    if target.exists():
+        if not request.overwrite:
+            raise InputError(f"{target} exists already; pass --overwrite to replace it or choose another --dataset-id")
+        _discard(target, staging)
+
+
+def _move_into_place(source: Path, target: Path, request: IngestRequest, staging: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_room(target, request, staging)
+    os.replace(source, target)

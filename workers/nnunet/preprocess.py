@@ -1,0 +1,81 @@
+"""nnU-Net plan + integrity check + preprocessing, then a fixed, seeded 5-fold split.
+
+The split is written here, before any fold starts, so that parallel folds never race to create
+splits_final.json (nnU-Net writes it on first use otherwise). It keeps each group of duplicate pictures
+in one fold (the ingest's groups.json) and deals fractured and non-fractured cases out evenly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from shared.contract import Experiment
+from shared.defaults import FOLDS
+from shared.layout import GROUPS_FILE
+from shared.settings import Settings
+from workers.files import replacing
+from workers.nnunet.commands import environment, run_tool, tool
+from workers.nnunet.cross_validation import grouped_folds
+
+
+def write_splits(raw: Path, preprocessed: Path, seed: int) -> Path:
+    cases = sorted(path.name.removesuffix(".nii.gz") for path in (raw / "labelsTr").glob("*.nii.gz"))
+    group_of, label_of = dict(zip(cases, cases, strict=True)), dict.fromkeys(cases, 1)
+    if (raw / GROUPS_FILE).exists():  # a dataset of an ingest before duplicates were grouped has none
+        for group, members in json.loads((raw / GROUPS_FILE).read_text())["groups"].items():
+            group_of.update({case: group for case in members if case in group_of})
+        with (raw / "manifest.csv").open(newline="") as handle:
+            label_of.update({row["case_id"]: int(row["label"]) for row in csv.DictReader(handle) if row["split"]})
+    path = preprocessed / "splits_final.json"
+    with replacing(path, text=True) as handle:
+        json.dump(grouped_folds(group_of, label_of, seed, FOLDS), handle, indent=1)
+    return path
+
+
+def preprocess(
+    settings: Settings,
+    experiment: Experiment,
+    seed: int,
+    processes: int,
+    log: Path,
+    on_line: Callable[[str], None],
+    should_stop: Callable[[], bool],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    raw = experiment.raw(settings.layout)
+    command = [
+        tool("nnUNetv2_plan_and_preprocess"),
+        "-d",
+        str(experiment.dataset_id),
+        "-c",
+        experiment.configuration,
+        "-np",
+        str(processes),
+        "--verify_dataset_integrity",
+    ]
+    env = environment(settings)
+    # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which refuses 0, the value that
+    # turns off augmentation workers in training: planning takes nnU-Net's default instead.
+    if env.get("nnUNet_n_proc_DA") == "0":
+        del env["nnUNet_n_proc_DA"]
+    run_tool("nnUNetv2_plan_and_preprocess", command, env, log, on_line, should_stop)
+    preprocessed = experiment.preprocessed(settings.layout)
+    splits = write_splits(raw, preprocessed, seed)
+    plans = json.loads((preprocessed / f"{experiment.plans}.json").read_text())
+    configuration = plans["configurations"][experiment.configuration]
+    metrics = {
+        "cases": len(list((raw / "labelsTr").glob("*.nii.gz"))),
+        "folds": FOLDS,
+        "patch_size": configuration["patch_size"],
+        "batch_size": configuration["batch_size"],
+    }
+    artifacts = {
+        "plans": str(preprocessed / f"{experiment.plans}.json"),
+        "splits": str(splits),
+        "preprocessed": str(preprocessed),
+        "log": str(log),
+    }
+    return metrics, artifacts
