@@ -56,9 +56,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # The domains' tests run in the order the data flows, not by folder name: the classifier's tests use the
 # folds that tests/workers/nnunet trained (docs/testing.md); within a domain, modules run in name order.
-DOMAIN_ORDER = ("ingest", "nnunet", "classifier", "sweep", "superres", "tracking")
+DOMAIN_ORDER = ("ingest", "nnunet", "classifier", "superres", "sweep", "tracking")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest groups the tests by stack, which keeps this order within each
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         parts = item.path.relative_to(PROJECT / "tests").parts

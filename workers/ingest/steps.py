@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -280,9 +280,10 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
     )
     _write_groups(dataset / GROUPS_FILE, selection, request)
     warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
-    _write_manifest(dataset / "manifest.csv", items, by_name, selection, warnings)
+    decoded = Decoded(items, by_name, selection, warnings)
+    _write_manifest(dataset / "manifest.csv", decoded)
     cache = staging / CLASSIFICATION
-    _write_labels(cache / CACHE_LABELS, items, by_name, selection, warnings)
+    _write_labels(cache / CACHE_LABELS, decoded)
     _write_json(cache / CACHE_GEOMETRY, {"size": request.working_size, "square": request.square is not None})
     for start, _stop in content["chunks"]:
         (cache / f"chunk_{start:06d}.json").unlink()
@@ -361,18 +362,24 @@ def _write_csv(path: Path, header: list[str], rows: Iterable[list[Any]]) -> None
         writer.writerows(rows)
 
 
-def _write_manifest(
-    path: Path,
-    items: list[dict[str, Any]],
-    records: dict[str, dict[str, Any]],
-    selection: Selection,
-    warnings: dict[str, str],
-) -> None:
+@dataclass(frozen=True)
+class Decoded:
+    """What the assemble job knows of every picture: the plan's items, what its convert job recorded (by
+    file name), the cases chosen and split, and the warnings (by file name)."""
+
+    items: list[dict[str, Any]]
+    records: dict[str, dict[str, Any]]
+    selection: Selection
+    warnings: dict[str, str]
+
+
+def _write_manifest(path: Path, decoded: Decoded) -> None:
     """One row per picture: nnU-Net's case or not, its side, its group, its size before and after."""
     header = [
         "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
         "polygons", "foreground_pixels", "split", "group", "excluded", "upscaled", "warning",
     ]  # fmt: skip
+    items, records, selection, warnings = decoded.items, decoded.records, decoded.selection, decoded.warnings
     rows = []
     for item in sorted(items, key=lambda item: item["case_id"]):
         record, case = records[item["file_name"]], item["case_id"]
@@ -398,17 +405,12 @@ def _write_manifest(
     _write_csv(path, header, rows)
 
 
-def _write_labels(
-    path: Path,
-    items: list[dict[str, Any]],
-    records: dict[str, dict[str, Any]],
-    selection: Selection,
-    warnings: dict[str, str],
-) -> None:
+def _write_labels(path: Path, decoded: Decoded) -> None:
     header = [
         "index", "image_id", "label", "region", "segmentation_split", "group", "excluded", "rows", "columns",
         *ATTRIBUTE_COLUMNS, "warning",
     ]  # fmt: skip
+    items, records, selection, warnings = decoded.items, decoded.records, decoded.selection, decoded.warnings
     rows = []
     for index, item in enumerate(items):
         record, case = records[item["file_name"]], item["case_id"]
