@@ -29,7 +29,8 @@ from services.dispatcher.render import table, with_interval
 from shared.contract import ClassifyRequest
 from shared.defaults import CLASSIFY, INGEST
 from shared.settings import Settings
-from workers.classifier.fit import fit_classifier, training_device
+from workers.classifier.fit import fit_classifier
+from workers.device import torch_device
 
 ROWS = (
     ("ROC AUC", "roc_auc"),
@@ -95,7 +96,7 @@ def main(source: Path | None, data_root: Path | None, epochs: int, sr_model: Pat
         }
     first = next(iter(results.values()))
     click.echo(
-        f"ResNet18 from scratch on {source or data_root} ({training_device()}), {epochs} epochs, seed 0, "
+        f"ResNet18 from scratch on {source or data_root} ({torch_device()}), {epochs} epochs, seed 0, "
         f"the same split: "
         f"{first['split']['train']} train / {first['split']['val']} val / {first['test']['images']} test images"
     )

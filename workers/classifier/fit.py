@@ -24,12 +24,7 @@ from workers.classifier.metrics import binary_metrics, choose_threshold, thresho
 from workers.classifier.model import initial_model
 from workers.classifier.plots import confusion_png, pr_png, roc_png
 from workers.classifier.train import EpochReport, TrainConfig, predict_scores, train
-from workers.device import device
-
-
-def training_device() -> torch.device:
-    """The worker's device: its GPU, or the CPU for a CPU-backed gpu-queue worker (as for nnU-Net)."""
-    return torch.device(device())
+from workers.device import torch_device
 
 
 @dataclass
@@ -73,7 +68,7 @@ def prepare(settings: Settings, request: ClassifyRequest) -> Prepared:
     if request.input == IMAGE_SEG:
         assert request.seg_run is not None
         channels.append(np.load(segmentation_channel_file(classification.folder, request.seg_run)))
-    on = training_device()
+    on = torch_device()
     size = input_size(request.input_size, classification.working_size)
     images = resized(torch.from_numpy(np.stack(channels, axis=1)).to(on), size)
     labels = torch.from_numpy(classification.labels).to(on)

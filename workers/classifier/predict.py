@@ -24,11 +24,11 @@ from shared.contract import Experiment
 from shared.defaults import IMAGE_SEG
 from shared.errors import InputError
 from shared.settings import Settings
-from workers.classifier.fit import training_device
 from workers.classifier.input_size import resized as at_input_size
 from workers.classifier.model import build_model
 from workers.classifier.radiographs import read_radiograph
 from workers.classifier.train import predict_scores
+from workers.device import torch_device
 from workers.files import replacing
 from workers.imaging.geometry import letterbox, resized, working_shape
 from workers.nnunet.ensemble import predict_probabilities
@@ -125,7 +125,7 @@ def predict_files(
     if classifier.input == IMAGE_SEG:
         probabilities = [np.rint(maps[stem] * 255).astype(np.uint8) for stem in stems]
         channels.append(np.stack([letterbox(p, classifier.working_size) for p in probabilities]))
-    device = training_device()
+    device = torch_device()
     batch = at_input_size(torch.from_numpy(np.stack(channels, 1)).to(device), classifier.input_size)
     scores = predict_scores(classifier.model.to(device), batch, device)
     rows = []

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from shared.contract import SuperResRequest
-from workers.device import device as worker_device
+from workers.device import torch_device
 from workers.superres.evaluate import evaluate, sample_crops
 from workers.superres.network import NetworkShape, parameter_count, save_model
 from workers.superres.pairs import make_pairs
@@ -50,7 +48,7 @@ def train_scale(
         Path(request.source), scale, request.small_long_side, request.min_long_side, request.held_out, request.seed
     )
     folder = model_file(run_folder, scale).parent
-    device = torch.device(worker_device())  # the worker's GPU, or the CPU of a CPU-backed gpu-queue worker
+    device = torch_device()  # the worker's GPU, or the CPU of a CPU-backed gpu-queue worker
 
     def on_step(step: Step) -> None:
         progress(
