@@ -20,13 +20,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import redis
 from conftest import PROJECT, Stack, _postgres_database, free_port, require, wait_for
 
-from shared.db.models import OPEN
 from workers.ingest.synthetic import make_synthetic_release
 
 DATASET = 960
@@ -230,24 +230,23 @@ def test_kill_9_of_redis_costs_a_fold_nothing_and_the_next_fold_takes_the_idle_w
 
 
 def test_a_broker_stopped_for_20_s_mid_ingest_costs_the_ingest_nothing(faults: FaultStack, tmp_path: Path) -> None:
-    # 32 convert jobs of 4 pictures (INGEST_CHUNK_SIZE) on the cpu worker's pool: most still queued or running
-    # when the broker stops, which a smaller release's conversion (well under a second) would not be.
-    release = make_synthetic_release(tmp_path / "release", fractured=96, non_fractured=32)
+    # 100 convert jobs of 4 pictures (INGEST_CHUNK_SIZE): seconds of work for the cpu worker's two pool
+    # processes, so that the broker stops with most of them still in its queue (a job takes tens of ms).
+    release = make_synthetic_release(tmp_path / "release", fractured=300, non_fractured=100)
     ref = ingest(faults, release, 961)
-    converting = wait_for(
-        lambda: [job for job in faults.show(ref)["jobs"] if job["kind"] == "convert" and job["state"] in OPEN],
-        30,
-        "a convert job queued or running",
-    )
+    wait_for(lambda: faults.broker().llen("cpu") >= 50, 60, "the convert jobs in the broker's cpu queue")
+    stopped_at = time.time()
     faults.supervisorctl("stop", "redis")
-    converts = [job for job in faults.show(ref)["jobs"] if job["kind"] == "convert"]
-    assert any(job["state"] in OPEN for job in converts), f"the outage began after the conversion ({converting})"
-    time.sleep(OUTAGE_S)
-    faults.supervisorctl("start", "redis")
+    try:
+        time.sleep(OUTAGE_S)
+    finally:
+        faults.supervisorctl("start", "redis")
     run = faults.wait_run(ref, 180)
     assert run["state"] == "succeeded", run["error"]
     assert {job["state"] for job in run["jobs"]} == {"succeeded"}
     assert all(job["attempt"] <= 2 for job in run["jobs"])
+    started = [datetime.fromisoformat(job["started_at"]).timestamp() for job in run["jobs"] if job["kind"] == "convert"]
+    assert max(started) > stopped_at + OUTAGE_S, "convert jobs waited in the broker through the outage"
 
 
 def test_messages_the_broker_lost_are_sent_again_and_each_job_runs_once(faults: FaultStack) -> None:
