@@ -27,6 +27,7 @@ from shared.defaults import (
     NEGATIVES,
     PLANS,
     PRUNERS,
+    RELEASE_FORMATS,
     SAMPLERS,
     SUPERRES,
     SUPERRES_SCALES,
@@ -86,7 +87,14 @@ PictureSize = Annotated[int, Field(ge=32, le=2048)]
 
 
 class IngestRequest(Request):
-    source: str  # the unpacked release's folder, or SYNTHETIC
+    source: str  # the release's folder or export zip, or SYNTHETIC
+    format: Literal[RELEASE_FORMATS] = "auto"  # type: ignore[valid-type]
+    coco: str | None = None  # the COCO file, where the folder holds several .json files or it lies elsewhere
+    images: str | None = None  # the folder the COCO file's file_names are relative to, where it is not found
+    categories: list[str] | None = None  # a COCO release's labels 1..K, in this order (default: all with masks)
+    positive: list[str] | None = None  # the categories that make a picture positive (default: the labels')
+    labels: str | None = None  # a CSV of file_name, label: the image-level labels
+    groups: str | None = None  # a CSV of file_name, group (a patient or study id)
     dataset_id: DatasetId = DEFAULT_DATASET_ID
     size: PictureSize = INGEST["size"]  # the long side of every picture; the aspect ratio is kept
     square: PictureSize | None = None  # the notebook's layout instead: every picture squashed to square x square
@@ -107,6 +115,18 @@ class IngestRequest(Request):
         if method not in UPSCALE_METHODS or (method == "bicubic" and text.lower() != "bicubic"):
             raise ValueError("write bicubic, sr (the newest super-resolution run) or sr:MODEL (sr:r12, sr:NAME/2)")
         return "sr" + text[2:] if method == "sr" else "bicubic"
+
+    @field_validator("categories", "positive", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> list[str] | None:
+        """'A,B' (the command line) or a list: names in order, blanks dropped; an empty list is none."""
+        names = value.split(",") if isinstance(value, str) else value
+        if names is None:
+            return None
+        cleaned = [str(name).strip() for name in names if str(name).strip()]
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("name each category once")
+        return cleaned or None
 
     @field_validator("negatives", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ NEGATIVES = ("all", "none")  # --negatives, besides a ratio to the positive case
 CONFLICTS = ("drop", "keep-fractured", "fail")  # what to do with a duplicate group whose labels disagree
 
 # Each request's defaults, by field (docs/ingest.md and docs/training.md argue them)
+RELEASE_FORMATS = ("auto", "fracatlas", "coco")  # auto: FracAtlas where its marks are, else COCO
 INGEST = {
     "size": 512,  # the long side; the aspect ratio is kept
     "test_fraction": 0.2,

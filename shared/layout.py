@@ -18,6 +18,8 @@ the files of the classification cache. The one module that spells them (docs/des
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,17 @@ GROUPS_FILE = "groups.json"  # in a raw dataset: its groups of duplicate picture
 def dataset_name(dataset_id: int) -> str:
     """nnU-Net's folder name of a dataset: Dataset921_FracAtlas."""
     return f"Dataset{dataset_id:03d}_{DATASET_NAME}"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def case_id(file_name: str) -> str:
+    """nnU-Net's case id of a picture: its file name (a path under the images folder, for a COCO release)
+    without the extension, folders joined by '__', other characters than letters, digits, '.', '_' and '-'
+    as '_'. The ingest names cases by it and the classifier finds them by it."""
+    stem = os.path.splitext(file_name)[0]  # Path(...).stem, at a tenth of the cost for 4,083 images
+    return stem if "/" not in stem and not _UNSAFE.search(stem) else _UNSAFE.sub("_", stem.replace("/", "__"))
 
 
 def existing_datasets(root: Path, dataset_id: int) -> list[Path]:

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     ingest_max_polygons_per_image: int = Field(default=256, alias="INGEST_MAX_POLYGONS_PER_IMAGE")
     ingest_max_points_per_polygon: int = Field(default=20_000, alias="INGEST_MAX_POINTS_PER_POLYGON")
     ingest_max_pixels: int = Field(default=64_000_000, alias="INGEST_MAX_PIXELS")
+    ingest_max_archive_gb: int = Field(default=64, alias="INGEST_MAX_ARCHIVE_GB")
     # A gpu-queue worker: the GPU it is pinned to (shown by `dispatch workers`) and the device nnU-Net uses
     # (default: cuda where CUDA_VISIBLE_DEVICES names a GPU, else cpu). In a container that reserves one
     # GPU, that GPU is the container's only one.

@@ -37,12 +37,12 @@ def main() -> None:
 @options.ingest
 @options.wait
 @options.as_json
-def ingest(source: str, wait: bool, as_json: bool, **params: Any) -> None:
-    """Convert a FracAtlas release into an nnU-Net raw dataset and a classification cache."""
+def ingest(wait: bool, as_json: bool, **params: Any) -> None:
+    """Convert a release (FracAtlas, or any COCO export) into an nnU-Net raw dataset and a classification cache."""
     from shared import plans
     from shared.contract import IngestRequest
 
-    request = IngestRequest.build(source=inputs.release_folder(source), **params)
+    request = IngestRequest.build(**inputs.release_paths(params))
     request = request.model_copy(update={"upscale_models": inputs.upscale_models(request.upscale)})
     start("ingest", request.params(), plans.ingest(), wait, as_json)
 
@@ -89,12 +89,12 @@ def train(wait: bool, as_json: bool, **params: Any) -> None:
 @options.classifier_epochs
 @options.wait
 @options.as_json
-def pipeline(source: str, wait: bool, as_json: bool, **params: Any) -> None:
+def pipeline(wait: bool, as_json: bool, **params: Any) -> None:
     """Ingest, preprocess, train the folds and evaluate, as one run (then the classifier, if asked)."""
     from shared import plans
     from shared.contract import PipelineRequest
 
-    request = PipelineRequest.build(source=inputs.release_folder(source), **params)
+    request = PipelineRequest.build(**inputs.release_paths(params))
     request = request.model_copy(update={"upscale_models": inputs.upscale_models(request.upscale)})
     start("pipeline", request.params(), plans.pipeline(request), wait, as_json)
 
@@ -149,7 +149,7 @@ def classify(
 
 
 @main.command("sr-train")
-@options.release
+@options.pictures
 @options.dataset
 @options.superres
 @options.wait

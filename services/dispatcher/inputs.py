@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,15 +13,36 @@ from shared.defaults import IMAGENET_FILE, SYNTHETIC, is_radiograph_file
 
 
 def release_folder(source: str) -> str:
-    """A release folder as its absolute path, or SYNTHETIC (the ingest builds the demo's release)."""
+    """A release folder or export zip as its absolute path, or SYNTHETIC (the ingest builds the demo's release)."""
     if source == SYNTHETIC:
         return source
     folder = Path(source).expanduser()
-    if not folder.is_dir():
+    if not folder.is_dir() and not (folder.is_file() and folder.suffix.lower() == ".zip"):
         raise click.BadParameter(
-            f"{source} is not a folder; pass the unpacked FracAtlas release", param_hint="--source"
+            f"{source} is neither a folder nor a .zip; pass the release (a FracAtlas archive, or a COCO export)",
+            param_hint="--source",
         )
     return str(folder.resolve())
+
+
+RELEASE_FILES = {"coco": "a file", "images": "a folder", "labels": "a file", "groups": "a file"}
+
+
+def release_paths(params: dict[str, Any]) -> dict[str, Any]:
+    """The ingest's options with every path the worker will read made absolute, each checked here first;
+    --source defaults to the folder of --coco."""
+    for option, kind in RELEASE_FILES.items():
+        if params.get(option) is not None:
+            path = Path(params[option]).expanduser()
+            if not (path.is_dir() if kind == "a folder" else path.is_file()):
+                raise click.BadParameter(f"{path} is not {kind}", param_hint=f"--{option}")
+            params[option] = str(path.resolve())
+    if params.get("source") is None:
+        if params.get("coco") is None:
+            raise click.BadParameter("pass the release (or --coco FILE)", param_hint="--source")
+        params["source"] = str(Path(params["coco"]).parent)
+    params["source"] = release_folder(params["source"])
+    return params
 
 
 def weights_file(weights: str, option: str = "--weights") -> str:

@@ -18,6 +18,7 @@ from shared.defaults import (
     DEFAULT_DATASET_ID,
     INGEST,
     PLANS,
+    RELEASE_FORMATS,
     SPLITS,
     SUPERRES,
 )
@@ -41,8 +42,36 @@ dataset = click.option(
     type=int,
     help="nnU-Net dataset id (1-999): nnUNet_raw/Dataset<ID>_FracAtlas.",
 )
-release = click.option(
-    "--source", required=True, help="The unpacked FracAtlas release (holds images/, Annotations/, dataset.csv)."
+pictures = click.option(
+    "--source", required=True, help="The release whose images/ folder holds the radiographs (FracAtlas or COCO)."
+)
+release = options(
+    click.option(
+        "--source",
+        help="The release: the unpacked FracAtlas archive, or a folder (or export zip) holding one COCO file and "
+        "its pictures (docs/own-data.md).",
+    ),
+    click.option(
+        "--format",
+        default="auto",
+        show_default=True,
+        type=click.Choice(RELEASE_FORMATS),
+        help="The release's layout; auto: FracAtlas where its folders are, else COCO.",
+    ),
+    click.option("--coco", type=click.Path(), help="The COCO file, where --source holds several or it lies elsewhere."),
+    click.option("--images", type=click.Path(), help="The folder the COCO file's file_names are relative to."),
+    click.option(
+        "--categories", help="COCO: the categories that become nnU-Net's labels 1..K, in order (A,B); default: all."
+    ),
+    click.option(
+        "--positive", help="COCO: the categories that make a picture positive for the classifier; default: all chosen."
+    ),
+    click.option(
+        "--labels", type=click.Path(), help="COCO: a CSV of file_name,label (1 or 0): the image-level labels."
+    ),
+    click.option(
+        "--groups", type=click.Path(), help="A CSV of file_name,group (a patient or study id): each group on one side."
+    ),
 )
 configuration = click.option(
     "--config",

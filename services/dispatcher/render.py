@@ -155,8 +155,33 @@ def segmentation_table(metrics: dict[str, Any]) -> list[str]:
                 for figures in (metrics, raw)
             ]
             body.append([label, *cells])
+        body += _category_rows(metrics, raw)
         lines += ["", header, table(body, ["TEST", "POSTPROCESSED", "WITHOUT"])]
     return [*lines, ""]
+
+
+def _category_rows(metrics: dict[str, Any], raw: dict[str, Any]) -> list[list[str]]:
+    """Dice per category (on the test cases that hold it) and their mean, where a release has several."""
+    categories = metrics.get("test_dice_per_category") or {}
+    if len(categories) < 2:
+        return []
+    rows = []
+    for name in categories:
+        cells = [
+            with_interval(
+                (figures.get("test_dice_per_category") or {}).get(name),
+                figures.get("test_intervals", {}).get("dice_per_category", {}).get(name),
+            )
+            for figures in (metrics, raw)
+        ]
+        rows.append([f"Dice on {name} ({metrics['test_cases_per_category'][name]} cases)", *cells])
+    mean = [
+        with_interval(
+            figures.get("test_dice_category_mean"), figures.get("test_intervals", {}).get("dice_category_mean")
+        )
+        for figures in (metrics, raw)
+    ]
+    return [*rows, ["mean Dice over the categories", *mean]]
 
 
 CLASSIFIER_PREFIX = "classifier "

@@ -172,7 +172,11 @@ def test_cancel_marks_the_run_and_its_queued_message_is_dropped(system: Stack, r
 
 def test_dispatch_errors_are_one_clear_line(system: Stack, tmp_path: Path) -> None:
     missing = system.dispatch("ingest", "--source", str(tmp_path / "nowhere"))
-    assert missing.returncode == 2 and "is not a folder" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "is neither a folder nor a .zip" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
     unknown = system.dispatch("show", "r99999")
     assert unknown.returncode == 1 and "no run r99999 in the job table" in unknown.stderr
     bad_ref = system.dispatch("show", "x1")

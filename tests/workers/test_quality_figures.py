@@ -40,7 +40,7 @@ def test_dice_on_fractures_false_positives_and_detection_by_hand(tmp_path: Path)
     for case, (reference, predicted) in cases.items():
         write_case(references / f"{case}.nii.gz", reference)
         write_case(predictions / f"{case}.nii.gz", predicted)
-    figures = case_figures(references, predictions)
+    figures = case_figures(references, predictions, {"background": 0, "fracture": 1})
     assert figures["b"]["dice"] == 0.5 and figures["n1"]["dice"] is None and figures["n2"]["predicted_pixels"] == 4
     figures_report = report(figures)
     assert figures_report["fractured_cases"] == 3 and figures_report["non_fractured_cases"] == 4
@@ -48,13 +48,37 @@ def test_dice_on_fractures_false_positives_and_detection_by_hand(tmp_path: Path)
     assert figures_report["false_positive_share"] == 0.25
     assert figures_report["detection_sensitivity"] == pytest.approx(2 / 3)
     assert figures_report["detection_specificity"] == 0.75
+    assert figures_report["dice_per_category"] == {"fracture": pytest.approx(0.5)}, "one label: the same figure"
+    assert figures_report["dice_category_mean"] == pytest.approx(0.5)
     for key, bounds in figures_report["intervals"].items():
-        assert 0 <= bounds["low"] <= figures_report[key] <= bounds["high"] <= 1, key
+        if key != "dice_per_category":
+            assert 0 <= bounds["low"] <= figures_report[key] <= bounds["high"] <= 1, key
     specificity, false_positives = (
         figures_report["intervals"]["detection_specificity"],
         figures_report["intervals"]["false_positive_share"],
     )
     assert specificity["low"] == pytest.approx(1 - false_positives["high"])
+
+
+def test_dice_per_category_counts_only_the_cases_that_hold_it(tmp_path: Path) -> None:
+    references, predictions = tmp_path / "references", tmp_path / "predictions"
+    references.mkdir(), predictions.mkdir()
+    both = square(16, 0, 0, 4) + 2 * square(16, 8, 8, 4)  # label 1 top left, label 2 bottom right
+    cases = {
+        "x": (both, square(16, 0, 0, 4) + 2 * square(16, 8, 10, 4)),  # 1 exact, 2 half: Dice 1 and 0.5
+        "y": (square(16, 0, 0, 4), 2 * square(16, 0, 0, 4)),  # label 1 predicted as 2: Dice 0, 2 absent
+        "z": (2 * square(16, 4, 4, 4), 2 * square(16, 4, 4, 4)),  # label 2 only: Dice 1
+    }
+    for case, (reference, predicted) in cases.items():
+        write_case(references / f"{case}.nii.gz", reference.astype(np.uint8))
+        write_case(predictions / f"{case}.nii.gz", predicted.astype(np.uint8))
+    figures = report(case_figures(references, predictions, {"background": 0, "crack": 1, "plate": 2}))
+    assert figures["cases_per_category"] == {"crack": 2, "plate": 2}
+    assert figures["dice_per_category"]["crack"] == pytest.approx(0.5)  # (1 + 0) / 2
+    assert figures["dice_per_category"]["plate"] == pytest.approx(0.75)  # (0.5 + 1) / 2
+    assert figures["dice_category_mean"] == pytest.approx(0.625)
+    assert figures["dice_fractured"] == pytest.approx((2 * 24 / 64 + 1 + 1) / 3), "any label against any label"
+    assert set(figures["intervals"]["dice_per_category"]) == {"crack", "plate"}
 
 
 def test_bootstrap_intervals_agree_with_scipy() -> None:

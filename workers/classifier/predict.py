@@ -1,6 +1,8 @@
 """`dispatch predict`: new radiographs through the nnU-Net fold ensemble and the classifier.
 
-Per picture: a mask PNG and an overlay PNG at the picture's own size, and a row of predictions.csv.
+Per picture: a mask PNG per category of the dataset (one `_mask.png` where it has one), an overlay PNG (each
+category in its colour, with a legend where there are several) at the picture's own size, and a row of
+predictions.csv.
 A file that cannot be read is reported by name and skipped; the others go on. Each picture takes the path
 of the training data: resized to the ingest's working size (aspect kept, unless that ingest squashed) for
 nnU-Net, letterboxed onto the cache's square, then brought to the classifier's input size.
@@ -18,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from shared.contract import Experiment
 from shared.defaults import IMAGE_SEG
 from shared.errors import InputError
+from shared.layout import case_id
 from shared.settings import Settings
 from workers.classifier.input_size import resized as at_input_size
 from workers.classifier.model import build_model
@@ -31,10 +34,13 @@ from workers.classifier.train import predict_scores
 from workers.device import torch_device
 from workers.files import replacing
 from workers.imaging.geometry import letterbox, resized, working_shape
+from workers.nnunet.dataset_labels import label_names
 from workers.nnunet.ensemble import predict_probabilities
 
-MASK_THRESHOLD = 0.5
-OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)
+# One colour per category, the first the single-category overlay's red.
+OVERLAY_COLOURS = np.array(
+    [[255, 40, 40], [40, 200, 255], [255, 200, 0], [60, 220, 60], [220, 60, 220], [255, 130, 0]], dtype=np.float32
+)
 OVERLAY_ALPHA = 0.45
 
 
@@ -71,10 +77,38 @@ def at_working_size(pixels: np.ndarray, working_size: int, square: bool) -> np.n
     return np.asarray(resized(Image.fromarray(pixels), shape))
 
 
-def _overlay(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _overlay(pixels: np.ndarray, labels: np.ndarray, names: list[str]) -> Image.Image:
+    """The picture with each category's pixels in its colour; a legend in the corner where there are several."""
     rgb = np.repeat(pixels[:, :, None].astype(np.float32), 3, axis=2)
-    rgb[mask] = (1 - OVERLAY_ALPHA) * rgb[mask] + OVERLAY_ALPHA * OVERLAY_COLOUR
-    return rgb.astype(np.uint8)
+    for index in range(len(names)):
+        mask = labels == index + 1
+        colour = OVERLAY_COLOURS[index % len(OVERLAY_COLOURS)]
+        rgb[mask] = (1 - OVERLAY_ALPHA) * rgb[mask] + OVERLAY_ALPHA * colour
+    picture = Image.fromarray(rgb.astype(np.uint8))
+    if len(names) > 1:
+        _draw_legend(picture, names)
+    return picture
+
+
+def _draw_legend(picture: Image.Image, names: list[str]) -> None:
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=max(10, min(picture.size) // 40))
+    line = int(font.size * 1.4)
+    width = max(int(draw.textlength(name, font=font)) for name in names) + line + 12
+    draw.rectangle([4, 4, 4 + width, 8 + line * len(names)], fill=(0, 0, 0))
+    for index, name in enumerate(names):
+        top = 6 + index * line
+        colour = tuple(int(v) for v in OVERLAY_COLOURS[index % len(OVERLAY_COLOURS)])
+        draw.rectangle([8, top + 2, 8 + line - 6, top + line - 4], fill=colour)
+        draw.text((8 + line, top), name, fill=(255, 255, 255), font=font)
+
+
+def _mask_files(stem: str, names: list[str]) -> dict[str, str]:
+    """category -> its mask's file name: `<stem>_mask.png` for one category, `<stem>_mask_<name>.png` each for
+    several."""
+    if len(names) == 1:
+        return {names[0]: f"{stem}_mask.png"}
+    return {name: f"{stem}_mask_{case_id(name)}.png" for name in names}
 
 
 def _stems(paths: list[Path]) -> list[str]:
@@ -116,8 +150,11 @@ def predict_files(
     out.mkdir(parents=True, exist_ok=True)
     # A folder of its own, made here and removed here: nothing else under --out is ever deleted.
     work = Path(tempfile.mkdtemp(dir=out, prefix=".predict-work-"))
+    label_maps: dict[str, np.ndarray] = {}
     try:
-        maps = predict_probabilities(settings, experiment, folds, working.items(), work, log, on_line, should_stop)
+        maps = predict_probabilities(
+            settings, experiment, folds, working.items(), work, log, on_line, should_stop, label_maps
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     stems = list(working)
@@ -128,24 +165,28 @@ def predict_files(
     device = torch_device()
     batch = at_input_size(torch.from_numpy(np.stack(channels, 1)).to(device), classifier.input_size)
     scores = predict_scores(classifier.model.to(device), batch, device)
+    names = label_names(experiment.results(settings.layout) / "dataset.json")  # as nnU-Net copied it
     rows = []
     for stem, score in zip(stems, scores, strict=True):
         pixels = pictures[stem]
-        small_mask = Image.fromarray((maps[stem] >= MASK_THRESHOLD).astype(np.uint8) * 255)
-        mask = np.asarray(small_mask.resize(pixels.shape[::-1], Image.Resampling.NEAREST)) > 0
-        mask_file, overlay_file = out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
+        small = Image.fromarray(label_maps[stem].astype(np.uint8))
+        labels = np.asarray(small.resize(pixels.shape[::-1], Image.Resampling.NEAREST))
+        masks, overlay_file = _mask_files(stem, names), out / f"{stem}_overlay.png"
         # Replaced, never written through: a link planted at one of these names is itself replaced.
-        with replacing(mask_file) as handle:
-            Image.fromarray(mask.astype(np.uint8) * 255).save(handle, format="PNG")
+        for index, mask_name in enumerate(masks.values(), start=1):
+            with replacing(out / mask_name) as handle:
+                Image.fromarray((labels == index).astype(np.uint8) * 255).save(handle, format="PNG")
         with replacing(overlay_file) as handle:
-            Image.fromarray(_overlay(pixels, mask)).save(handle, format="PNG")
+            _overlay(pixels, labels, names).save(handle, format="PNG")
+        areas = {f"area_px_{name}": int((labels == index).sum()) for index, name in enumerate(names, start=1)}
         rows.append(
             {
                 "file": str(sources[stem]),
                 "fracture_probability": f"{score:.4f}",
                 "predicted_label": "fracture" if score >= classifier.threshold else "no fracture",
-                "fracture_area_px": int(mask.sum()),
-                "mask": mask_file.name,
+                "fracture_area_px": int(np.count_nonzero(labels)),
+                **(areas if len(names) > 1 else {}),
+                "mask": ";".join(masks.values()),
                 "overlay": overlay_file.name,
             }
         )

@@ -22,7 +22,7 @@ import numpy as np
 from shared.contract import Experiment
 from shared.defaults import ALL_FOLDS
 from shared.errors import InputError
-from shared.layout import segmentation_channel_file
+from shared.layout import case_id, segmentation_channel_file
 from shared.settings import Settings
 from workers.classifier.data import ClassificationSet
 from workers.files import replacing
@@ -54,7 +54,7 @@ def build_channel(
     channel = np.zeros(classification.images.shape, dtype=np.uint8)
     ensemble = []
     for index, image_id in enumerate(classification.image_ids):
-        case, split = Path(image_id).stem, classification.segmentation_split[index]
+        case, split = case_id(image_id), classification.segmentation_split[index]
         if split != TRAIN_CASE:
             ensemble.append(index)
             continue

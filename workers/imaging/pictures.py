@@ -38,6 +38,17 @@ class Picture:
     upscaled: str = ""  # how a picture smaller than the working size was enlarged (Enlarge)
 
 
+def _swaps_axes(image: Image.Image) -> bool:
+    return image.getexif().get(EXIF_ORIENTATION, 1) in SWAPS_AXES
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a picture after its EXIF orientation, from its header (a COCO entry's size)."""
+    with Image.open(path) as image:
+        width, height = image.size
+        return (height, width) if _swaps_axes(image) else (width, height)
+
+
 def load_picture(
     path: Path, working_size: int, max_pixels: int = 64_000_000, square: bool = False, upscaler: Enlarge | None = None
 ) -> Picture:
@@ -58,7 +69,7 @@ def load_picture(
                 f"{path} is {width}x{height} pixels, over the cap of {max_pixels / 1e6:g} million "
                 "(INGEST_MAX_PIXELS); a radiograph of the release has 6.6 million: replace the file"
             )
-        swaps = image.getexif().get(EXIF_ORIENTATION, 1) in SWAPS_AXES
+        swaps = _swaps_axes(image)
         oriented = (height, width) if swaps else (width, height)
         target = working_shape(*oriented, working_size, square)
         stored_target = target[::-1] if swaps else target  # what the draft sees: the picture as stored

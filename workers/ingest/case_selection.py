@@ -2,12 +2,14 @@
 negatives, the split. Decided once every picture is decoded (the assemble job), since duplicates are
 found from the pixels.
 
-- every group of identical or near-identical pictures goes whole to one side of every split;
+- every group of identical or near-identical pictures goes whole to one side of every split, and so does every
+  group of a --groups file (a patient or study): the split's units are both kinds joined;
 - a group whose members carry different labels (one copy in Fractured/, one in Non_fractured/) is a
   conflict, handled by --conflicts: drop (every member leaves both datasets), keep-fractured (only the
   fractured copies stay) or fail (the ingest stops, naming the groups);
-- the fractured pictures with polygons are nnU-Net's positive cases; --negatives adds non-fractured ones
-  (whole groups, seeded) with empty masks; both kinds are split with the same test fraction.
+- the pictures with masks are nnU-Net's positive cases; --negatives adds negatives (pictures with neither a
+  positive label nor any annotation: whole groups, seeded) with empty masks; both kinds are split with the
+  same test fraction.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from shared.contract import IngestRequest
 from shared.errors import InputError
 from workers.ingest.duplicates import group_pictures
-from workers.ingest.split import TEST, grouped_split, official_split
+from workers.ingest.split import TEST, TRAIN, grouped_split, official_split
 
 CONFLICT = "duplicate of a picture with the other label"
 NOT_FRACTURED_COPY = "non-fractured copy of a fractured picture (--conflicts keep-fractured)"
@@ -28,7 +30,7 @@ NOT_FRACTURED_COPY = "non-fractured copy of a fractured picture (--conflicts kee
 
 @dataclass
 class Selection:
-    group_of: dict[str, str]  # case id -> its group's name (the smallest case id in it), for every picture
+    group_of: dict[str, str]  # case id -> its split unit's name (the smallest case id in it), for every picture
     excluded: dict[str, str]  # case id -> why it is in neither dataset
     split: dict[str, str]  # case id -> train | test, for nnU-Net's cases
     warnings: list[str] = field(default_factory=list)
@@ -49,15 +51,17 @@ def select_cases(
     names = [item["case_id"] for item in items]
     numbers = group_pictures([hashes[item["file_name"]][0] for item in items],
                              [hashes[item["file_name"]][1] for item in items])  # fmt: skip
-    group_of = {name: names[number] for name, number in zip(names, numbers, strict=True)}
+    duplicate_of = {name: names[number] for name, number in zip(names, numbers, strict=True)}
     by_case = {item["case_id"]: item for item in items}
     groups = defaultdict(list)
     for name in names:
-        groups[group_of[name]].append(name)
+        groups[duplicate_of[name]].append(name)
     duplicated = {group: cases for group, cases in groups.items() if len(cases) > 1}
+    given = {item["case_id"]: item["group"] for item in items if item.get("group") is not None}
+    group_of = _split_units(names, duplicate_of, given)
     warnings: list[str] = []
     excluded = _resolve_conflicts(request, duplicated, by_case, warnings)
-    positives = [i["case_id"] for i in items if i["fractured"] and i["polygons"] and i["case_id"] not in excluded]
+    positives = [i["case_id"] for i in items if i["segments"] and i["case_id"] not in excluded]
     negatives = _negatives(request, len(positives), items, excluded, group_of)
     selection = Selection(group_of, excluded, {}, warnings)
     strata = {}
@@ -85,8 +89,31 @@ def select_cases(
         "negative_cases": len(negatives),
         "test_positive": sum(1 for case in positives if split[case] == TEST),
         "test_negative": sum(1 for case in negatives if split[case] == TEST),
+        "given_groups": len(set(given.values())),
+        "train_groups": len({group_of[case] for case, side in split.items() if side == TRAIN}),
+        "test_groups": len({group_of[case] for case, side in split.items() if side == TEST}),
     }
     return selection
+
+
+def _split_units(names: list[str], duplicate_of: dict[str, str], given: dict[str, str]) -> dict[str, str]:
+    """case -> its unit: pictures joined by a duplicate group or a given group, directly or through others;
+    named by the smallest case id in it."""
+    parent = {name: name for name in names}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    first_of: dict[tuple[str, str], str] = {}
+    for name in names:
+        for key in (("duplicate", duplicate_of[name]), *((("given", given[name]),) if name in given else ())):
+            a, b = root(first_of.setdefault(key, name)), root(name)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {name: root(name) for name in names}
 
 
 def _labels(cases: list[str], by_case: dict[str, dict[str, Any]]) -> set[int]:
@@ -130,7 +157,7 @@ def _negatives(
     """Whole groups of non-fractured pictures, in a seeded order, until --negatives' count is reached."""
     groups: dict[str, list[str]] = defaultdict(list)
     for item in items:
-        if not item["fractured"] and item["case_id"] not in excluded:
+        if item["case"] and not item["segments"] and item["case_id"] not in excluded:
             groups[group_of[item["case_id"]]].append(item["case_id"])
     wanted = request.negatives_wanted(positives, sum(len(cases) for cases in groups.values()))
     order = sorted(groups)

@@ -1,6 +1,8 @@
-"""FracAtlas release -> nnU-Net v2 raw dataset + classification cache, in three steps that workers share:
+"""A release (FracAtlas or any COCO export) -> nnU-Net v2 raw dataset + classification cache, in three steps
+that workers share:
 
-plan      read and check the release, write plan.json and each chunk's items into a staging folder
+plan      unpack a zip, read and check the release, write plan.json and each chunk's items into a staging
+          folder
 convert   decode one chunk of pictures at their working size, hash them, write their NIfTI cases and their
           slice of the classification cache
 assemble  group the duplicates, choose the cases and split them (case_selection.py), move each case to its
@@ -29,10 +31,13 @@ from shared.layout import CACHE_GEOMETRY, CACHE_IMAGES, CACHE_LABELS, GROUPS_FIL
 from workers.files import replacing
 from workers.imaging.geometry import letterbox
 from workers.imaging.pictures import load_picture
+from workers.ingest.archive import is_archive, unpack
 from workers.ingest.case_selection import Selection, select_cases
+from workers.ingest.coco import DEFAULT_CAPS, InputCaps
 from workers.ingest.duplicates import NEAR_BITS, exact_hash, perceptual_hash
-from workers.ingest.masks import fracture_mask
-from workers.ingest.release import DEFAULT_CAPS, REGIONS, InputCaps, read_release
+from workers.ingest.fracatlas import REGIONS
+from workers.ingest.masks import label_mask
+from workers.ingest.release import FRACATLAS_LAYOUT, read_release
 from workers.ingest.split import TEST, TRAIN
 from workers.nnunet.nifti import write_case
 from workers.superres.upscale import Upscaler
@@ -40,6 +45,8 @@ from workers.superres.upscale import Upscaler
 PLAN_FILE = "plan.json"
 MARKER = ".made-by-fracatlas-jobs"  # in every dataset the ingest writes: --overwrite replaces only these
 DESCRIPTION = "FracAtlas fracture segmentation: COCO polygons scaled to the output size"
+COCO_DESCRIPTION = "Segmentation from a COCO release: its masks scaled to the output size"
+UNPACKED = "release"  # staging: an export zip, unpacked
 MIN_CHUNKS = 8
 CLASSIFICATION = "classification"
 CASES = "cases"  # staging: every picture's case, until the assemble job moves the chosen ones to their side
@@ -92,11 +99,14 @@ def plan(
     if existing and not request.overwrite:
         raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
     _check_ours_to_replace(request.dataset_id, raw_root, derived_roots)
-    release = read_release(release_folder, caps)
+    shutil.rmtree(staging, ignore_errors=True)
+    if is_archive(release_folder):
+        release_folder = unpack(release_folder, staging / UNPACKED, caps)
+    release = read_release(release_folder, request, caps)
     if request.split == "official" and not release.official_split:
         raise InputError(
-            f"--split official needs 'Utilities/Fracture Split/{{train,valid,test}}.csv' in {release.root}; "
-            "restore them from the release or use the stratified split"
+            f"--split official needs 'Utilities/Fracture Split/{{train,valid,test}}.csv' in {release.root} "
+            "(a FracAtlas release); restore them from the release or use the stratified split"
         )
     items = [
         {
@@ -108,13 +118,15 @@ def plan(
             "attributes": image.attributes,
             "coco_id": image.coco_id,
             "coco_size": image.coco_size,
-            "polygons": image.polygons,
-            # A fractured picture without a polygon has no mask: it is left out of the segmentation set.
-            "case": bool(image.polygons) or not image.fractured,
+            "segments": image.segments,
+            "box_only": image.box_only,
+            "group": image.group,
+            # A positive picture without a mask (FracAtlas: no polygon; COCO: boxes only) is left out of
+            # the segmentation set, and so is a picture with boxes only.
+            "case": bool(image.segments) or not (image.fractured or image.box_only),
         }
         for image in release.images
     ]
-    shutil.rmtree(staging, ignore_errors=True)
     for folder in (*FOLDERS[TRAIN], *FOLDERS[TEST], CASES):
         (staging / request.dataset_name / folder).mkdir(parents=True)
     (staging / CLASSIFICATION).mkdir()
@@ -137,11 +149,15 @@ def plan(
         "chunks": chunks,
         "warnings": release.warnings,
         "official_split": release.official_split,
+        "layout": release.layout,
+        "labels": release.labels,
     }
     _write_json(staging / PLAN_FILE, plan_content)
     return {
+        "layout": release.described,
         "images": len(items),
         "positives": sum(1 for item in items if item["fractured"]),
+        "labels": release.labels,
         "chunks": chunks,
         "warnings": release.warnings,
     }
@@ -190,9 +206,12 @@ def convert_chunk(request: IngestRequest, staging: Path, start: int, progress: P
             "exact_hash": exact_hash(picture.pixels),
             "perceptual_hash": perceptual_hash(picture.pixels),
             "foreground": None,
+            "contested": 0,
         }
         if item["case"]:
-            record["foreground"] = _write_case_pair(staging / request.dataset_name / CASES, item, picture)
+            record["foreground"], record["contested"] = _write_case_pair(
+                staging / request.dataset_name / CASES, item, picture
+            )
         records.append(record)
     _write_rows(staging / CLASSIFICATION / CACHE_IMAGES, start, pixels)
     _write_json(staging / CLASSIFICATION / f"chunk_{start:06d}.json", records)
@@ -215,10 +234,12 @@ def _write_rows(path: Path, start: int, rows: np.ndarray) -> None:
         handle.write(rows.tobytes())
 
 
-def _write_case_pair(cases: Path, item: dict[str, Any], picture: Any) -> int:
-    """The picture and its mask (empty for a non-fractured picture) as a case; returns its fracture pixels."""
+def _write_case_pair(cases: Path, item: dict[str, Any], picture: Any) -> tuple[int, int]:
+    """The picture and its label map (empty for a negative) as a case; returns its labelled pixels and how
+    many of them two labels claimed."""
     rows, columns = picture.pixels.shape
-    if item["polygons"]:
+    contested = 0
+    if item["segments"]:
         width, height = item["coco_size"]
         if tuple(picture.oriented_size) != (width, height):
             raise InputError(
@@ -226,12 +247,12 @@ def _write_case_pair(cases: Path, item: dict[str, Any], picture: Any) -> int:
                 f"orientation, but COCO image id {item['coco_id']} says {width}x{height}; the polygons would not "
                 "fit it: replace the picture with the release's or correct the COCO entry"
             )
-        mask = fracture_mask(item["polygons"], width, height, columns, rows)
+        mask, contested = label_mask(item["segments"], width, height, columns, rows)
     else:
         mask = np.zeros((rows, columns), np.uint8)
     write_case(cases / f"{item['case_id']}_0000.nii.gz", picture.pixels)
     write_case(cases / f"{item['case_id']}.nii.gz", mask)
-    return int(mask.sum())
+    return int(np.count_nonzero(mask)), contested
 
 
 def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[dict[str, Any], dict[str, str]]:
@@ -253,19 +274,7 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
     _place_cases(dataset, selection.split)
     train = sorted(case for case, side in selection.split.items() if side == TRAIN)
     test = sorted(case for case, side in selection.split.items() if side == TEST)
-    _write_json(
-        dataset / "dataset.json",
-        {
-            "name": request.dataset_name,
-            "description": DESCRIPTION,
-            "reference": "Abedeen et al., Scientific Data 10, 521 (2023), doi:10.1038/s41597-023-02432-4",
-            "licence": "CC BY 4.0",
-            "channel_names": {"0": "X-ray"},
-            "labels": {"background": 0, "fracture": 1},
-            "numTraining": len(train),
-            "file_ending": ".nii.gz",
-        },
-    )
+    _write_json(dataset / "dataset.json", _dataset_json(request, content, len(train)))
     _write_json(dataset / MARKER, {"run_staging": staging.name, "request": request.params()})
     _write_json(
         dataset / "split.json",
@@ -308,6 +317,11 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
         "train": len(train),
         "test": len(test),
         **selection.counts,
+        "labels": content["labels"],
+        "contested_pixels": sum(
+            by_name[item["file_name"]]["contested"] for item in items if item["case_id"] in selection.split
+        ),
+        "box_only_pictures": sum(1 for item in items if item["box_only"]),
         "working_size": request.working_size,
         "square": request.square is not None,
         "upscaled_pictures": upscaled,
@@ -328,6 +342,26 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
     }
     shutil.rmtree(staging, ignore_errors=True)
     return metrics, artifacts
+
+
+def _dataset_json(request: IngestRequest, content: dict[str, Any], training_cases: int) -> dict[str, Any]:
+    """nnU-Net's dataset.json: one label per category of the release, in the release's order."""
+    labels = {"background": 0, **{name: index for index, name in enumerate(content["labels"], start=1)}}
+    described: dict[str, Any] = {"name": request.dataset_name, "description": COCO_DESCRIPTION}
+    if content["layout"] == FRACATLAS_LAYOUT:
+        described = {
+            "name": request.dataset_name,
+            "description": DESCRIPTION,
+            "reference": "Abedeen et al., Scientific Data 10, 521 (2023), doi:10.1038/s41597-023-02432-4",
+            "licence": "CC BY 4.0",
+        }
+    return {
+        **described,
+        "channel_names": {"0": "X-ray"},
+        "labels": labels,
+        "numTraining": training_cases,
+        "file_ending": ".nii.gz",
+    }
 
 
 def _place_cases(dataset: Path, split: dict[str, str]) -> None:
@@ -377,7 +411,8 @@ def _write_manifest(path: Path, decoded: Decoded) -> None:
     """One row per picture: nnU-Net's case or not, its side, its group, its size before and after."""
     header = [
         "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
-        "polygons", "foreground_pixels", "split", "group", "excluded", "upscaled", "warning",
+        "masks", "foreground_pixels", "contested_pixels", "box_only", "split", "group", "excluded", "upscaled",
+        "warning",
     ]  # fmt: skip
     items, records, selection, warnings = decoded.items, decoded.records, decoded.selection, decoded.warnings
     rows = []
@@ -393,8 +428,10 @@ def _write_manifest(path: Path, decoded: Decoded) -> None:
                 record["height"],
                 record["columns"],
                 record["rows"],
-                json.dumps(item["polygons"]),
+                json.dumps(item["segments"]),
                 record["foreground"] if split else "",
+                record["contested"] if split else "",
+                int(item["box_only"]),
                 split,
                 selection.group_of[case],
                 selection.excluded.get(case, ""),

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from workers.ingest.release import COCO_RELATIVE, FRACTURED, NON_FRACTURED, REGIONS, SPLIT_RELATIVE
+from workers.ingest.fracatlas import COCO_RELATIVE, FRACTURED, NON_FRACTURED, REGIONS, SPLIT_RELATIVE
 
 SIZES = ((373, 454), (454, 373), (400, 500))
 ROTATE_90_TAG, ROTATE_180_TAG = 6, 3

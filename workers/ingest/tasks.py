@@ -12,7 +12,7 @@ from shared.defaults import SYNTHETIC
 from shared.errors import InputError
 from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN
-from workers.ingest.release import InputCaps
+from workers.ingest.coco import InputCaps
 from workers.ingest.steps import assemble, convert_chunk, plan
 from workers.ingest.synthetic import synthetic_release
 from workers.runtime import JobContext, Outcome, job_task, send_best_effort
@@ -41,6 +41,7 @@ def ingest_plan(ctx: JobContext) -> Outcome:
             polygons_per_image=settings.ingest_max_polygons_per_image,
             points_per_polygon=settings.ingest_max_points_per_polygon,
             pixels_per_picture=settings.ingest_max_pixels,
+            archive_bytes=settings.ingest_max_archive_gb * 2**30,
         )
         layout = settings.layout
         release = Path(request.source) if request.source != SYNTHETIC else synthetic_release(layout.synthetic_release)
@@ -48,6 +49,7 @@ def ingest_plan(ctx: JobContext) -> Outcome:
         staging = staging_for(ctx.run_id)
         metrics = plan(request, release, staging, layout.nnunet_raw, settings.ingest_chunk_size, caps, derived)
         chunks = metrics.pop("chunks")
+        ctx.progress(1, 1, metrics["layout"], force=True)
     converts, assemble_job = plans.ingest_fan_out(ctx.stage, chunks)
     for child in jobs.fan_out(ctx.run_id, converts, assemble_job):  # a re-delivery sends them again, once
         send_best_effort(child)

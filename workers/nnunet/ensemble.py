@@ -1,8 +1,9 @@
 """Fracture probability maps for arbitrary 2D pictures from a trained run's nnU-Net folds.
 
 The pictures are written as the same NIfTI cases ingest writes, `nnUNetv2_predict` runs the fold
-ensemble in a child process with `--save_probabilities`, and the fracture channel is read back as
-(rows, columns) float32 maps in the pictures' own orientation.
+ensemble in a child process with `--save_probabilities`, and the probability of any label (one minus the
+background's: with one label, that label's own) is read back as (rows, columns) float32 maps in the
+pictures' own orientation.
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ from shared.contract import Experiment
 from shared.settings import Settings
 from workers.nnunet.commands import environment, run_tool
 from workers.nnunet.folds import predict_command
-from workers.nnunet.nifti import write_case
+from workers.nnunet.nifti import read_case, write_case
 
-FRACTURE = 1
+BACKGROUND = 0
 
 
 def fracture_channel(npz: Path) -> np.ndarray:
-    """nnU-Net's saved probabilities are (classes, 1, rows, columns) for our 2D cases."""
+    """The probability of any label: nnU-Net's saved probabilities are (classes, 1, rows, columns) for our
+    2D cases, and sum to one over the classes."""
     with np.load(npz) as content:
-        return content["probabilities"][FRACTURE, 0].astype(np.float32)
+        return (1 - content["probabilities"][BACKGROUND, 0]).astype(np.float32)
 
 
 def predict_probabilities(
@@ -37,8 +39,10 @@ def predict_probabilities(
     log: Path,
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool],
+    label_maps: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """name -> fracture probability map, for each (name, (rows, columns) uint8 picture)."""
+    """name -> fracture probability map, for each (name, (rows, columns) uint8 picture); with `label_maps`,
+    nnU-Net's segmentation of each (its label per pixel) is put there too."""
     inputs, outputs = work / "inputs", work / "outputs"
     shutil.rmtree(work, ignore_errors=True)
     inputs.mkdir(parents=True)
@@ -52,5 +56,7 @@ def predict_probabilities(
     command = predict_command(experiment, inputs, outputs, folds, probabilities=True)
     run_tool("nnUNetv2_predict", command, environment(settings), log, on_line, should_stop)
     maps = {name: fracture_channel(outputs / f"{name}.npz") for name in names}
+    if label_maps is not None:
+        label_maps.update({name: read_case(outputs / f"{name}.nii.gz") for name in names})
     shutil.rmtree(work, ignore_errors=True)
     return maps

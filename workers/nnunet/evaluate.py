@@ -30,13 +30,20 @@ def _evaluate_command(raw: Path, predictions: Path, results: Path) -> list[str]:
     ]
 
 
+def _case_dice(metrics: dict[str, dict[str, float]]) -> float:
+    """A case's Dice in nnU-Net's summary: the mean over its labels (NaN where every one is)."""
+    values = [label["Dice"] for label in metrics.values() if label["Dice"] == label["Dice"]]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def _test_figures(raw: Path, predictions: Path) -> dict[str, Any]:
     summary = json.loads((predictions / "summary.json").read_text())
     per_case = {
-        Path(case["reference_file"]).name.removesuffix(".nii.gz"): case["metrics"]["1"]["Dice"]
+        Path(case["reference_file"]).name.removesuffix(".nii.gz"): _case_dice(case["metrics"])
         for case in summary["metric_per_case"]
     }
-    own = report(case_figures(raw / "labelsTs", predictions))
+    labels = json.loads((raw / "dataset.json").read_text())["labels"]
+    own = report(case_figures(raw / "labelsTs", predictions, labels))
     return {
         "test_dice_mean": summary["foreground_mean"]["Dice"],  # nnU-Net's own (NaN cases left out)
         "test_cases": len(per_case),

@@ -43,7 +43,10 @@ def picture_sizes(release: Path) -> dict[Path, tuple[int, int]]:
     """Every picture under `release`/images and its stored (width, height), read from its header."""
     folder = release / "images"
     if not folder.is_dir():
-        raise InputError(f"{release} has no images/ folder; give the unpacked FracAtlas release as --source")
+        raise InputError(
+            f"{release} has no images/ folder; give an unpacked release as --source (FracAtlas, or a COCO "
+            "export whose pictures are under images/)"
+        )
     sizes = {}
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in PICTURE_SUFFIXES and path.is_file():

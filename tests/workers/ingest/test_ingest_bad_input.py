@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Stack, wait_for
 
-from workers.ingest.release import COCO_RELATIVE
+from workers.ingest.fracatlas import COCO_RELATIVE
 from workers.nnunet.nifti import read_case
 
 
@@ -90,11 +90,11 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda root: edit_coco(root, lambda c: _first_polygon(c).__setitem__(1, float("nan"))),
         "has the coordinate nan, which is not a finite number",
     ),
-    "RLE segmentation": (
+    "RLE whose runs do not fill it": (
         lambda root: edit_coco(
             root, lambda c: c["annotations"][0].update(segmentation={"counts": [1, 2], "size": [4, 4]})
         ),
-        "has no polygon segmentation (RLE is not expected",
+        "has RLE counts that add up to 3 pixels, not its size's 4x4",
     ),
     "polygon over the point cap": (
         lambda root: edit_coco(root, lambda c: c["annotations"][0].update(segmentation=[[1.0, 1.0] * 20_001])),

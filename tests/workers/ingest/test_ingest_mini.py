@@ -15,8 +15,9 @@ from conftest import Stack
 from PIL import Image, ImageOps
 
 from workers.imaging.geometry import working_shape
+from workers.ingest.coco import load_coco
+from workers.ingest.fracatlas import COCO_RELATIVE
 from workers.ingest.masks import rasterize
-from workers.ingest.release import COCO_RELATIVE, load_coco
 from workers.nnunet.nifti import read_case
 
 SIZE = 512  # the ingest's default long side

@@ -17,8 +17,8 @@ from PIL import Image, ImageOps
 from shared.errors import InputError
 from workers.imaging.jpeg_scans import dc_scans
 from workers.imaging.pictures import load_picture
+from workers.ingest.fracatlas import COCO_RELATIVE, read_fracatlas
 from workers.ingest.masks import fracture_mask, rasterize
-from workers.ingest.release import COCO_RELATIVE, read_release
 from workers.ingest.split import TEST, stratified_split
 
 
@@ -162,18 +162,18 @@ def test_undecodable_file_is_named(tmp_path: Path) -> None:
 
 
 def test_release_reader_takes_labels_from_folders(release: Callable[..., Path]) -> None:
-    loaded = read_release(release(fractured=6, non_fractured=3))
+    loaded = read_fracatlas(release(fractured=6, non_fractured=3))
     assert len(loaded.images) == 9 and len(loaded.fractured) == 6
     quirky = next(image for image in loaded.images if image.file_name == "IMG0000004.jpg")
     assert quirky.fractured and quirky.attributes["fractured"] == 0
-    assert sum(len(image.polygons) for image in loaded.fractured) > 6
+    assert sum(len(segment["polygons"]) for image in loaded.fractured for segment in image.segments) > 6
 
 
 def test_a_coco_file_with_a_utf8_bom_is_read(release: Callable[..., Path]) -> None:
     root = release(fractured=6, non_fractured=3)
     coco = root / COCO_RELATIVE
     coco.write_bytes(b"\xef\xbb\xbf" + coco.read_bytes())
-    assert len(read_release(root).fractured) == 6
+    assert len(read_fracatlas(root).fractured) == 6
 
 
 def test_a_link_to_a_picture_inside_the_release_is_read_by_its_real_path(release: Callable[..., Path]) -> None:
@@ -182,5 +182,5 @@ def test_a_link_to_a_picture_inside_the_release_is_read_by_its_real_path(release
     copy = root / "spare.jpg"
     others[0].rename(copy)
     others[0].symlink_to(copy)
-    entry = next(image for image in read_release(root).images if image.file_name == others[0].name)
+    entry = next(image for image in read_fracatlas(root).images if image.file_name == others[0].name)
     assert entry.path == copy.resolve()
