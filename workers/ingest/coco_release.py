@@ -74,13 +74,17 @@ def read_coco_release(root: Path, request: IngestRequest, caps: InputCaps) -> Re
     if len(box_only) > 10:
         warnings.append(f"and {len(box_only) - 10} more pictures with boxes only (the manifest names them)")
     labels = [categories[category_id] for category_id in chosen]
-    shown_base = f"{base.relative_to(root)}/" if base.is_relative_to(root) and base != root else base
-    described = (
-        f"COCO release: {coco_path.relative_to(root) if coco_path.is_relative_to(root) else coco_path}, "
-        f"pictures under {shown_base}; labels "
-        + ", ".join(f"{label}={index}" for index, label in enumerate(labels, start=1))
+    described = f"COCO release: {_shown(coco_path, root)}, pictures under {_shown(base, root)}; labels " + ", ".join(
+        f"{label}={index}" for index, label in enumerate(labels, start=1)
     )
     return Release(root, COCO_LAYOUT, described, labels, images, warnings)
+
+
+def _shown(path: Path, root: Path) -> str:
+    """A path as the plan job says it: relative to the release where it lies inside it."""
+    if path == root:
+        return "the release's folder"
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _coco_file(root: Path, request: IngestRequest) -> Path:

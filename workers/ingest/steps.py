@@ -100,8 +100,9 @@ def plan(
         raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
     _check_ours_to_replace(request.dataset_id, raw_root, derived_roots)
     shutil.rmtree(staging, ignore_errors=True)
-    if is_archive(release_folder):
-        release_folder = unpack(release_folder, staging / UNPACKED, caps)
+    archive = release_folder if is_archive(release_folder) else None
+    if archive is not None:
+        release_folder = unpack(archive, staging / UNPACKED, caps)
     release = read_release(release_folder, request, caps)
     if request.split == "official" and not release.official_split:
         raise InputError(
@@ -150,11 +151,15 @@ def plan(
         "warnings": release.warnings,
         "official_split": release.official_split,
         "layout": release.layout,
+        "described": release.described if archive is None else f"{archive.name}, unpacked: {release.described}",
         "labels": release.labels,
+        # A zip's pictures are unpacked into the staging folder, gone after the ingest: the manifest names
+        # them inside the zip instead (ZIP!/path).
+        "unpacked": [str((staging / UNPACKED).resolve()), str(archive)] if archive is not None else None,
     }
     _write_json(staging / PLAN_FILE, plan_content)
     return {
-        "layout": release.described,
+        "layout": plan_content["described"],
         "images": len(items),
         "positives": sum(1 for item in items if item["fractured"]),
         "labels": release.labels,
@@ -289,7 +294,7 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
     )
     _write_groups(dataset / GROUPS_FILE, selection, request)
     warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
-    decoded = Decoded(items, by_name, selection, warnings)
+    decoded = Decoded(items, by_name, selection, warnings, content["unpacked"])
     _write_manifest(dataset / "manifest.csv", decoded)
     cache = staging / CLASSIFICATION
     _write_labels(cache / CACHE_LABELS, decoded)
@@ -322,6 +327,7 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
             by_name[item["file_name"]]["contested"] for item in items if item["case_id"] in selection.split
         ),
         "box_only_pictures": sum(1 for item in items if item["box_only"]),
+        "layout": content["described"],
         "working_size": request.working_size,
         "square": request.square is not None,
         "upscaled_pictures": upscaled,
@@ -405,6 +411,14 @@ class Decoded:
     records: dict[str, dict[str, Any]]
     selection: Selection
     warnings: dict[str, str]
+    unpacked: list[str] | None  # [the folder a zip was unpacked into, the zip]
+
+    def source_file(self, item: dict[str, Any]) -> str:
+        """Where the user finds the picture: its path, or ZIP!/path inside the export zip it came in."""
+        if self.unpacked is None:
+            return item["path"]
+        folder, archive = self.unpacked
+        return f"{archive}!/{Path(item['path']).relative_to(folder)}"
 
 
 def _write_manifest(path: Path, decoded: Decoded) -> None:
@@ -422,7 +436,7 @@ def _write_manifest(path: Path, decoded: Decoded) -> None:
         rows.append(
             [
                 case,
-                item["path"],
+                decoded.source_file(item),
                 int(item["fractured"]),
                 record["width"],
                 record["height"],

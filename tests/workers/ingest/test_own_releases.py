@@ -123,6 +123,9 @@ def test_a_label_studio_zip_with_two_annotators_is_ingested(system: Stack, mini:
     (tmp_path / "first.json").write_text(json.dumps(first_only))
     assert (labels[case] > 0).sum() > reference(tmp_path / "first.json", twice, [0]).sum(), "more than one annotator"
     assert not (system.data_root / "staging" / f"run-{run['id']}").exists(), "the unpacked zip is removed"
+    assert manifest(run)[case]["source_file"] == f"{archive}!/{export.name}/{twice}", "named inside the zip"
+    said = "project-1.zip, unpacked: COCO release: result.json, pictures under the release's folder; labels Fracture=1"
+    assert metrics["layout"] == said
 
 
 def test_two_categories_and_patient_groups(system: Stack, mini: Path, tmp_path: Path) -> None:
