@@ -70,9 +70,22 @@ PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
+DICOM_SUFFIX = ".dcm"
+DICOM_MARKER_END = 132  # PS3.10: a 128-byte preamble, then 'DICM'
+
+
 def is_radiograph_file(path: Path) -> bool:
+    """A picture, a NIfTI case or a DICOM file (by its suffix, or by its 'DICM' marker where it has none)."""
     name = path.name.lower()
-    return name.endswith(PICTURE_SUFFIXES) or name.endswith(NIFTI_SUFFIXES)
+    if name.endswith((*PICTURE_SUFFIXES, *NIFTI_SUFFIXES, DICOM_SUFFIX)):
+        return True
+    if "." in name:
+        return False
+    try:
+        with path.open("rb") as handle:
+            return handle.read(DICOM_MARKER_END)[-4:] == b"DICM"
+    except OSError:
+        return False
 
 
 # Celery prefers these to the broker and backend an app names; the stack's are BROKER_URL and RESULT_BACKEND.

@@ -13,6 +13,8 @@ the files of the classification cache. The one module that spells them (docs/des
       mlflow/                                    the local stack's MLflow server (stores, artifacts)
       tracking/spool/                            what jobs could not send to MLflow yet
       compose/                                   generated compose files (*.override.yml, worker-host.yml), secrets.env
+      private/                                   readable by its owner alone: the pseudonym key and, per
+                                                 dataset, the map from DICOM pseudonyms to files and UIDs
       jobs.sqlite                                the job table in the local mode
 """
 
@@ -125,6 +127,14 @@ class DataRoot:
     @property
     def sqlite_job_table(self) -> Path:
         return self.root / "jobs.sqlite"
+
+    @property
+    def private_dir(self) -> Path:
+        """What identifies a patient's pictures (docs/dicom.md): the owner's alone (0700)."""
+        return self.root / "private"
+
+    def pseudonym_map(self, dataset_id: int) -> Path:
+        return self.private_dir / dataset_name(dataset_id) / "pseudonyms.csv"
 
     def classification_cache(self, dataset_id: int) -> Path:
         return self.classification_dir / dataset_name(dataset_id)

@@ -1,4 +1,5 @@
-"""Radiographs as users hand them in: JPEG or PNG pictures (EXIF orientation applied) and 2D NIfTI cases."""
+"""Radiographs as users hand them in: JPEG or PNG pictures (EXIF orientation applied), DICOM pictures (as a
+viewer shows them: workers/imaging/dicom.py) and 2D NIfTI cases."""
 
 from __future__ import annotations
 
@@ -13,18 +14,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from shared.defaults import NIFTI_SUFFIXES
 from shared.errors import InputError
 from workers.files import read_regular_file
+from workers.imaging.dicom import is_dicom, read_dicom
 
 MAX_PIXELS = 64_000_000  # as the ingest's cap; the release's largest radiograph has 6.6 million
 NIFTI_HEADER_BYTES = 352
 
 
 def read_radiograph(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """(rows, columns) uint8, upright: JPEG or PNG (EXIF applied, grey), or a 2D NIfTI case.
+    """(rows, columns) uint8, upright: JPEG or PNG (EXIF applied, grey), DICOM, or a 2D NIfTI case.
 
     Read as untrusted: only a regular file, and nothing of more than `max_pixels` is decoded.
     """
     name = path.name.lower()
     data = read_regular_file(path, follow_links=True)  # the dispatcher resolved the links it was given
+    if is_dicom(data):
+        return np.rint(read_dicom(data, path, max_pixels).pixels * 255).astype(np.uint8)
     try:
         if name.endswith(NIFTI_SUFFIXES):
             return _nifti_pixels(path, data, max_pixels)

@@ -17,6 +17,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from shared.errors import InputError
 from workers.files import read_regular_file
+from workers.imaging.dicom import DicomPicture, is_dicom, read_dicom
 from workers.imaging.geometry import resized, working_shape
 from workers.imaging.jpeg_scans import dc_scans
 
@@ -36,6 +37,7 @@ class Picture:
     oriented_size: tuple[int, int]  # (width, height) after EXIF orientation, at full resolution
     warning: str | None
     upscaled: str = ""  # how a picture smaller than the working size was enlarged (Enlarge)
+    spacing_mm: tuple[float, float] | None = None  # a DICOM picture's (row, column) pixel spacing
 
 
 def _swaps_axes(image: Image.Image) -> bool:
@@ -59,6 +61,8 @@ def load_picture(
     A picture of more than `max_pixels` is refused from its header, before anything is decoded.
     """
     data = read_regular_file(path)
+    if is_dicom(data):
+        return _dicom_picture(read_dicom(data, path, max_pixels), working_size, square, upscaler)
     truncated = path.suffix.lower() in (".jpg", ".jpeg") and not data.endswith(JPEG_END)
     warning = "truncated JPEG (no end-of-image marker): decoded what the file holds" if truncated else None
     try:
@@ -95,6 +99,20 @@ def load_picture(
     except (OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path} cannot be decoded as an image ({error}); replace the file") from error
     return Picture(pixels, oriented, warning, upscaled)
+
+
+def _dicom_picture(dicom: DicomPicture, working_size: int, square: bool, upscaler: Enlarge | None) -> Picture:
+    """A DICOM picture at the working size: resized from its full depth (float), then made 8-bit."""
+    rows, columns = dicom.pixels.shape
+    target = working_shape(columns, rows, working_size, square)
+    upscaled = ""
+    if upscaler is not None and (columns < target[0] or rows < target[1]):
+        grey = Image.fromarray(np.rint(dicom.pixels * 255).astype(np.uint8))
+        pixels, upscaled = upscaler(grey, target)
+    else:
+        working = np.asarray(resized(Image.fromarray(dicom.pixels, "F"), target))
+        pixels = np.rint(np.clip(working, 0, 1) * 255).astype(np.uint8)
+    return Picture(pixels, (columns, rows), None, upscaled, dicom.spacing_mm)
 
 
 def _decode(image: Image.Image, tolerate_truncation: bool) -> Image.Image:

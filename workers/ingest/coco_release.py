@@ -24,14 +24,16 @@ from pycocotools.coco import COCO
 
 from shared.contract import IngestRequest
 from shared.errors import InputError
+from workers.imaging.dicom import read_identity
 from workers.ingest.coco import InputCaps, load_coco, mask_segment, picture_size
+from workers.ingest.pseudonyms import patient_pseudonym, picture_pseudonym
 from workers.ingest.release import COCO_LAYOUT, ImageEntry, Release, inside_release, read_csv_columns
 
 TRUE_LABELS, FALSE_LABELS = {"1", "true", "yes", "positive"}, {"0", "false", "no", "negative"}
 RESERVED = "background"  # nnU-Net's label 0
 
 
-def read_coco_release(root: Path, request: IngestRequest, caps: InputCaps) -> Release:
+def read_coco_release(root: Path, request: IngestRequest, caps: InputCaps, key: bytes | None) -> Release:
     coco_path = _coco_file(root, request)
     coco = load_coco(coco_path, caps, unique_file_names=False)
     categories = _categories(coco, coco_path)
@@ -66,8 +68,10 @@ def read_coco_release(root: Path, request: IngestRequest, caps: InputCaps) -> Re
         images.append(image)
     if request.labels:
         _apply_labels(Path(request.labels), images, base, warnings)
+    for image in images:
+        _pseudonymise(image, key)
     _check_case_ids(images, coco_path)
-    box_only = [image.file_name for image in images if image.box_only]
+    box_only = [image.shown for image in images if image.box_only]
     for name in box_only[:10]:
         warnings.append(f"{name} has boxes but no mask of the chosen categories: left out of nnU-Net's dataset "
                         "(kept for the classifier)")  # fmt: skip
@@ -257,12 +261,25 @@ def _apply_labels(path: Path, images: list[ImageEntry], base: Path, warnings: li
         warnings.append(f"{unlisted} pictures are not in {path.name}: their labels come from their annotations")
 
 
+def _pseudonymise(image: ImageEntry, key: bytes | None) -> None:
+    """A DICOM picture's pseudonym, and its patient's as its group (pseudonyms.py)."""
+    identity = read_identity(image.path)
+    if identity is None:
+        return
+    if key is None:
+        raise InputError(f"{image.path} is DICOM, and this ingest has no pseudonym key to hide who it shows")
+    image.pseudonym = picture_pseudonym(key, identity.sop_instance_uid or image.file_name)
+    image.uids = (identity.sop_instance_uid, identity.study_uid, identity.series_uid)
+    if identity.patient_id:
+        image.group = patient_pseudonym(key, identity.patient_id)
+
+
 def _check_case_ids(images: list[ImageEntry], coco_path: Path) -> None:
     seen: dict[str, str] = {}
     for image in images:
         if image.case_id in seen:
             raise InputError(
-                f"{coco_path}: {seen[image.case_id]} and {image.file_name} would be one nnU-Net case "
-                f"({image.case_id}); rename one of the pictures"
+                f"{coco_path}: {seen[image.case_id]} and {image.shown} would be one nnU-Net case "
+                f"({image.case_id}); rename one of the pictures (or remove a DICOM file listed twice)"
             )
-        seen[image.case_id] = image.file_name
+        seen[image.case_id] = image.shown

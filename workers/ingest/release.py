@@ -33,11 +33,18 @@ class ImageEntry:
     coco_size: tuple[int, int] | None = None  # (width, height) after EXIF orientation
     segments: list[Segment] = field(default_factory=list)
     box_only: bool = False  # annotated with boxes of the chosen categories only: no mask for nnU-Net
-    group: str | None = None  # a patient or study id from --groups
+    group: str | None = None  # a patient or study id: --groups, or a DICOM picture's patient pseudonym
+    pseudonym: str | None = None  # a DICOM picture's (pseudonyms.py): its name wherever it is shown
+    uids: tuple[str, str, str] | None = None  # a DICOM picture's SOP instance, study and series UIDs
 
     @property
     def case_id(self) -> str:
-        return case_id(self.file_name)
+        return self.pseudonym or case_id(self.file_name)
+
+    @property
+    def shown(self) -> str:
+        """The picture as the job table, the logs and the manifest name it: never a DICOM file's name."""
+        return self.pseudonym or self.file_name
 
 
 @dataclass
@@ -55,8 +62,11 @@ class Release:
         return [image for image in self.images if image.fractured]
 
 
-def read_release(source: Path, request: IngestRequest, caps: InputCaps = DEFAULT_CAPS) -> Release:
-    """The release at `source` (a folder, already unpacked where it came as a zip), as `request` asks."""
+def read_release(
+    source: Path, request: IngestRequest, caps: InputCaps = DEFAULT_CAPS, key: bytes | None = None
+) -> Release:
+    """The release at `source` (a folder, already unpacked where it came as a zip), as `request` asks; `key`:
+    the data root's pseudonym key, where a COCO release may hold DICOM pictures."""
     from workers.ingest.coco_release import read_coco_release
     from workers.ingest.fracatlas import is_fracatlas, read_fracatlas
 
@@ -77,7 +87,7 @@ def read_release(source: Path, request: IngestRequest, caps: InputCaps = DEFAULT
                 )
         release = read_fracatlas(root, caps)
     else:
-        release = read_coco_release(root, request, caps)
+        release = read_coco_release(root, request, caps, key)
     if request.groups:
         attach_groups(Path(request.groups), release)
     return release

@@ -37,6 +37,7 @@ from workers.ingest.coco import DEFAULT_CAPS, InputCaps
 from workers.ingest.duplicates import NEAR_BITS, exact_hash, perceptual_hash
 from workers.ingest.fracatlas import REGIONS
 from workers.ingest.masks import label_mask
+from workers.ingest.pseudonyms import write_map
 from workers.ingest.release import FRACATLAS_LAYOUT, read_release
 from workers.ingest.split import TEST, TRAIN
 from workers.nnunet.nifti import write_case
@@ -47,6 +48,7 @@ MARKER = ".made-by-fracatlas-jobs"  # in every dataset the ingest writes: --over
 DESCRIPTION = "FracAtlas fracture segmentation: COCO polygons scaled to the output size"
 COCO_DESCRIPTION = "Segmentation from a COCO release: its masks scaled to the output size"
 UNPACKED = "release"  # staging: an export zip, unpacked
+PRIVATE_MAP = "(private map)"  # a DICOM picture's source_file in the manifest: DATA_ROOT/private/...
 MIN_CHUNKS = 8
 CLASSIFICATION = "classification"
 CASES = "cases"  # staging: every picture's case, until the assemble job moves the chosen ones to their side
@@ -93,8 +95,10 @@ def plan(
     chunk_size: int,
     caps: InputCaps = DEFAULT_CAPS,
     derived_roots: tuple[Path, ...] = (),
+    key: bytes | None = None,
 ) -> dict[str, Any]:
-    """Check the release and the target, and lay out the staging folder; returns plan metrics."""
+    """Check the release and the target, and lay out the staging folder; returns plan metrics. `key`: the
+    data root's pseudonym key (workers/ingest/pseudonyms.py), which DICOM pictures need."""
     existing = existing_datasets(raw_root, request.dataset_id)
     if existing and not request.overwrite:
         raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")
@@ -103,7 +107,7 @@ def plan(
     archive = release_folder if is_archive(release_folder) else None
     if archive is not None:
         release_folder = unpack(archive, staging / UNPACKED, caps)
-    release = read_release(release_folder, request, caps)
+    release = read_release(release_folder, request, caps, key)
     if request.split == "official" and not release.official_split:
         raise InputError(
             f"--split official needs 'Utilities/Fracture Split/{{train,valid,test}}.csv' in {release.root} "
@@ -112,6 +116,8 @@ def plan(
     items = [
         {
             "file_name": image.file_name,
+            "shown": image.shown,  # what the job table, the logs and the manifest name it by
+            "uids": image.uids,  # a DICOM picture's: for the private map only
             "path": str(image.path),
             "case_id": image.case_id,
             "fractured": image.fractured,
@@ -190,7 +196,7 @@ def convert_chunk(request: IngestRequest, staging: Path, start: int, progress: P
     records = []
     upscaler = Upscaler(request.upscale_models)
     for index, item in enumerate(items):
-        progress(index, len(items), item["file_name"])
+        progress(index, len(items), item["shown"])
         picture = load_picture(
             Path(item["path"]),
             working_size,
@@ -202,12 +208,14 @@ def convert_chunk(request: IngestRequest, staging: Path, start: int, progress: P
         rows, columns = picture.pixels.shape
         record = {
             "file_name": item["file_name"],
+            "shown": item["shown"],
             "width": picture.oriented_size[0],
             "height": picture.oriented_size[1],
             "rows": rows,
             "columns": columns,
             "warning": picture.warning,
             "upscaled": picture.upscaled,
+            "spacing_mm": picture.spacing_mm,
             "exact_hash": exact_hash(picture.pixels),
             "perceptual_hash": perceptual_hash(picture.pixels),
             "foreground": None,
@@ -224,7 +232,7 @@ def convert_chunk(request: IngestRequest, staging: Path, start: int, progress: P
     return {
         "images": len(items),
         "cases": sum(1 for r in records if r["foreground"] is not None),
-        "warnings": [f"{r['file_name']}: {r['warning']}" for r in records if r["warning"]],
+        "warnings": [f"{r['shown']}: {r['warning']}" for r in records if r["warning"]],
     }
 
 
@@ -313,6 +321,7 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
             # nnU-Net refuses two folders with one dataset id, whatever their names.
             _make_room(old, request, staging)
             replaced.append(str(old))
+    _write_pseudonym_map(layout.pseudonym_map(request.dataset_id), items)
     _move_into_place(dataset, targets["dataset"], request, staging)
     upscaled = sum(1 for r in records if r["upscaled"])
     metrics = {
@@ -334,7 +343,7 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
         "upscale": request.upscale,
         "warnings": content["warnings"]
         + selection.warnings
-        + [f"{name}: {text}" for name, text in sorted(warnings.items())]
+        + sorted(f"{record['shown']}: {record['warning']}" for record in records if record["warning"])
         + [f"replaced {path} (--overwrite)" for path in replaced],
     }
     artifacts = {
@@ -368,6 +377,16 @@ def _dataset_json(request: IngestRequest, content: dict[str, Any], training_case
         "numTraining": training_cases,
         "file_ending": ".nii.gz",
     }
+
+
+def _write_pseudonym_map(path: Path, items: list[dict[str, Any]]) -> None:
+    """Each DICOM picture's pseudonym, patient, file and UIDs, under the data root's private/ folder; a map
+    of an earlier dataset with this id goes (--overwrite)."""
+    rows = [(item["shown"], item["group"] or "", item["path"], *item["uids"]) for item in items if item["uids"]]
+    if rows:
+        write_map(path, rows)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _place_cases(dataset: Path, split: dict[str, str]) -> None:
@@ -414,7 +433,10 @@ class Decoded:
     unpacked: list[str] | None  # [the folder a zip was unpacked into, the zip]
 
     def source_file(self, item: dict[str, Any]) -> str:
-        """Where the user finds the picture: its path, or ZIP!/path inside the export zip it came in."""
+        """Where the user finds the picture: its path, or ZIP!/path inside the export zip it came in; for a
+        DICOM picture, the private map (its file's name may say who it shows)."""
+        if item["uids"] is not None:
+            return PRIVATE_MAP
         if self.unpacked is None:
             return item["path"]
         folder, archive = self.unpacked
@@ -426,7 +448,7 @@ def _write_manifest(path: Path, decoded: Decoded) -> None:
     header = [
         "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
         "masks", "foreground_pixels", "contested_pixels", "box_only", "split", "group", "excluded", "upscaled",
-        "warning",
+        "spacing_mm", "warning",
     ]  # fmt: skip
     items, records, selection, warnings = decoded.items, decoded.records, decoded.selection, decoded.warnings
     rows = []
@@ -450,6 +472,7 @@ def _write_manifest(path: Path, decoded: Decoded) -> None:
                 selection.group_of[case],
                 selection.excluded.get(case, ""),
                 record["upscaled"],
+                "x".join(f"{value:g}" for value in record["spacing_mm"] or ()),
                 warnings.get(item["file_name"], ""),
             ]
         )
@@ -468,7 +491,7 @@ def _write_labels(path: Path, decoded: Decoded) -> None:
         rows.append(
             [
                 index,
-                item["file_name"],
+                item["shown"],
                 int(item["fractured"]),
                 item["region"],
                 selection.split.get(case, ""),

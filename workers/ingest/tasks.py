@@ -13,6 +13,7 @@ from shared.errors import InputError
 from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN
 from workers.ingest.coco import InputCaps
+from workers.ingest.pseudonyms import private_key
 from workers.ingest.steps import assemble, convert_chunk, plan
 from workers.ingest.synthetic import synthetic_release
 from workers.runtime import JobContext, Outcome, job_task, send_best_effort
@@ -47,7 +48,8 @@ def ingest_plan(ctx: JobContext) -> Outcome:
         release = Path(request.source) if request.source != SYNTHETIC else synthetic_release(layout.synthetic_release)
         derived = (layout.nnunet_preprocessed, layout.nnunet_results)
         staging = staging_for(ctx.run_id)
-        metrics = plan(request, release, staging, layout.nnunet_raw, settings.ingest_chunk_size, caps, derived)
+        key = private_key(layout.private_dir)
+        metrics = plan(request, release, staging, layout.nnunet_raw, settings.ingest_chunk_size, caps, derived, key)
         chunks = metrics.pop("chunks")
         ctx.progress(1, 1, metrics["layout"], force=True)
     converts, assemble_job = plans.ingest_fan_out(ctx.stage, chunks)
