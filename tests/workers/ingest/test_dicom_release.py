@@ -67,8 +67,9 @@ def ingest(system: Stack, source: Path, dataset_id: int) -> dict:
 
 
 def cases(dataset: Path, folder: str) -> dict[str, np.ndarray]:
+    """case id -> its picture (folder 'images') or label map ('labels'), train and test sides together."""
     return {
-        path.name.removesuffix(".nii.gz"): read_case(path)
+        path.name.removesuffix(".nii.gz").removesuffix("_0000"): read_case(path)
         for side in (f"{folder}Tr", f"{folder}Ts")
         for path in sorted((dataset / side).glob("*.nii.gz"))
     }
