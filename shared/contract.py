@@ -417,3 +417,4 @@ class PredictRequest(Request):
     checkpoint: str
     seg_run: int  # the training run whose folds give the masks (and the map, for image+seg)
     dataset_id: DatasetId
+    probabilities: bool = False  # DICOM inputs: a FRACTIONAL SEG (each category's probability), not BINARY

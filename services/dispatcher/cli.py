@@ -173,12 +173,22 @@ def sr_train(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 )
 @click.option("--classifier", "classifier_ref", help="The classify run (r12) [default: the newest that succeeded].")
 @click.option("--model", help="A registered classifier in MLflow: NAME, NAME@ALIAS or NAME/VERSION.")
+@click.option(
+    "--probabilities", is_flag=True, help="DICOM inputs: a FRACTIONAL SEG (each category's probability), not BINARY."
+)
 @options.wait
 @options.as_json
 def predict(
-    paths: tuple[Path, ...], out: Path | None, classifier_ref: str | None, model: str | None, wait: bool, as_json: bool
+    paths: tuple[Path, ...],
+    out: Path | None,
+    classifier_ref: str | None,
+    model: str | None,
+    probabilities: bool,
+    wait: bool,
+    as_json: bool,
 ) -> None:
-    """Masks, overlays and fracture probabilities for radiographs (JPEG, PNG, NIfTI; files or folders)."""
+    """Masks, overlays and fracture probabilities for radiographs (JPEG, PNG, DICOM, NIfTI; files or folders);
+    a DICOM Segmentation for each DICOM radiograph."""
     from shared import plans
     from shared.contract import PredictRequest
     from shared.read_model import classifier_for_prediction, segmentation_run
@@ -208,6 +218,7 @@ def predict(
         checkpoint=classifier.checkpoint,
         seg_run=segmentation.run_id,
         dataset_id=dataset_id,
+        probabilities=probabilities,
     )
     start("predict", request.params(), plans.predict(len(files)), wait, as_json)
 

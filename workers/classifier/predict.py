@@ -27,13 +27,16 @@ from shared.defaults import IMAGE_SEG
 from shared.errors import InputError
 from shared.layout import case_id
 from shared.settings import Settings
+from workers.classifier.dicom_seg import Algorithm, write_segmentation
 from workers.classifier.input_size import resized as at_input_size
 from workers.classifier.model import build_model
 from workers.classifier.radiographs import read_radiograph
 from workers.classifier.train import predict_scores
 from workers.device import torch_device
 from workers.files import replacing
+from workers.imaging.dicom import read_identity
 from workers.imaging.geometry import letterbox, resized, working_shape
+from workers.imaging.pseudonyms import picture_pseudonym
 from workers.nnunet.dataset_labels import label_names
 from workers.nnunet.ensemble import predict_probabilities
 
@@ -111,15 +114,50 @@ def _mask_files(stem: str, names: list[str]) -> dict[str, str]:
     return {name: f"{stem}_mask_{case_id(name)}.png" for name in names}
 
 
-def _stems(paths: list[Path]) -> list[str]:
-    """Output names: the file's stem, numbered where two inputs share one."""
+def _numbered(names: list[str]) -> list[str]:
+    """Output names, numbered where two inputs share one."""
     seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        stem = path.name.split(".")[0]
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
-    return stems
+    numbered = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        numbered.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return numbered
+
+
+@dataclass(frozen=True)
+class DicomOutput:
+    """What a DICOM input gets beside the PNGs: its pseudonym names its outputs, a SEG is written."""
+
+    key: bytes  # the data root's pseudonym key
+    algorithm: Algorithm
+    fractional: bool  # --probabilities: each category's probability, not the predicted labels
+
+
+def _segmentation(
+    source: Path,
+    stem: str,
+    names: list[str],
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    shape: tuple[int, ...],
+    out: Path,
+    dicom: DicomOutput,
+) -> str:
+    """A DICOM input's SEG (`<pseudonym>_seg.dcm`), BINARY from the labels or FRACTIONAL from each category's
+    probability brought to the picture's size; '' for any other input."""
+    if read_identity(source) is None:
+        return ""
+    target = out / f"{stem}_seg.dcm"
+    if dicom.fractional:
+        size = (shape[1], shape[0])
+        full = [
+            np.asarray(Image.fromarray(p.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
+            for p in probabilities
+        ]
+        write_segmentation(source, names, dicom.algorithm, target, probabilities=np.clip(np.stack(full), 0, 1))
+    else:
+        write_segmentation(source, names, dicom.algorithm, target, labels=labels)
+    return target.name
 
 
 def predict_files(
@@ -132,16 +170,21 @@ def predict_files(
     log: Path,
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool],
+    dicom: DicomOutput,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    pictures: dict[str, np.ndarray] = {}
-    sources: dict[str, Path] = {}
+    read: list[tuple[Path, np.ndarray, str]] = []
     skipped: dict[str, str] = {}
-    for path, stem in zip(files, _stems(files), strict=True):
+    for path in files:
         try:
-            pictures[stem] = read_radiograph(path)
-            sources[stem] = path
+            pixels, identity = read_radiograph(path), read_identity(path)
         except InputError as error:
             skipped[str(path)] = str(error)
+            continue
+        name = picture_pseudonym(dicom.key, identity.sop_instance_uid) if identity else path.name.split(".")[0]
+        read.append((path, pixels, name))
+    stems = _numbered([name for _path, _pixels, name in read])
+    pictures = {stem: pixels for stem, (_path, pixels, _name) in zip(stems, read, strict=True)}
+    sources = {stem: path for stem, (path, _pixels, _name) in zip(stems, read, strict=True)}
     if not pictures:
         raise InputError("no file could be read: " + "; ".join(skipped.values()))
     working = {
@@ -151,9 +194,10 @@ def predict_files(
     # A folder of its own, made here and removed here: nothing else under --out is ever deleted.
     work = Path(tempfile.mkdtemp(dir=out, prefix=".predict-work-"))
     label_maps: dict[str, np.ndarray] = {}
+    class_maps: dict[str, np.ndarray] = {}
     try:
         maps = predict_probabilities(
-            settings, experiment, folds, working.items(), work, log, on_line, should_stop, label_maps
+            settings, experiment, folds, working.items(), work, log, on_line, should_stop, label_maps, class_maps
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -179,8 +223,10 @@ def predict_files(
         with replacing(overlay_file) as handle:
             _overlay(pixels, labels, names).save(handle, format="PNG")
         areas = {f"area_px_{name}": int((labels == index).sum()) for index, name in enumerate(names, start=1)}
+        seg = _segmentation(sources[stem], stem, names, labels, class_maps[stem], pixels.shape, out, dicom)
         rows.append(
             {
+                "name": stem,  # a DICOM input's pseudonym
                 "file": str(sources[stem]),
                 "fracture_probability": f"{score:.4f}",
                 "predicted_label": "fracture" if score >= classifier.threshold else "no fracture",
@@ -188,6 +234,7 @@ def predict_files(
                 **(areas if len(names) > 1 else {}),
                 "mask": ";".join(masks.values()),
                 "overlay": overlay_file.name,
+                "seg": seg,
             }
         )
     table = out / "predictions.csv"

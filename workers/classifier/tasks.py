@@ -12,6 +12,7 @@ from pathlib import Path
 from shared.contract import ChannelRequest, ClassifyRequest, Experiment, PredictRequest
 from shared.defaults import IMAGE_SEG
 from shared.layout import segmentation_channel_file
+from shared.model_registry import nnunet_model_name
 from shared.read_model import get_run, trained_folds
 from shared.settings import get_settings
 from shared.tasknames import CLASSIFY_CHANNEL, CLASSIFY_PREDICT, CLASSIFY_TRAIN
@@ -90,15 +91,20 @@ def classify_train(ctx: JobContext) -> Outcome:
 @job_task(CLASSIFY_PREDICT)
 def classify_predict(ctx: JobContext) -> Outcome:
     """Masks, overlays and fracture probabilities for new radiographs."""
-    from workers.classifier.predict import load_classifier, predict_files
+    from workers.classifier.dicom_seg import Algorithm
+    from workers.classifier.predict import DicomOutput, load_classifier, predict_files
+    from workers.imaging.pseudonyms import private_key
 
     request = PredictRequest.parse(ctx.run_params)
+    settings = get_settings()
     classifier = load_classifier(Path(request.checkpoint))
     experiment, folds = _segmentation_of(request.seg_run)
     out = Path(request.out) if request.out else ctx.folder / "predictions"
     ctx.progress(0, None, f"{len(request.files)} file(s): nnU-Net folds {folds} and the classifier", force=True)
+    algorithm = Algorithm(nnunet_model_name(request.dataset_id), f"r{request.seg_run}")
+    dicom = DicomOutput(private_key(settings.layout.private_dir), algorithm, request.probabilities)
     metrics, artifacts = predict_files(
-        get_settings(),
+        settings,
         [Path(name) for name in request.files],
         out,
         classifier,
@@ -107,5 +113,6 @@ def classify_predict(ctx: JobContext) -> Outcome:
         ctx.log_path("predict"),
         lambda line: ctx.progress(0, None, line[-200:]),
         ctx.should_stop,
+        dicom,
     )
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)

@@ -25,8 +25,8 @@ from pycocotools.coco import COCO
 from shared.contract import IngestRequest
 from shared.errors import InputError
 from workers.imaging.dicom import read_identity
+from workers.imaging.pseudonyms import patient_pseudonym, picture_pseudonym
 from workers.ingest.coco import InputCaps, load_coco, mask_segment, picture_size
-from workers.ingest.pseudonyms import patient_pseudonym, picture_pseudonym
 from workers.ingest.release import COCO_LAYOUT, ImageEntry, Release, inside_release, read_csv_columns
 
 TRUE_LABELS, FALSE_LABELS = {"1", "true", "yes", "positive"}, {"0", "false", "no", "negative"}
@@ -262,7 +262,7 @@ def _apply_labels(path: Path, images: list[ImageEntry], base: Path, warnings: li
 
 
 def _pseudonymise(image: ImageEntry, key: bytes | None) -> None:
-    """A DICOM picture's pseudonym, and its patient's as its group (pseudonyms.py)."""
+    """A DICOM picture's pseudonym, and its patient's as its group (workers/imaging/pseudonyms.py)."""
     identity = read_identity(image.path)
     if identity is None:
         return

@@ -34,7 +34,7 @@ class ImageEntry:
     segments: list[Segment] = field(default_factory=list)
     box_only: bool = False  # annotated with boxes of the chosen categories only: no mask for nnU-Net
     group: str | None = None  # a patient or study id: --groups, or a DICOM picture's patient pseudonym
-    pseudonym: str | None = None  # a DICOM picture's (pseudonyms.py): its name wherever it is shown
+    pseudonym: str | None = None  # a DICOM picture's (workers/imaging/pseudonyms.py): its name wherever it is shown
     uids: tuple[str, str, str] | None = None  # a DICOM picture's SOP instance, study and series UIDs
 
     @property

@@ -31,13 +31,13 @@ from shared.layout import CACHE_GEOMETRY, CACHE_IMAGES, CACHE_LABELS, GROUPS_FIL
 from workers.files import replacing
 from workers.imaging.geometry import letterbox
 from workers.imaging.pictures import load_picture
+from workers.imaging.pseudonyms import write_map
 from workers.ingest.archive import is_archive, unpack
 from workers.ingest.case_selection import Selection, select_cases
 from workers.ingest.coco import DEFAULT_CAPS, InputCaps
 from workers.ingest.duplicates import NEAR_BITS, exact_hash, perceptual_hash
 from workers.ingest.fracatlas import REGIONS
 from workers.ingest.masks import label_mask
-from workers.ingest.pseudonyms import write_map
 from workers.ingest.release import FRACATLAS_LAYOUT, read_release
 from workers.ingest.split import TEST, TRAIN
 from workers.nnunet.nifti import write_case
@@ -98,7 +98,7 @@ def plan(
     key: bytes | None = None,
 ) -> dict[str, Any]:
     """Check the release and the target, and lay out the staging folder; returns plan metrics. `key`: the
-    data root's pseudonym key (workers/ingest/pseudonyms.py), which DICOM pictures need."""
+    data root's pseudonym key (workers/imaging/pseudonyms.py), which DICOM pictures need."""
     existing = existing_datasets(raw_root, request.dataset_id)
     if existing and not request.overwrite:
         raise InputError(f"{existing[0]} exists already; pass --overwrite to replace it or choose another --dataset-id")

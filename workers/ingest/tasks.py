@@ -12,8 +12,8 @@ from shared.defaults import SYNTHETIC
 from shared.errors import InputError
 from shared.settings import get_settings
 from shared.tasknames import INGEST_ASSEMBLE, INGEST_CONVERT, INGEST_PLAN
+from workers.imaging.pseudonyms import private_key
 from workers.ingest.coco import InputCaps
-from workers.ingest.pseudonyms import private_key
 from workers.ingest.steps import assemble, convert_chunk, plan
 from workers.ingest.synthetic import synthetic_release
 from workers.runtime import JobContext, Outcome, job_task, send_best_effort

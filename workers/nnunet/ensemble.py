@@ -40,9 +40,11 @@ def predict_probabilities(
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool],
     label_maps: dict[str, np.ndarray] | None = None,
+    class_maps: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """name -> fracture probability map, for each (name, (rows, columns) uint8 picture); with `label_maps`,
-    nnU-Net's segmentation of each (its label per pixel) is put there too."""
+    nnU-Net's segmentation of each (its label per pixel) is put there too, and with `class_maps` each
+    label's own probability ((labels, rows, columns), background left out)."""
     inputs, outputs = work / "inputs", work / "outputs"
     shutil.rmtree(work, ignore_errors=True)
     inputs.mkdir(parents=True)
@@ -58,5 +60,9 @@ def predict_probabilities(
     maps = {name: fracture_channel(outputs / f"{name}.npz") for name in names}
     if label_maps is not None:
         label_maps.update({name: read_case(outputs / f"{name}.nii.gz") for name in names})
+    if class_maps is not None:
+        for name in names:
+            with np.load(outputs / f"{name}.npz") as content:
+                class_maps[name] = content["probabilities"][1:, 0].astype(np.float32)
     shutil.rmtree(work, ignore_errors=True)
     return maps

@@ -1,6 +1,7 @@
 """A COCO release with two categories and patient groups through the whole chain at a tiny budget: ingest,
 preprocess, two folds, the ensemble's Dice per category (in `dispatch show` and MLflow), the classifier, and
-`dispatch predict` writing a mask per category and an overlay with a legend."""
+`dispatch predict` writing a mask per category and an overlay with a legend, and for a DICOM radiograph a
+DICOM Segmentation (BINARY, or FRACTIONAL with --probabilities) on top of it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY_TRAINER, Stack
+from dicom_files import PATIENT, dicom_from
 from own_releases import two_category_export
 from PIL import Image, ImageOps
 from tracking_reads import mlflow_run_of
@@ -47,13 +49,24 @@ def test_two_categories_train_evaluate_and_predict(system: Stack, tmp_path: Path
     assert figures["test_dice_category_mean"] == pytest.approx(metrics["test_dice_category_mean"])
 
     pictures = sorted((export / "images").glob("*.jpg"))[:2]
+    with Image.open(pictures[0]) as image:
+        dicom = dicom_from(np.asarray(ImageOps.exif_transpose(image).convert("L")), tmp_path / "radiograph.dcm")
     out = tmp_path / "predictions"
-    predicted = system.dispatch("predict", *map(str, pictures), "--out", str(out), "--wait", "--json", timeout=600)
+    predicted = system.dispatch(
+        "predict", *map(str, pictures), str(dicom), "--out", str(out), "--wait", "--json", timeout=600
+    )
     assert predicted.returncode == 0, predicted.stdout
     with (out / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 2 and {"area_px_fracture", "area_px_plate"} <= set(rows[0])
-    for picture, row in zip(pictures, rows, strict=True):
+    assert len(rows) == 3 and {"area_px_fracture", "area_px_plate"} <= set(rows[0])
+    assert_segmentation_over(dicom, out, rows[2], fractional=False)
+    assert not any(value in (out / "predictions.csv").read_text() + predicted.stdout for value in PATIENT.values())
+    again = system.dispatch("predict", str(dicom), "--probabilities", "--out", str(tmp_path / "fractional"),
+                            "--wait", timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stdout
+    with (tmp_path / "fractional" / "predictions.csv").open() as handle:
+        assert_segmentation_over(dicom, tmp_path / "fractional", next(csv.DictReader(handle)), fractional=True)
+    for picture, row in zip(pictures, rows[:2], strict=True):
         masks = [out / f"{picture.stem}_mask_{name}.png" for name in CATEGORIES]
         assert row["mask"] == ";".join(mask.name for mask in masks)
         for mask, name in zip(masks, CATEGORIES, strict=True):
@@ -64,3 +77,29 @@ def test_two_categories_train_evaluate_and_predict(system: Stack, tmp_path: Path
         assert tuple(overlay[5, 5]) == (0, 0, 0), "the legend's box in the corner"
         swatches = {tuple(overlay[y, 10]) for y in range(6, 40)}
         assert (255, 40, 40) in swatches and (40, 200, 255) in swatches, "a swatch per category"
+
+
+def assert_segmentation_over(source: Path, out: Path, row: dict[str, str], fractional: bool) -> None:
+    """The SEG of a DICOM input: named by its pseudonym, on its source instance, a segment per category with
+    the nnU-Net model as the algorithm; BINARY equal to the PNG masks, or FRACTIONAL probabilities."""
+    import highdicom as hd
+    import pydicom
+
+    assert row["name"].startswith("dcm-") and row["seg"] == f"{row['name']}_seg.dcm"
+    segmentation = hd.seg.segread(out / row["seg"])
+    original = pydicom.dcmread(source, stop_before_pixels=True)
+    referenced = segmentation.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == original.SOPInstanceUID
+    assert segmentation.StudyInstanceUID == original.StudyInstanceUID, "in the radiograph's study"
+    assert [item.SegmentLabel for item in segmentation.SegmentSequence] == list(CATEGORIES)
+    algorithm = segmentation.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == f"Dataset{DATASET}_FracAtlas-nnunet"
+    assert segmentation.SegmentationType == ("FRACTIONAL" if fractional else "BINARY")
+    pixels = segmentation.get_pixels_by_source_instance([original.SOPInstanceUID])[0]
+    assert pixels.shape == (original.Rows, original.Columns, len(CATEGORIES))
+    if fractional:
+        assert pixels.dtype.kind == "f" and 0 <= pixels.min() <= pixels.max() <= 1
+        return
+    for index, name in enumerate(CATEGORIES):
+        mask = np.asarray(Image.open(out / f"{row['name']}_mask_{name}.png")) > 0
+        assert np.array_equal(pixels[:, :, index] > 0, mask), f"the SEG's {name} is the PNG mask"
