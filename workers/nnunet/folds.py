@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-import ast
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +30,10 @@ LOG_VALUE = re.compile(
 
 
 def _literal_list(text: str) -> list[float]:
-    """Pseudo Dice as nnU-Net prints it, e.g. "[np.float32(0.61)]" or "[0.61]"."""
-    return [float(v) for v in ast.literal_eval(re.sub(r"np\.float\d+\(([^)]*)\)", r"\1", text))]
+    """Pseudo Dice as nnU-Net prints it, one per label: "[np.float32(0.61), np.float32(nan)]" or "[0.61]" (nan
+    where a label had neither a prediction nor a reference in the epoch's validation batches)."""
+    inner = re.sub(r"np\.float\d+\(([^)]*)\)", r"\1", text).strip().removeprefix("[").removesuffix("]")
+    return [float(value) for value in inner.split(",") if value.strip()]
 
 
 @dataclass
@@ -67,8 +69,9 @@ class EpochProgress:
         for key in ("train_loss", "val_loss"):
             if key in self.values:
                 parts.append(f"{key} {self.values[key]:.4f}")
-        if self.values.get("pseudo_dice"):
-            parts.append(f"pseudo Dice {self.values['pseudo_dice'][0]:.3f}")
+        known = [value for value in self.values.get("pseudo_dice", []) if not math.isnan(value)]
+        if known:
+            parts.append(f"pseudo Dice {sum(known) / len(known):.3f}")
         if "epoch_time_s" in self.values:
             parts.append(f"{self.values['epoch_time_s']:.1f} s/epoch")
         return ", ".join(parts)
