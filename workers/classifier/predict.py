@@ -144,9 +144,7 @@ def _segmentation(
     dicom: DicomOutput,
 ) -> str:
     """A DICOM input's SEG (`<pseudonym>_seg.dcm`), BINARY from the labels or FRACTIONAL from each category's
-    probability brought to the picture's size; '' for any other input."""
-    if read_identity(source) is None:
-        return ""
+    probability brought to the picture's size."""
     target = out / f"{stem}_seg.dcm"
     if dicom.fractional:
         size = (shape[1], shape[0])
@@ -173,6 +171,7 @@ def predict_files(
     dicom: DicomOutput,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     read: list[tuple[Path, np.ndarray, str]] = []
+    read_as_dicom: set[int] = set()  # positions in `read` of the DICOM inputs
     skipped: dict[str, str] = {}
     for path in files:
         try:
@@ -181,8 +180,11 @@ def predict_files(
             skipped[str(path)] = str(error)
             continue
         name = picture_pseudonym(dicom.key, identity.sop_instance_uid) if identity else path.name.split(".")[0]
+        if identity is not None:
+            read_as_dicom.add(len(read))
         read.append((path, pixels, name))
     stems = _numbered([name for _path, _pixels, name in read])
+    dicom_stems = {stems[position] for position in read_as_dicom}
     pictures = {stem: pixels for stem, (_path, pixels, _name) in zip(stems, read, strict=True)}
     sources = {stem: path for stem, (path, _pixels, _name) in zip(stems, read, strict=True)}
     if not pictures:
@@ -223,7 +225,9 @@ def predict_files(
         with replacing(overlay_file) as handle:
             _overlay(pixels, labels, names).save(handle, format="PNG")
         areas = {f"area_px_{name}": int((labels == index).sum()) for index, name in enumerate(names, start=1)}
-        seg = _segmentation(sources[stem], stem, names, labels, class_maps[stem], pixels.shape, out, dicom)
+        seg = ""
+        if stem in dicom_stems:
+            seg = _segmentation(sources[stem], stem, names, labels, class_maps[stem], pixels.shape, out, dicom)
         rows.append(
             {
                 "name": stem,  # a DICOM input's pseudonym
