@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
+.PHONY: help install test chaos lint browser-tools pacs-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
 
 help:  ## this list: every target, with the line beside it in the Makefile
 	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -42,7 +42,7 @@ lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check services workers shared tests bench
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
-test: install lint compose-tools browser-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
+test: install lint compose-tools browser-tools pacs-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
 	$(VENV)/bin/pytest -q -ra --durations=15
 
 GPUS ?=
@@ -78,6 +78,12 @@ browser-tools:  ## Debian's chromium, headless, for the browser test of the MLfl
 	  (apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null)); } || \
 	  echo "chromium is not installed and apt-get is not available: the browser test will skip"
+
+pacs-tools:  ## Debian's orthanc and orthanc-dicomweb, a real PACS for the DICOMweb round trip (tests/workers/classifier/test_pacs.py)
+	@command -v Orthanc >/dev/null && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so || { command -v apt-get >/dev/null && \
+	  (apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null)); } || \
+	  echo "orthanc is not installed and apt-get is not available: the PACS tests will skip"
 
 compose-tools:  ## Debian's docker-compose for the compose file checks, where missing
 	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \

@@ -1,6 +1,7 @@
 """A FracAtlas-layout release written again as a COCO release of the same pictures (linked, not copied): one
 COCO file listing every picture, the fractured ones with their polygons under a category id 1, the pictures
-under images/<folder>/. `make bench-ingest` times both layouts on one stack."""
+under images/<folder>/; and that COCO release again with every picture a DICOM radiograph (12 bits, as a DX
+modality stores it). `make bench-ingest` times the three on one stack."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageOps
+
+from tests.dicom_files import dicom_from
 from workers.imaging.pictures import upright_size
 from workers.ingest.fracatlas import COCO_RELATIVE, FRACTURED, NON_FRACTURED
 
@@ -32,4 +37,25 @@ def as_coco_release(release: Path, target: Path) -> Path:
     (target / "annotations.json").write_text(
         json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "fracture"}]})
     )
+    return target
+
+
+def as_dicom_release(coco_release: Path, target: Path) -> Path:
+    """The COCO release with each upright picture written as an uncompressed 12-bit DICOM DX file; a picture
+    linked under several names (bench/ingest.py's FULL_SIZE) is written once and linked the same way."""
+    coco = json.loads((coco_release / "annotations.json").read_text())
+    written: dict[int, Path] = {}  # a JPEG's inode -> its DICOM file
+    for image in coco["images"]:
+        source, name = coco_release / "images" / image["file_name"], f"{image['file_name'].rsplit('.', 1)[0]}.dcm"
+        dicom = target / "images" / name
+        dicom.parent.mkdir(parents=True, exist_ok=True)
+        inode = source.stat().st_ino
+        if inode in written:
+            os.link(written[inode], dicom)
+        else:
+            with Image.open(source) as picture:
+                dicom_from(np.asarray(ImageOps.exif_transpose(picture).convert("L")), dicom)
+            written[inode] = dicom
+        image["file_name"] = name
+    (target / "annotations.json").write_text(json.dumps(coco))
     return target

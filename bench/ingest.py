@@ -3,8 +3,9 @@ baseline, in one run, on this machine. FULL_SIZE=1 turns the 160-image mini set 
 one's size and make-up by linking its pictures under new names: fractured ones 9 times, the others 42
 times (720 + 3,360 = 4,080 images; the release has 717 + 3,366 = 4,083).
 
-Then the same pictures as a COCO release (bench/coco_release.py) against the FracAtlas layout, alternated on
-one stack at the defaults: the COCO reader's time beside the FracAtlas reader's.
+Then the same pictures as a COCO release and as a COCO release of DICOM files (bench/coco_release.py) against
+the FracAtlas layout, alternated on one stack at the defaults: the COCO reader's and the DICOM reader's time
+beside the FracAtlas reader's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import click
 import numpy as np
 
 from bench.baseline_ingest import baseline_ingest
-from bench.coco_release import as_coco_release
+from bench.coco_release import as_coco_release, as_dicom_release
 from bench.stack import dispatch_json, own_stack
 from workers.ingest.fracatlas import COCO_RELATIVE
 from workers.nnunet.nifti import read_case
@@ -87,21 +88,21 @@ def system_ingest(
     return times[0], times[1:-1], runs[-2], times[-1]
 
 
-def layouts_ingest(release: Path, coco: Path, data_root: Path, repeats: int) -> tuple[list[float], list[float]]:
-    """The FracAtlas layout and the COCO layout of the same pictures at the defaults, alternated on one stack
-    (a cold run of each first, not counted); their times."""
-    times: dict[Path, list[float]] = {release: [], coco: []}
+def layouts_ingest(sources: list[Path], data_root: Path, repeats: int) -> list[list[float]]:
+    """Each release of the same pictures at the defaults, alternated on one stack (a cold run of each first,
+    not counted); their times, in the order given."""
+    times: list[list[float]] = [[] for _ in sources]
     with own_stack(data_root, GPU_WORKERS="0", MLFLOW_TRACKING_URI="none") as env:
         for repeat in range(repeats + 1):
-            for source in (release, coco):
+            for index, source in enumerate(sources):
                 started = time.perf_counter()
-                dataset = str(941 + 2 * repeat + (source == coco))
+                dataset = str(941 + len(sources) * repeat + index)
                 run = dispatch_json(env, "ingest", "--source", str(source), "--dataset-id", dataset, "--wait")
                 if run["state"] != "succeeded":
                     raise click.ClickException(f"the ingest of {source} failed: {run['error']}")
                 if repeat:
-                    times[source].append(time.perf_counter() - started)
-    return times[release], times[coco]
+                    times[index].append(time.perf_counter() - started)
+    return times
 
 
 def agreement(dataset: Path, baseline_labels: Path) -> float:
@@ -147,11 +148,17 @@ def main(source: Path, full_size: bool, repeats: int, tracking: bool) -> None:
             f"{images / defaults_s:7.1f} images/s"
         )
         coco = as_coco_release(release, work / "coco")
-        fracatlas_times, coco_times = layouts_ingest(release, coco, work / "layouts", repeats)
-        fracatlas_s, coco_s = statistics.median(fracatlas_times), statistics.median(coco_times)
+        dicom = as_dicom_release(coco, work / "dicom")
+        fracatlas_s, coco_s, dicom_s = map(
+            statistics.median, layouts_ingest([release, coco, dicom], work / "l", repeats)
+        )
         click.echo(
             f"  the same pictures as a COCO release, at the defaults (median of {repeats}, alternated): FracAtlas "
             f"layout {fracatlas_s:.2f} s, COCO layout {coco_s:.2f} s, ratio COCO/FracAtlas {coco_s / fracatlas_s:.2f}"
+        )
+        click.echo(
+            f"  and as DICOM files (12-bit DX, uncompressed) in that COCO release: {dicom_s:.2f} s, "
+            f"ratio DICOM/JPEG {dicom_s / coco_s:.2f}"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -409,8 +409,19 @@ class SuperResRequest(Request):
         return parse_scales(value)
 
 
+class PacsSource(BaseModel):
+    """A study in a PACS: its DICOMweb URL and the private request file that holds its UIDs (never the UIDs,
+    which are patient data; shared/dicomweb.py)."""
+
+    model_config = ConfigDict(frozen=True)
+    url: str
+    request: str  # the file's name under the data root's private/pacs-requests/
+    store: bool = False  # send the SEGs and reports back to the study (STOW-RS)
+
+
 class PredictRequest(Request):
-    files: list[str] = Field(min_length=1)
+    files: list[str] = Field(default_factory=list)  # or, with `pacs`, the study's radiographs
+    pacs: PacsSource | None = None
     out: str | None = None  # default: the run's folder
     classifier_run: int
     input: Literal["image", "image+seg"]
@@ -418,3 +429,9 @@ class PredictRequest(Request):
     seg_run: int  # the training run whose folds give the masks (and the map, for image+seg)
     dataset_id: DatasetId
     probabilities: bool = False  # DICOM inputs: a FRACTIONAL SEG (each category's probability), not BINARY
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if bool(self.files) == (self.pacs is not None):
+            raise ValueError("give radiograph files or a PACS study (--pacs with --study), one of the two")
+        return self

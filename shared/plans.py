@@ -96,8 +96,9 @@ def pipeline(request: PipelineRequest) -> list[JobSpec]:
     return specs
 
 
-def predict(files: int) -> list[JobSpec]:
-    return [JobSpec("predict", f"predict {files} file(s)", CLASSIFY_PREDICT)]
+def predict(what: str) -> list[JobSpec]:
+    """`what`: the inputs as the job's name says them ("3 file(s)", "a study at URL")."""
+    return [JobSpec("predict", f"predict {what}", CLASSIFY_PREDICT)]
 
 
 def sweep(request: SweepRequest) -> list[JobSpec]:

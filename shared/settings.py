@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     tracking_flush_seconds: float = Field(default=15.0, alias="TRACKING_FLUSH_SECONDS")
     # make bench-tracking: each process appends, per entry sent, its kind and seconds from call to answer.
     tracking_lag_log: Path | None = Field(default=None, alias="TRACKING_LAG_LOG")
+    # `dispatch predict --pacs URL` (docs/dicom.md): the PACS login, never printed, and how long one DICOMweb
+    # request may take before the PACS counts as not answering.
+    pacs_username: str | None = Field(default=None, alias="PACS_USERNAME")
+    pacs_password: str | None = Field(default=None, alias="PACS_PASSWORD")
+    pacs_timeout_seconds: float = Field(default=30.0, alias="PACS_TIMEOUT_SECONDS")
 
     @field_validator("job_time_limits")
     @classmethod

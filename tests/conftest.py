@@ -30,6 +30,8 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@1
 FLOWER_PASSWORD = "flower-pw-7f3kq"
 DATABASE_PASSWORD = "db-pw-9q2zt"  # PostgreSQL's trust auth accepts it; the URL carries it all the same
 REDIS_PASSWORD = "redis-pw-4h6nd"  # each stack's own redis-server takes the password BROKER_URL names
+# The login of the tests' Orthanc (tests/orthanc.py), in the stacks' settings as a hospital's would be.
+PACS_USERNAME, PACS_PASSWORD = "radiology", "pacs-pw-8v1rw"
 
 
 def free_port() -> int:
@@ -230,6 +232,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "LEASE_SECONDS": "6",
         "REAP_INTERVAL_SECONDS": "2",
         "INGEST_CHUNK_SIZE": "16",
+        "PACS_USERNAME": PACS_USERNAME,
+        "PACS_PASSWORD": PACS_PASSWORD,
         # The SQLite stack runs its own MLflow server (tracking is tested there); the PostgreSQL one runs none.
         "MLFLOW_PORT": str(free_port()),
         # Every entry a worker sends is noted there: the tests' waits on MLflow watch it for progress.

@@ -33,7 +33,7 @@ from shared.db.models import FINISHED, Job, State
 from shared.enqueue import send
 from shared.errors import UserFacingError
 from shared.read_model import get_run
-from shared.redact import redact_text
+from shared.redact import redact_text, silence_dicom_libraries
 from shared.settings import get_settings
 from shared.time_limits import describe, time_limit
 from workers.child import ChildStopped
@@ -112,6 +112,12 @@ def _preload_tracking_client(**_: Any) -> None:
         import mlflow.tracking  # noqa: F401
 
         import workers.tracking.timeline  # noqa: F401 - matplotlib, for the runs' timelines
+
+
+@worker_init.connect
+def _silence_dicom_libraries(**_: Any) -> None:
+    """Before the pool forks: the DICOM libraries' messages quote patient data (shared/redact.py)."""
+    silence_dicom_libraries()
 
 
 @worker_process_init.connect

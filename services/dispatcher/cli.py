@@ -167,7 +167,7 @@ def sr_train(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="[default: DATA_ROOT/runs/r<N>/predictions]"
 )
@@ -176,6 +176,10 @@ def sr_train(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 @click.option(
     "--probabilities", is_flag=True, help="DICOM inputs: a FRACTIONAL SEG (each category's probability), not BINARY."
 )
+@click.option("--pacs", "pacs_url", help="A PACS's DICOMweb URL (http://pacs:8042/dicom-web): predict --study there.")
+@click.option("--study", help="With --pacs: the Study Instance UID whose radiographs (DX, CR, MG) are predicted.")
+@click.option("--series", help="With --pacs: only this series of the study.")
+@click.option("--store", is_flag=True, help="With --pacs: send the SEGs and reports back to the study (STOW-RS).")
 @options.wait
 @options.as_json
 def predict(
@@ -184,16 +188,21 @@ def predict(
     classifier_ref: str | None,
     model: str | None,
     probabilities: bool,
+    pacs_url: str | None,
+    study: str | None,
+    series: str | None,
+    store: bool,
     wait: bool,
     as_json: bool,
 ) -> None:
-    """Masks, overlays and fracture probabilities for radiographs (JPEG, PNG, DICOM, NIfTI; files or folders);
-    a DICOM Segmentation for each DICOM radiograph."""
+    """Masks, overlays and fracture probabilities for radiographs (JPEG, PNG, DICOM, NIfTI; files or folders,
+    or a study in a PACS with --pacs); a DICOM Segmentation and report for each DICOM radiograph."""
     from shared import plans
     from shared.contract import PredictRequest
     from shared.read_model import classifier_for_prediction, segmentation_run
 
-    files = inputs.radiograph_files(paths)
+    inputs.one_source(paths, pacs_url, study, series, store)
+    files = inputs.radiograph_files(paths) if paths else []
     out = inputs.writable_folder(out) if out else None
     if model and classifier_ref:
         raise click.BadParameter("name the classifier by its run or by its model, not both", param_hint="--model")
@@ -212,6 +221,7 @@ def predict(
         )
     request = PredictRequest.build(
         files=files,
+        pacs=inputs.pacs_study(pacs_url, study, series, store) if pacs_url else None,
         out=str(out) if out else None,
         classifier_run=classifier.run["id"],
         input=classifier.input,
@@ -220,7 +230,8 @@ def predict(
         dataset_id=dataset_id,
         probabilities=probabilities,
     )
-    start("predict", request.params(), plans.predict(len(files)), wait, as_json)
+    what = f"{len(files)} file(s)" if files else f"a study at {request.pacs.url}"
+    start("predict", request.params(), plans.predict(what), wait, as_json)
 
 
 @main.command()

@@ -1,15 +1,18 @@
-"""The user's paths, checked on the dispatcher's host before a run exists: the release folder, the
-radiographs to predict, the output folder, a weights file and the classifier's cache."""
+"""The user's inputs, checked on the dispatcher's host before a run exists: the release folder, the
+radiographs to predict (or a PACS study), the output folder, a weights file and the classifier's cache."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shared.defaults import IMAGENET_FILE, SYNTHETIC, is_radiograph_file
+
+if TYPE_CHECKING:
+    from shared.contract import PacsSource
 
 
 def release_folder(source: str) -> str:
@@ -83,7 +86,7 @@ def radiograph_files(paths: tuple[Path, ...]) -> list[str]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and is_radiograph_file(p))
             if not found:
-                raise click.BadParameter(f"{path} holds no JPEG, PNG or NIfTI file")
+                raise click.BadParameter(f"{path} holds no JPEG, PNG, DICOM or NIfTI file")
             files += found
         elif path.resolve().is_file():
             files.append(path)
@@ -92,6 +95,36 @@ def radiograph_files(paths: tuple[Path, ...]) -> list[str]:
         else:
             raise click.BadParameter(f"{path} does not exist")
     return [str(path.resolve()) for path in files]
+
+
+def one_source(paths: tuple[Path, ...], pacs: str | None, study: str | None, series: str | None, store: bool) -> None:
+    """predict's inputs: radiograph files, or a PACS study (--pacs with --study), one of the two."""
+    if paths and pacs:
+        raise click.BadParameter("predict files or a PACS study, not both", param_hint="--pacs")
+    if not paths and not pacs:
+        raise click.UsageError("give the radiographs (files or folders), or a PACS study with --pacs URL --study UID")
+    if pacs and not study:
+        raise click.BadParameter("--pacs needs the study to predict: --study UID", param_hint="--study")
+    for given, option in ((study, "--study"), (series, "--series"), (store, "--store")):
+        if given and not pacs:
+            raise click.BadParameter(f"{option} goes with --pacs URL", param_hint=option)
+    if pacs:
+        from shared.dicomweb import checked_url
+
+        checked_url(pacs)
+
+
+def pacs_study(url: str, study: str, series: str | None, store: bool) -> PacsSource:
+    """The study, checked at the PACS now (it answers, takes the login, holds a radiograph there), and its
+    UIDs handed to the worker in a private request file: the run stores only the file's name."""
+    from shared.contract import PacsSource
+    from shared.dicomweb import StudyRequest, checked_url, connect, radiograph_series, write_request
+    from shared.settings import get_settings
+
+    settings, url = get_settings(), checked_url(url)
+    wanted = StudyRequest(study, series)
+    radiograph_series(connect(url, settings), url, wanted)
+    return PacsSource(url=url, request=write_request(settings.layout.private_dir, wanted), store=store)
 
 
 def writable_folder(out: Path) -> Path:

@@ -59,6 +59,8 @@ def _environment(gpu: str | None, remote: bool) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": f"http://{host or 'mlflow'}:5000",
         "MLFLOW_TRACKING_USERNAME": "fracatlas",
         "MLFLOW_TRACKING_PASSWORD": "${MLFLOW_ADMIN_PASSWORD:?set MLFLOW_ADMIN_PASSWORD in .env}",
+        "PACS_USERNAME": "${PACS_USERNAME:-}",
+        "PACS_PASSWORD": "${PACS_PASSWORD:-}",
         "WORKER_GPU": gpu if gpu is not None else "",
         "NNUNET_DEVICE": "cuda" if gpu is not None else "cpu",
         "TINI_KILL_PROCESS_GROUP": "1",

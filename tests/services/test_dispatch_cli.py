@@ -181,6 +181,17 @@ def test_dispatch_errors_are_one_clear_line(system: Stack, tmp_path: Path) -> No
     assert unknown.returncode == 1 and "no run r99999 in the job table" in unknown.stderr
     bad_ref = system.dispatch("show", "x1")
     assert bad_ref.returncode == 2 and "neither a run" in bad_ref.stderr
+    for arguments, message in (
+        ((), "give the radiographs (files or folders), or a PACS study with --pacs URL --study UID"),
+        (("--study", "1.2.3"), "give the radiographs"),
+        ((str(tmp_path), "--pacs", "http://pacs/dicom-web"), "predict files or a PACS study, not both"),
+        (("--pacs", "http://pacs/dicom-web"), "--pacs needs the study to predict: --study UID"),
+        ((str(tmp_path), "--store"), "--store goes with --pacs URL"),
+        (("--pacs", "http://pacs/dicom-web", "--study", "1.2", "--series"), "requires an argument"),
+        (("--pacs", "http://radiology:pw@pacs/dicom-web", "--study", "1.2"), "--pacs holds a login"),
+    ):
+        refused = system.dispatch("predict", *arguments)
+        assert refused.returncode in (1, 2) and message in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_dispatch_names_an_unreachable_broker(system: Stack, release: Callable[..., Path]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BIN, DATABASE_PASSWORD, FLOWER_PASSWORD, PROJECT, REDIS_PASSWORD, Stack, wait_for
+from conftest import BIN, DATABASE_PASSWORD, FLOWER_PASSWORD, PACS_PASSWORD, PROJECT, REDIS_PASSWORD, Stack, wait_for
 from sqlalchemy import select
 
 from shared.db.engine import session_scope
@@ -53,7 +53,14 @@ def test_no_password_in_any_log_row_or_output(system: Stack, release: Callable[.
     shown = [sent.stdout, sent.stderr, system.up_output]
     for command in (("jobs", "--all"), ("workers",), ("jobs", "--all", "--json")):
         shown.append(system.dispatch(*command).stdout)
-    passwords = (FLOWER_PASSWORD, DATABASE_PASSWORD, REDIS_PASSWORD, "broker-pw-3m8x", *mlflow_secrets(system))
+    passwords = (
+        FLOWER_PASSWORD,
+        DATABASE_PASSWORD,
+        REDIS_PASSWORD,
+        PACS_PASSWORD,
+        "broker-pw-3m8x",
+        *mlflow_secrets(system),
+    )
 
     for text in shown:
         assert not any(password in text for password in passwords), text[-500:]

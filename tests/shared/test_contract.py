@@ -10,7 +10,16 @@ from click.testing import CliRunner
 
 from services.dispatcher.cli import main
 from shared import plans
-from shared.contract import BadOption, ChannelRequest, ClassifyRequest, IngestRequest, PipelineRequest, TrainRequest
+from shared.contract import (
+    BadOption,
+    ChannelRequest,
+    ClassifyRequest,
+    IngestRequest,
+    PacsSource,
+    PipelineRequest,
+    PredictRequest,
+    TrainRequest,
+)
 from shared.defaults import JOBS_TRAINER, TRAINER
 from shared.layout import DataRoot, dataset_name
 
@@ -98,3 +107,14 @@ def test_dispatch_refuses_a_bad_option_before_a_run_exists(tmp_path: Path) -> No
         result = CliRunner().invoke(main, args, env=env)
         assert result.exit_code == 2, result.output
         assert f"Invalid value for {option}" in result.output and "Traceback" not in result.output
+
+
+def test_a_prediction_takes_files_or_a_pacs_study() -> None:
+    common = {"classifier_run": 3, "input": "image", "checkpoint": "/c.pt", "seg_run": 2, "dataset_id": 501}
+    study = PacsSource(url="http://pacs/dicom-web", request="a1b2", store=True)
+    stored = PredictRequest.build(pacs=study, **common).params()
+    assert stored["pacs"] == {"url": "http://pacs/dicom-web", "request": "a1b2", "store": True}
+    assert PredictRequest.parse(stored).pacs == study
+    for sources in ({}, {"files": ["/x.dcm"], "pacs": study}):
+        with pytest.raises(BadOption, match="give radiograph files or a PACS study"):
+            PredictRequest.build(**sources, **common)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workers.files import replacing
+
 SERIES_NUMBER = 901  # the system's SEG series in a study
 SOFTWARE = "fracatlas-jobs"
 # Type 2 attributes a SEG copies from its source: present (empty) where a source left them out.
@@ -78,5 +80,6 @@ def write_segmentation(
         device_serial_number="0",
         omit_empty_frames=False,
     )
-    segmentation.save_as(out)
+    with replacing(out) as handle:  # a link planted at `out` is replaced, never written through
+        segmentation.save_as(handle)
     return out

@@ -2,7 +2,7 @@
 
 Per picture: a mask PNG per category of the dataset (one `_mask.png` where it has one), an overlay PNG (each
 category in its colour, with a legend where there are several) at the picture's own size, and a row of
-predictions.csv.
+predictions.csv; per DICOM picture also a DICOM SEG of the masks and a DICOM SR of the classifier's answer.
 A file that cannot be read is reported by name and skipped; the others go on. Each picture takes the path
 of the training data: resized to the ingest's working size (aspect kept, unless that ingest squashed) for
 nnU-Net, letterboxed onto the cache's square, then brought to the classifier's input size.
@@ -27,6 +27,7 @@ from shared.defaults import IMAGE_SEG
 from shared.errors import InputError
 from shared.layout import case_id
 from shared.settings import Settings
+from workers.classifier.dicom_report import write_report
 from workers.classifier.dicom_seg import Algorithm, write_segmentation
 from workers.classifier.input_size import resized as at_input_size
 from workers.classifier.model import build_model
@@ -126,10 +127,12 @@ def _numbered(names: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class DicomOutput:
-    """What a DICOM input gets beside the PNGs: its pseudonym names its outputs, a SEG is written."""
+    """What a DICOM input gets beside the PNGs: its pseudonym names its outputs, a SEG and a report are
+    written."""
 
     key: bytes  # the data root's pseudonym key
-    algorithm: Algorithm
+    algorithm: Algorithm  # the nnU-Net model's, in the SEG
+    classifier: Algorithm  # the classifier's, in the report
     fractional: bool  # --probabilities: each category's probability, not the predicted labels
 
 
@@ -225,9 +228,11 @@ def predict_files(
         with replacing(overlay_file) as handle:
             _overlay(pixels, labels, names).save(handle, format="PNG")
         areas = {f"area_px_{name}": int((labels == index).sum()) for index, name in enumerate(names, start=1)}
-        seg = ""
+        seg = report = ""
         if stem in dicom_stems:
             seg = _segmentation(sources[stem], stem, names, labels, class_maps[stem], pixels.shape, out, dicom)
+            report = f"{stem}_report.dcm"
+            write_report(sources[stem], float(score), classifier.threshold, dicom.classifier, out / report)
         rows.append(
             {
                 "name": stem,  # a DICOM input's pseudonym
@@ -239,6 +244,7 @@ def predict_files(
                 "mask": ";".join(masks.values()),
                 "overlay": overlay_file.name,
                 "seg": seg,
+                "report": report,
             }
         )
     table = out / "predictions.csv"

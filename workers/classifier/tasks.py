@@ -7,12 +7,15 @@ workers never load it.
 
 from __future__ import annotations
 
+import csv
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-from shared.contract import ChannelRequest, ClassifyRequest, Experiment, PredictRequest
+from shared.contract import ChannelRequest, ClassifyRequest, Experiment, PacsSource, PredictRequest
 from shared.defaults import IMAGE_SEG
 from shared.layout import segmentation_channel_file
-from shared.model_registry import nnunet_model_name
+from shared.model_registry import classifier_model_name, nnunet_model_name
 from shared.read_model import get_run, trained_folds
 from shared.settings import get_settings
 from shared.tasknames import CLASSIFY_CHANNEL, CLASSIFY_PREDICT, CLASSIFY_TRAIN
@@ -90,9 +93,9 @@ def classify_train(ctx: JobContext) -> Outcome:
 
 @job_task(CLASSIFY_PREDICT)
 def classify_predict(ctx: JobContext) -> Outcome:
-    """Masks, overlays and fracture probabilities for new radiographs."""
+    """Masks, overlays and fracture probabilities for new radiographs, given as files or as a PACS study."""
     from workers.classifier.dicom_seg import Algorithm
-    from workers.classifier.predict import DicomOutput, load_classifier, predict_files
+    from workers.classifier.predict import DicomOutput, load_classifier
     from workers.imaging.pseudonyms import private_key
 
     request = PredictRequest.parse(ctx.run_params)
@@ -100,19 +103,49 @@ def classify_predict(ctx: JobContext) -> Outcome:
     classifier = load_classifier(Path(request.checkpoint))
     experiment, folds = _segmentation_of(request.seg_run)
     out = Path(request.out) if request.out else ctx.folder / "predictions"
-    ctx.progress(0, None, f"{len(request.files)} file(s): nnU-Net folds {folds} and the classifier", force=True)
-    algorithm = Algorithm(nnunet_model_name(request.dataset_id), f"r{request.seg_run}")
-    dicom = DicomOutput(private_key(settings.layout.private_dir), algorithm, request.probabilities)
-    metrics, artifacts = predict_files(
-        settings,
-        [Path(name) for name in request.files],
-        out,
-        classifier,
-        experiment,
-        folds,
-        ctx.log_path("predict"),
-        lambda line: ctx.progress(0, None, line[-200:]),
-        ctx.should_stop,
-        dicom,
+    dicom = DicomOutput(
+        private_key(settings.layout.private_dir),
+        Algorithm(nnunet_model_name(request.dataset_id), f"r{request.seg_run}"),
+        Algorithm(classifier_model_name(request.dataset_id), f"r{request.classifier_run}"),
+        request.probabilities,
     )
+
+    def predict(files: list[Path]) -> tuple[dict, dict]:
+        from workers.classifier.predict import predict_files
+
+        ctx.progress(0, None, f"{len(files)} file(s): nnU-Net folds {folds} and the classifier", force=True)
+        log, on_line = ctx.log_path("predict"), lambda line: ctx.progress(0, None, line[-200:])
+        return predict_files(settings, files, out, classifier, experiment, folds, log, on_line, ctx.should_stop, dicom)
+
+    if request.pacs is None:
+        metrics, artifacts = predict([Path(name) for name in request.files])
+    else:
+        metrics, artifacts = _predict_study(ctx, request.pacs, dicom.key, out, predict)
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
+
+
+def _predict_study(
+    ctx: JobContext, pacs: PacsSource, key: bytes, out: Path, predict: Callable[[list[Path]], tuple[dict, dict]]
+) -> tuple[dict, dict]:
+    """A PACS study's radiographs fetched into the private folder (removed at the end), predicted, and with
+    --store the SEGs and reports sent back to the study."""
+    from shared.dicomweb import read_request, request_path
+    from workers.classifier.pacs import fetch_radiographs, store
+
+    settings = get_settings()
+    study = read_request(settings.layout.private_dir, pacs.request)
+    fetched = settings.layout.private_dir / "pacs" / f"r{ctx.run_id}"
+    ctx.progress(0, None, f"fetching the study's radiographs from {pacs.url}", force=True)
+    try:
+        files = fetch_radiographs(settings, pacs.url, study, key, fetched)
+        metrics, artifacts = predict(files)
+    finally:
+        shutil.rmtree(fetched, ignore_errors=True)
+    metrics["pacs"] = pacs.url
+    if pacs.store:
+        with (out / "predictions.csv").open() as handle:
+            made = [out / row[column] for row in csv.DictReader(handle) for column in ("seg", "report") if row[column]]
+        ctx.progress(0, None, f"storing {len(made)} SEG and report file(s) in the study at {pacs.url}", force=True)
+        metrics["stored"] = store(settings, pacs.url, made)
+    request_path(settings.layout.private_dir, pacs.request).unlink(missing_ok=True)
+    return metrics, artifacts

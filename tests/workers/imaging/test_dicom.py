@@ -25,8 +25,9 @@ VARIANTS = {
     "MONOCHROME2, window": {},
     "MONOCHROME1, window": {"photometric": "MONOCHROME1"},
     "VOI LUT": {"voi": "lut"},
-    "JPEG 2000": {"j2k": True},
-    "JPEG 2000, MONOCHROME1, VOI LUT": {"j2k": True, "photometric": "MONOCHROME1", "voi": "lut"},
+    "JPEG 2000": {"codec": "jpeg2000"},
+    "JPEG 2000, MONOCHROME1, VOI LUT": {"codec": "jpeg2000", "photometric": "MONOCHROME1", "voi": "lut"},
+    "JPEG Lossless": {"codec": "jpeg-lossless"},
 }
 
 

@@ -24,8 +24,9 @@ VARIANTS = (
     {},
     {"photometric": "MONOCHROME1"},
     {"voi": "lut"},
-    {"j2k": True},
-    {"j2k": True, "photometric": "MONOCHROME1", "voi": "lut"},
+    {"codec": "jpeg2000"},
+    {"codec": "jpeg2000", "photometric": "MONOCHROME1", "voi": "lut"},
+    {"codec": "jpeg-lossless"},
 )
 
 

@@ -1,7 +1,8 @@
 """A COCO release with two categories and patient groups through the whole chain at a tiny budget: ingest,
 preprocess, two folds, the ensemble's Dice per category (in `dispatch show` and MLflow), the classifier, and
 `dispatch predict` writing a mask per category and an overlay with a legend, and for a DICOM radiograph a
-DICOM Segmentation (BINARY, or FRACTIONAL with --probabilities) on top of it."""
+DICOM Segmentation (FRACTIONAL with --probabilities, else BINARY) and report on top of it; then the PACS round
+trip with a real Orthanc."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
-from conftest import TINY_TRAINER, Stack
+from conftest import PACS_PASSWORD, TINY_TRAINER, Stack, free_port
 from dicom_files import PATIENT, dicom_from
+from orthanc import running_orthanc
 from own_releases import two_category_export
 from PIL import Image, ImageOps
 from tracking_reads import mlflow_run_of
@@ -53,19 +56,17 @@ def test_two_categories_train_evaluate_and_predict(system: Stack, tmp_path: Path
         dicom = dicom_from(np.asarray(ImageOps.exif_transpose(image).convert("L")), tmp_path / "radiograph.dcm")
     out = tmp_path / "predictions"
     predicted = system.dispatch(
-        "predict", *map(str, pictures), str(dicom), "--out", str(out), "--wait", "--json", timeout=600
-    )
+        "predict", *map(str, pictures), str(dicom), "--probabilities", "--out", str(out), "--wait", "--json",
+        timeout=600,
+    )  # fmt: skip
     assert predicted.returncode == 0, predicted.stdout
     with (out / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 and {"area_px_fracture", "area_px_plate"} <= set(rows[0])
-    assert_segmentation_over(dicom, out, rows[2], fractional=False)
+    assert_segmentation_over(dicom, out, rows[2], fractional=True)
+    assert rows[2]["report"] == f"{rows[2]['name']}_report.dcm" and (out / rows[2]["report"]).is_file()
     assert not any(value in (out / "predictions.csv").read_text() + predicted.stdout for value in PATIENT.values())
-    again = system.dispatch("predict", str(dicom), "--probabilities", "--out", str(tmp_path / "fractional"),
-                            "--wait", timeout=600)  # fmt: skip
-    assert again.returncode == 0, again.stdout
-    with (tmp_path / "fractional" / "predictions.csv").open() as handle:
-        assert_segmentation_over(dicom, tmp_path / "fractional", next(csv.DictReader(handle)), fractional=True)
+    assert_pacs_round_trip(system, dicom, tmp_path)
     for picture, row in zip(pictures, rows[:2], strict=True):
         masks = [out / f"{picture.stem}_mask_{name}.png" for name in CATEGORIES]
         assert row["mask"] == ";".join(mask.name for mask in masks)
@@ -79,9 +80,57 @@ def test_two_categories_train_evaluate_and_predict(system: Stack, tmp_path: Path
         assert (255, 40, 40) in swatches and (40, 200, 255) in swatches, "a swatch per category"
 
 
-def assert_segmentation_over(source: Path, out: Path, row: dict[str, str], fractional: bool) -> None:
+def assert_pacs_round_trip(system: Stack, dicom: Path, tmp_path: Path) -> None:
+    """`dispatch predict --pacs ... --store` against a real Orthanc: the study's radiograph fetched and
+    predicted, its SEG and report stored back into the study; the SEG read back from the PACS is the PNG mask;
+    neither the study's UIDs nor its patient reach the job table, the logs or the data root."""
+    source = pydicom.dcmread(dicom, stop_before_pixels=True)
+    with running_orthanc(tmp_path / "orthanc") as orthanc:
+        orthanc.upload(dicom)
+        down = f"http://127.0.0.1:{free_port()}/dicom-web"
+        refused = system.dispatch("predict", "--pacs", down, "--study", source.StudyInstanceUID)
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+            f"Error: cannot reach the PACS at {down} (ConnectionError); check --pacs and that the PACS is up"
+        ]
+        out = tmp_path / "from-pacs"
+        predicted = system.dispatch(
+            "predict", "--pacs", orthanc.dicomweb, "--study", source.StudyInstanceUID, "--store", "--out", str(out),
+            "--wait", "--json", timeout=600,
+        )  # fmt: skip
+        run = json.loads(predicted.stdout)
+        assert predicted.returncode == 0, run["error"]
+        assert run["metrics"]["stored"] == 2 and run["metrics"]["pacs"] == orthanc.dicomweb
+        held = {item["MainDicomTags"]["SOPInstanceUID"]: item["ID"] for item in orthanc.instances()}
+        with (out / "predictions.csv").open() as handle:
+            row = next(csv.DictReader(handle))
+        seg = pydicom.dcmread(out / row["seg"], stop_before_pixels=True)
+        assert set(held) == {
+            source.SOPInstanceUID,
+            seg.SOPInstanceUID,
+            pydicom.dcmread(out / row["report"]).SOPInstanceUID,
+        }
+        (tmp_path / "back").mkdir()
+        (tmp_path / "back" / row["seg"]).write_bytes(orthanc.file(held[seg.SOPInstanceUID]))
+    assert_segmentation_over(dicom, tmp_path / "back", row, fractional=False, masks=out)
+
+    private = system.data_root / "private"
+    assert not (private / "pacs").exists() or not any((private / "pacs").iterdir()), "the fetched copies removed"
+    secrets = [*PATIENT.values(), source.StudyInstanceUID, source.SeriesInstanceUID, source.SOPInstanceUID]
+    shown = system.dispatch("show", run["ref"], "--json").stdout + system.dispatch("jobs", "--all").stdout
+    written = [path for path in system.data_root.rglob("*") if path.is_file() and private not in path.parents]
+    for value in secrets:
+        assert value not in shown + predicted.stdout, f"{value} in dispatch's output"
+        leaks = [path for path in written if value.encode() in path.read_bytes()]
+        assert not leaks, f"{value} in {leaks[:3]}"
+    assert not [path for path in written if PACS_PASSWORD.encode() in path.read_bytes()]
+
+
+def assert_segmentation_over(
+    source: Path, out: Path, row: dict[str, str], fractional: bool, masks: Path | None = None
+) -> None:
     """The SEG of a DICOM input: named by its pseudonym, on its source instance, a segment per category with
-    the nnU-Net model as the algorithm; BINARY equal to the PNG masks, or FRACTIONAL probabilities."""
+    the nnU-Net model as the algorithm; BINARY equal to the PNG masks (in `masks`, default `out`), or
+    FRACTIONAL probabilities."""
     import highdicom as hd
     import pydicom
 
@@ -101,5 +150,5 @@ def assert_segmentation_over(source: Path, out: Path, row: dict[str, str], fract
         assert pixels.dtype.kind == "f" and 0 <= pixels.min() <= pixels.max() <= 1
         return
     for index, name in enumerate(CATEGORIES):
-        mask = np.asarray(Image.open(out / f"{row['name']}_mask_{name}.png")) > 0
+        mask = np.asarray(Image.open((masks or out) / f"{row['name']}_mask_{name}.png")) > 0
         assert np.array_equal(pixels[:, :, index] > 0, mask), f"the SEG's {name} is the PNG mask"

@@ -1,0 +1,131 @@
+"""A PACS over DICOMweb, as `dispatch predict --pacs URL --study UID` uses it: the login from the settings,
+a search for the study's radiograph series (QIDO-RS), and the PACS's failures as one line that names it.
+
+The dispatcher asks first, so that a PACS that is down, a login it refuses or a study without a radiograph
+is answered before a run exists; the worker asks again when it retrieves. The study's and series' UIDs are
+patient data (PS3.15 Annex E): they never enter the job table, a log or a message. The dispatcher hands them
+to the worker in a request file under the data root's private folder, and the run names only that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from shared.errors import InputError
+from shared.redact import silence_dicom_libraries
+from shared.settings import Settings
+
+RADIOGRAPH_MODALITIES = ("DX", "CR", "MG")
+MODALITY, SERIES_UID = "00080060", "0020000E"  # the DICOM JSON model's keys
+REQUESTS = "pacs-requests"  # under the private folder
+T = TypeVar("T")
+
+
+class PacsError(InputError):
+    """The PACS did not answer, refused the login, or holds nothing to predict; the message names its URL."""
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    """What the worker fetches: a study, or one series of it."""
+
+    study: str
+    series: str | None = None
+
+
+def checked_url(url: str) -> str:
+    """--pacs as it may be stored and shown: an http(s) URL without a login in it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PacsError(f"--pacs {url!r} is not an http(s) URL of a DICOMweb service (http://pacs:8042/dicom-web)")
+    if parts.username or parts.password:
+        raise PacsError(
+            "--pacs holds a login; give the URL without it and the login in PACS_USERNAME and PACS_PASSWORD"
+        )
+    return url.rstrip("/")
+
+
+def connect(url: str, settings: Settings) -> Any:
+    """A DICOMweb client of the PACS at `url`, with the settings' login where one is set."""
+    import requests
+    from dicomweb_client import DICOMwebClient
+
+    silence_dicom_libraries()
+    session = requests.Session()
+    if settings.pacs_username:
+        session.auth = (settings.pacs_username, settings.pacs_password or "")
+    client = DICOMwebClient(url, session=session, timeout=settings.pacs_timeout_seconds)
+    # Its default retries any failure 5 times over 30 s: a PACS that is down is then answered in 3 s.
+    client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=500)
+    return client
+
+
+def answered(url: str, asking: Callable[[], T]) -> T:
+    """`asking()`, with the PACS's failures as a PacsError naming it (and never the request, which holds UIDs)."""
+    import requests
+
+    try:
+        return asking()
+    except requests.exceptions.HTTPError as error:
+        status = error.response.status_code if error.response is not None else 0
+        if status in (401, 403):
+            raise PacsError(
+                f"the PACS at {url} refused the login (HTTP {status}); set PACS_USERNAME and PACS_PASSWORD "
+                "to a login it accepts"
+            ) from None
+        raise PacsError(f"the PACS at {url} answered HTTP {status}; check --pacs (its DICOMweb root)") from None
+    except requests.exceptions.Timeout:
+        raise PacsError(f"the PACS at {url} did not answer in time (PACS_TIMEOUT_SECONDS); is it up?") from None
+    except requests.exceptions.RequestException as error:
+        reason = type(error).__name__
+        raise PacsError(f"cannot reach the PACS at {url} ({reason}); check --pacs and that the PACS is up") from None
+
+
+def radiograph_series(client: Any, url: str, request: StudyRequest) -> list[str]:
+    """The UIDs of the study's DX, CR and MG series (only the requested one, where one is)."""
+    found = answered(url, lambda: client.search_for_series(request.study, fields=["Modality"]))
+    if not found:
+        raise PacsError(f"the PACS at {url} holds no study with the UID given to --study")
+    modalities = {item[SERIES_UID]["Value"][0]: item.get(MODALITY, {}).get("Value", ["?"])[0] for item in found}
+    if request.series is not None:
+        if request.series not in modalities:
+            raise PacsError(f"the study at {url} holds no series with the UID given to --series")
+        modalities = {request.series: modalities[request.series]}
+    chosen = [uid for uid, modality in modalities.items() if modality in RADIOGRAPH_MODALITIES]
+    if not chosen:
+        held = ", ".join(sorted(set(modalities.values())))
+        where = "series" if request.series else "study"
+        raise PacsError(f"the {where} at {url} holds no radiograph (DX, CR or MG); its series are {held}")
+    return chosen
+
+
+def write_request(private_dir: Path, request: StudyRequest) -> str:
+    """The request file the worker reads (0600, in the 0700 private folder); returns its name for the run."""
+    folder = private_dir / REQUESTS
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(private_dir, 0o700)
+    name = secrets.token_hex(8)
+    descriptor = os.open(request_path(private_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump({"study": request.study, "series": request.series}, handle)
+    return name
+
+
+def request_path(private_dir: Path, name: str) -> Path:
+    return private_dir / REQUESTS / f"{name}.json"
+
+
+def read_request(private_dir: Path, name: str) -> StudyRequest:
+    path = request_path(private_dir, name)
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise InputError(f"the PACS request {path} is gone or damaged; run `dispatch predict --pacs` again") from None
+    return StudyRequest(content["study"], content.get("series"))

@@ -1,0 +1,73 @@
+"""The worker's side of the PACS round trip (workers/classifier/pacs.py) and the classifier's DICOM report
+(workers/classifier/dicom_report.py), against a real Orthanc: the study's radiographs fetched under their
+pseudonyms into a folder of the owner's alone, and a report stored back into the same study."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from conftest import PACS_PASSWORD, PACS_USERNAME
+from dicom_files import PATIENT, dicom_from
+from orthanc import running_orthanc
+
+from shared.dicomweb import StudyRequest
+from shared.settings import Settings
+from workers.classifier.dicom_report import FRACTURE, write_report
+from workers.classifier.dicom_seg import Algorithm
+from workers.classifier.pacs import fetch_radiographs, store
+from workers.imaging.pseudonyms import picture_pseudonym
+
+LOGIN = Settings(pacs_username=PACS_USERNAME, pacs_password=PACS_PASSWORD, pacs_timeout_seconds=10)
+KEY = b"k" * 32
+CLASSIFIER = Algorithm("Dataset430_FracAtlas-classifier", "r7")
+
+
+def test_fetch_report_and_store_back(tmp_path: Path) -> None:
+    grey = np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))
+    source = pydicom.dcmread(dicom_from(grey, tmp_path / "dx.dcm"), stop_before_pixels=True)
+    with running_orthanc(tmp_path / "pacs") as orthanc:
+        orthanc.upload(tmp_path / "dx.dcm")
+        fetched = tmp_path / "private" / "fetched"
+        files = fetch_radiographs(LOGIN, orthanc.dicomweb, StudyRequest(source.StudyInstanceUID), KEY, fetched)
+        assert [path.name for path in files] == [f"{picture_pseudonym(KEY, source.SOPInstanceUID)}.dcm"]
+        assert stat.S_IMODE(fetched.stat().st_mode) == 0o700
+        assert np.array_equal(pydicom.dcmread(files[0]).pixel_array, pydicom.dcmread(tmp_path / "dx.dcm").pixel_array)
+
+        report = write_report(files[0], 0.83, 0.5, CLASSIFIER, tmp_path / "report.dcm")
+        assert store(LOGIN, orthanc.dicomweb, [report]) == 1
+        held = {item["MainDicomTags"]["SOPInstanceUID"]: item for item in orthanc.instances()}
+        assert len(held) == 2
+        stored = pydicom.dcmread(tmp_path / "report.dcm")
+        assert stored.SOPInstanceUID in held and stored.StudyInstanceUID == source.StudyInstanceUID
+
+    assert_report(stored, source, probability=0.83, present=True)
+    absent = pydicom.dcmread(write_report(files[0], 0.2, 0.5, CLASSIFIER, tmp_path / "absent.dcm"))
+    assert_report(absent, source, probability=0.2, present=False)
+    assert absent.PatientName == PATIENT["PatientName"], "the report is the study's: its patient is the source's"
+
+
+def assert_report(dataset: pydicom.Dataset, source: pydicom.Dataset, probability: float, present: bool) -> None:
+    """The report's one image-level group: the probability, the finding, the classifier and the source."""
+    report = hd.sr.Comprehensive3DSR.from_dataset(dataset)
+    groups = report.content.get_image_measurement_groups()
+    assert len(groups) == 1
+    group = groups[0]
+    assert group.get_measurements()[0].value == probability
+    evaluation = group.get_qualitative_evaluations()[0]
+    assert evaluation.name == hd.sr.CodedConcept(*FRACTURE)
+    assert evaluation.value.meaning == ("Present" if present else "Absent")
+    texts = {item.ConceptNameCodeSequence[0].CodeMeaning: item.get("TextValue") for item in _items(group[0])}
+    assert texts["Algorithm Name"] == CLASSIFIER.name and texts["Algorithm Version"] == CLASSIFIER.version
+    assert group.source_images[0].referenced_sop_instance_uid == source.SOPInstanceUID
+
+
+def _items(item: pydicom.Dataset) -> list[pydicom.Dataset]:
+    """Every content item under `item`, depth first."""
+    found = []
+    for child in item.get("ContentSequence", []):
+        found += [child, *_items(child)]
+    return found
