@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
-from tests.dicom_files import dicom_from
+from tests.dicom_files import PATIENT, dicom_from
 from workers.imaging.pictures import upright_size
 from workers.ingest.fracatlas import COCO_RELATIVE, FRACTURED, NON_FRACTURED
 
@@ -41,21 +41,20 @@ def as_coco_release(release: Path, target: Path) -> Path:
 
 
 def as_dicom_release(coco_release: Path, target: Path) -> Path:
-    """The COCO release with each upright picture written as an uncompressed 12-bit DICOM DX file; a picture
-    linked under several names (bench/ingest.py's FULL_SIZE) is written once and linked the same way."""
+    """The COCO release with each upright picture written as an uncompressed 12-bit DICOM DX file, each of its
+    own patient (a DICOM release's patients are its split groups)."""
     coco = json.loads((coco_release / "annotations.json").read_text())
-    written: dict[int, Path] = {}  # a JPEG's inode -> its DICOM file
-    for image in coco["images"]:
-        source, name = coco_release / "images" / image["file_name"], f"{image['file_name'].rsplit('.', 1)[0]}.dcm"
-        dicom = target / "images" / name
-        dicom.parent.mkdir(parents=True, exist_ok=True)
-        inode = source.stat().st_ino
-        if inode in written:
-            os.link(written[inode], dicom)
-        else:
-            with Image.open(source) as picture:
-                dicom_from(np.asarray(ImageOps.exif_transpose(picture).convert("L")), dicom)
-            written[inode] = dicom
-        image["file_name"] = name
+    # The release's cut-short JPEGs are read as the ingest reads them (Pillow's setting is module-wide).
+    truncated, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, True
+    try:
+        for number, image in enumerate(coco["images"]):
+            name = f"{image['file_name'].rsplit('.', 1)[0]}.dcm"
+            (target / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(coco_release / "images" / image["file_name"]) as picture:
+                grey = np.asarray(ImageOps.exif_transpose(picture).convert("L"))
+            dicom_from(grey, target / "images" / name, patient={**PATIENT, "PatientID": f"bench-{number}"})
+            image["file_name"] = name
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
     (target / "annotations.json").write_text(json.dumps(coco))
     return target
