@@ -15,6 +15,7 @@ from services.dispatcher.follow import emit_json
 from services.dispatcher.launch import start
 from services.dispatcher.refs import parse_ref, run_number
 from services.dispatcher.sweeps import sweep, sweep_finish
+from services.dispatcher.worker_commands import workers
 from shared.defaults import ALL_FOLDS, IMAGE_SEG, SYNTHETIC
 
 
@@ -310,21 +311,6 @@ def cancel(ref: str, as_json: bool) -> None:
         click.echo(f"{ref}: {result.jobs} open job(s) cancelled" if result.jobs else f"{ref}: nothing open to cancel")
 
 
-@main.command()
-@options.as_json
-def workers(as_json: bool) -> None:
-    """Online workers, their queues and GPUs."""
-    from services.dispatcher.online import online_workers
-
-    rows = online_workers()
-    if as_json:
-        emit_json(rows)
-    elif rows:
-        click.echo(render.workers_table(rows))
-    else:
-        click.echo("no worker answers; start the stack with `make up`")
-        raise SystemExit(1)
-
-
 main.add_command(sweep)
+main.add_command(workers)
 main.add_command(sweep_finish)

@@ -81,6 +81,13 @@ def workers_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def slurm_table(rows: list[dict[str, Any]]) -> str:
+    return table(
+        [[row["slurm_job"], row["state"], row["time_left"], row["node"], row["replaces"] or "-"] for row in rows],
+        ["SLURM JOB", "STATE", "TIME LEFT", "NODE (OR REASON)", "REPLACES"],
+    )
+
+
 def bar(done: int, total: int, width: int = 30) -> str:
     filled = int(width * done / total) if total else 0
     return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"

@@ -86,3 +86,20 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
 
     run: Mapped[Run] = relationship(back_populates="jobs")
+
+
+class SlurmWorker(Base):
+    """A gpu-queue worker submitted as a SLURM job (`dispatch workers --slurm`, docs/deployment.md): SLURM
+    says its state, this row that the system submitted it and with what."""
+
+    __tablename__ = "slurm_workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slurm_job_id: Mapped[str] = mapped_column(String(32), unique=True)
+    # What it was submitted with (partition, time, account, extra sbatch arguments, keep, idle exit), so
+    # that a worker leaving at its time limit submits its replacement alike.
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    replaces: Mapped[str | None] = mapped_column(String(32))  # the SLURM job that submitted it as its replacement
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # `dispatch workers stop` cancelled it, or SLURM no longer knows it: it is not listed, nor replaced.
+    ended_at: Mapped[datetime | None]
