@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools pacs-tools demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
+.PHONY: help install test chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
 
 help:  ## this list: every target, with the line beside it in the Makefile
 	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -42,8 +42,9 @@ lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check services workers shared tests bench
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
-test: install lint compose-tools browser-tools pacs-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
+test: install lint compose-tools browser-tools pacs-tools slurm-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
 	$(VENV)/bin/pytest -q -ra --durations=15
+	@echo "left out for their minutes: make chaos (the longer faults), make test-slurm (folds handed back at a SLURM time limit)"
 
 GPUS ?=
 # LOCAL=1: the local stack even where a Docker engine answers. PUBLISH=ADDRESS: Redis and PostgreSQL
@@ -70,6 +71,9 @@ dispatch: install  ## dispatch against the running stack in either mode: make di
 worker-host: install  ## workers on this machine for another machine's stack (docs/deployment.md)
 	$(PY) -m services.launcher worker-host --gpus "$(GPUS)"
 
+test-slurm: install slurm-tools  ## the SLURM workers' folds: two on a real one-node SLURM, one handed back at its time limit
+	$(VENV)/bin/pytest -q -ra -m slurm tests/services/test_slurm_folds.py
+
 chaos: install  ## the longer fault tests: a fold through a Redis kill -9, minutes without Redis and PostgreSQL
 	$(VENV)/bin/pytest -q -ra -m chaos tests/services/test_chaos.py
 
@@ -84,6 +88,12 @@ pacs-tools:  ## Debian's orthanc and orthanc-dicomweb, a real PACS for the DICOM
 	  (apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null)); } || \
 	  echo "orthanc is not installed and apt-get is not available: the PACS tests will skip"
+
+slurm-tools:  ## Debian's slurm-wlm and munge, a real one-node SLURM for the SLURM workers' tests (tests/slurm_cluster.py)
+	@command -v slurmctld >/dev/null && command -v munged >/dev/null || { command -v apt-get >/dev/null && \
+	  (apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null)); } || \
+	  echo "slurm-wlm is not installed and apt-get is not available: the SLURM tests will skip"
 
 compose-tools:  ## Debian's docker-compose for the compose file checks, where missing
 	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \

@@ -356,8 +356,9 @@ def retry(job_id: int) -> JobRef:
         if job.state not in (State.FAILED, State.CANCELLED):
             raise ValueError(f"job j{job_id} is {job.state}; only a failed or cancelled job can be retried")
         attempt, run_id, stage, task_id = job.attempt, job.run_id, job.stage, new_task_id()
+        again = _next_attempt(job, task_id, utcnow(), str(job.state))
         if not _guarded(
-            session, job_id, attempt, (State.FAILED, State.CANCELLED), **_next_attempt(attempt, task_id, utcnow()),
+            session, job_id, attempt, (State.FAILED, State.CANCELLED), **again,
             error=None, finished_at=None, progress_message=f"retry of attempt {attempt}",
         ):  # fmt: skip
             raise ValueError(f"job j{job_id} changed while it was being retried; look again with `dispatch show`")
@@ -402,7 +403,7 @@ def reap(now: datetime | None = None) -> list[JobRef]:
             # Read before the UPDATE: the session refreshes `job` with the new values.
             job_id, attempt, worker, task_id = job.id, job.attempt, job.worker, new_task_id()
             if _guarded(
-                session, job_id, attempt, (State.RUNNING,), **_next_attempt(attempt, task_id, now),
+                session, job_id, attempt, (State.RUNNING,), **_next_attempt(job, task_id, now, "lost"),
                 progress_message=f"re-queued: worker {worker} stopped beating",
             ):  # fmt: skip
                 log.warning("job %s lost with worker %s; re-queued as attempt %s", job_id, worker, attempt + 1)
@@ -412,11 +413,20 @@ def reap(now: datetime | None = None) -> list[JobRef]:
     return requeued
 
 
-def _next_attempt(attempt: int, task_id: str, now: datetime) -> dict[str, Any]:
-    """A job's row as it goes back to the queue as its next attempt, under a new task id."""
+def _next_attempt(job: Job, task_id: str, now: datetime, end: str) -> dict[str, Any]:
+    """A job's row as it goes back to the queue as its next attempt, under a new task id; the attempt that
+    ended (`end`: handed back, lost, failed, cancelled) is kept for the run's timeline."""
+    ended = {
+        "attempt": job.attempt,
+        "worker": job.worker,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "ended_at": (job.finished_at or now).isoformat(),
+        "end": end,
+    }
     return {
+        "earlier_attempts": [*(job.earlier_attempts or []), ended],
         "state": State.QUEUED,
-        "attempt": attempt + 1,
+        "attempt": job.attempt + 1,
         "celery_task_id": task_id,
         "worker": None,
         "gpu": None,
@@ -431,7 +441,7 @@ def hand_back(job_id: int, attempt: int, reason: str) -> JobRef | None:
     with session_scope() as session:
         job = session.get(Job, job_id)
         if job is None or not _guarded(
-            session, job_id, attempt, (State.RUNNING,), **_next_attempt(attempt, task_id, utcnow()),
+            session, job_id, attempt, (State.RUNNING,), **_next_attempt(job, task_id, utcnow(), "handed back"),
             handed_back=job.handed_back + 1, progress_message=reason,
         ):  # fmt: skip
             return None

@@ -39,6 +39,7 @@ def job_dict(job: Job) -> dict[str, Any]:
         "queue": job.queue,
         "state": job.state,
         "attempt": job.attempt,
+        "earlier_attempts": job.earlier_attempts or [],
         "celery_task_id": job.celery_task_id,
         "worker": job.worker,
         "gpu": job.gpu,

@@ -21,6 +21,7 @@ from typing import Any
 
 from services.slurm.sbatch import WorkerOptions, submit
 from shared import slurm_workers
+from shared.data_root import DataRootMismatch, check_data_root
 from shared.redact import redact_text, redact_url
 from shared.settings import Settings, get_settings
 
@@ -28,22 +29,33 @@ POLL_S = 5.0
 REACH_TIMEOUT_S = 5
 
 
-def unreachable(settings: Settings) -> str | None:
-    """Which service of the stack this node cannot reach, and why; None when all answer."""
+def stack_problem(settings: Settings) -> str | None:
+    """Which service of the stack this node cannot reach, or the data root it does not share, and why; None
+    when all is well."""
     import redis
     import sqlalchemy
 
     try:
         redis.Redis.from_url(settings.broker, socket_connect_timeout=REACH_TIMEOUT_S).ping()
     except redis.RedisError as error:
-        return f"cannot reach the broker at {redact_url(settings.broker)} ({redact_text(str(error))})"
+        return (
+            f"cannot reach the broker at {redact_url(settings.broker)} ({redact_text(str(error))}); set BROKER_URL "
+            "to an address the compute nodes reach"
+        )
     arguments: dict[str, Any] = {"connect_timeout": REACH_TIMEOUT_S} if "postgresql" in settings.db_url else {}
     try:
         with sqlalchemy.create_engine(settings.db_url, connect_args=arguments).connect() as connection:
             connection.execute(sqlalchemy.text("SELECT 1"))
     except sqlalchemy.exc.SQLAlchemyError as error:
         reason = redact_text(str(error.orig if hasattr(error, "orig") else error)).strip().splitlines()[0]
-        return f"cannot reach the job table at {redact_url(settings.db_url)} ({reason})"
+        return (
+            f"cannot reach the job table at {redact_url(settings.db_url)} ({reason}); set DATABASE_URL to an "
+            "address the compute nodes reach"
+        )
+    try:
+        check_data_root(settings)  # the cluster's shared filesystem holds the stack's data root
+    except DataRootMismatch as error:
+        return str(error)
     return None
 
 
@@ -69,9 +81,9 @@ class Leaving:
 def main() -> int:
     job, node = os.environ.get("SLURM_JOB_ID", "?"), socket.gethostname()
     settings = get_settings()
-    problem = unreachable(settings)
+    problem = stack_problem(settings)
     if problem:
-        print(f"SLURM job {job} on {node}: {problem}; set it to an address the compute nodes reach", flush=True)
+        print(f"SLURM job {job} on {node}: {problem}; the worker does not start", flush=True)
         return 1
     submitted = slurm_workers.find(job)
     options = WorkerOptions.from_dict(submitted.options) if submitted else WorkerOptions()
@@ -98,11 +110,12 @@ def main() -> int:
 
 def replace(job: str, options: WorkerOptions, reason: str, settings: Settings) -> None:
     """A worker that SLURM stopped (not one stopped for idleness, nor by `dispatch workers stop`) is replaced
-    while the gpu queue has work and fewer than --keep others are queued or running."""
+    while the gpu queue has work and fewer than --keep others of its submission are queued or running."""
     own = slurm_workers.find(job)
     if not options.keep or reason not in ("SIGUSR1", "SIGTERM") or (own and own.ended):
         return
-    others = [worker for worker in slurm_workers.open_workers() if worker.slurm_job_id != job]
+    alike = options.as_dict()  # the workers of one submission (and their replacements) keep one another
+    others = [w for w in slurm_workers.open_workers() if w.slurm_job_id != job and w.options == alike]
     if len(others) >= options.keep or slurm_workers.gpu_work_waiting() == 0:
         return
     replacement = submit(options, settings.layout.logs_dir)

@@ -14,15 +14,19 @@ from shared.settings import get_settings
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def upgrade_to_head(url: str | None = None) -> None:
-    from shared.studies import prepare_storage
-
-    url = url or get_settings().db_url
+def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # Alembic's config is a ConfigParser: a literal % in a password must be doubled.
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    return config
+
+
+def upgrade_to_head(url: str | None = None) -> None:
+    from shared.studies import prepare_storage
+
+    url = url or get_settings().db_url
+    command.upgrade(alembic_config(url), "head")
     prepare_storage(url)
 
 

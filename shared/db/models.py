@@ -81,6 +81,8 @@ class Job(Base):
     artifacts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     tracking_id: Mapped[str | None] = mapped_column(String(64))  # its nested MLflow run, kept across attempts
+    # The attempts before this one that were handed back or lost: attempt, worker, started_at, ended_at, end.
+    earlier_attempts: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

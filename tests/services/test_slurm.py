@@ -66,7 +66,7 @@ def test_a_node_that_cannot_reach_the_stack_says_which_and_the_job_ends(system: 
     log = system.data_root / "logs" / f"slurm-worker-{job}.log"
     wait_for(lambda: job not in squeue(cluster) and log.exists() and log.read_text(), 60, "the job to end")
     assert "cannot reach the broker at redis://127.0.0.1:9/0" in log.read_text()
-    assert "set it to an address the compute nodes reach" in log.read_text()
+    assert "set BROKER_URL to an address the compute nodes reach; the worker does not start" in log.read_text()
 
 
 def test_slurm_errors_are_one_line(system: Stack, cluster: dict[str, str]) -> None:

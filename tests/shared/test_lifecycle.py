@@ -186,6 +186,12 @@ def test_a_job_handed_back_by_a_stopping_worker_costs_no_attempt(db: str, monkey
     jobs.claim(plan, 2, "w@h", None)
     (requeued,) = jobs.reap(now=utcnow() + timedelta(minutes=10))
     assert requeued.attempt == 3 and get_run(run_id)["state"] == "running"
+    earlier = get_job(plan)["earlier_attempts"]  # for the run's timeline
+    assert [(a["attempt"], a["worker"], a["end"]) for a in earlier] == [
+        (1, "stopping@h", "handed back"),
+        (2, "w@h", "lost"),
+    ]
+    assert all(attempt["started_at"] <= attempt["ended_at"] for attempt in earlier)
 
 
 def test_jobs_queued_past_the_grace_are_candidates_for_a_lost_message(db: str) -> None:

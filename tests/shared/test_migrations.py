@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from alembic import command
 from sqlalchemy import inspect, text
 
 from shared.db.engine import get_engine
-from shared.db.migrate import upgrade_to_head
+from shared.db.migrate import alembic_config, upgrade_to_head
+from shared.settings import get_settings
 
+# The newest revision ever written to `alembic_version` (shared/db/migrations/env.py's OUR_REVISIONS).
+LAST_BEFORE_THE_MOVE = "0004"
 OPTUNA_TABLES = {"studies", "trials", "trial_values", "trial_intermediate_values", "version_info", "alembic_version"}
 
 
@@ -29,6 +33,8 @@ def test_the_job_table_and_optunas_storage_keep_their_own_revisions(db: str) -> 
 
 
 def test_a_table_migrated_before_the_move_keeps_its_revision_and_gains_optunas_storage(db: str) -> None:
+    head = revision("job_table_version")
+    command.downgrade(alembic_config(get_settings().db_url), LAST_BEFORE_THE_MOVE)
     ours = revision("job_table_version")
     with get_engine().begin() as connection:  # the database as earlier versions of the project left it
         for table in ("trial_intermediate_values", "trial_values", "trial_params", "trial_system_attributes",
@@ -39,5 +45,5 @@ def test_a_table_migrated_before_the_move_keeps_its_revision_and_gains_optunas_s
         connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
         connection.execute(text("INSERT INTO alembic_version VALUES (:revision)"), {"revision": ours})
     upgrade_to_head()
-    assert revision("job_table_version") == ours
+    assert ours == LAST_BEFORE_THE_MOVE and revision("job_table_version") == head, "carried over, then upgraded"
     assert tables() >= OPTUNA_TABLES and revision("alembic_version").startswith("v")

@@ -13,7 +13,10 @@ matplotlib.use("Agg")  # workers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROW_INCHES, MARGIN_INCHES, DPI = 0.6, 1.6, 110  # the picture grows by a row per worker
-STATE_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "cancelled": "#f9a825", "running": "#0277bd"}
+STATE_COLOURS = {
+    "succeeded": "#2e7d32", "failed": "#c62828", "cancelled": "#f9a825", "running": "#0277bd",
+    "handed back": "#8e6fbf", "lost": "#9e9e9e",
+}  # fmt: skip
 
 
 def _time(value: str | None) -> float | None:
@@ -32,15 +35,24 @@ class Bar:
 
 def timeline_rows(run: dict[str, Any]) -> dict[str, list[Bar]]:
     """Worker -> the bars of the jobs it ran, in the order the workers' names sort; a job never started has
-    none. A job that needed more than one attempt is marked."""
-    jobs = [job for job in run["jobs"] if _time(job["started_at"]) is not None]
-    start = min((_time(job["started_at"]) or 0.0 for job in jobs), default=0.0)
-    rows: dict[str, list[Bar]] = {worker: [] for worker in sorted({job["worker"] or "?" for job in jobs})}
-    for job in jobs:
-        began = (_time(job["started_at"]) or start) - start
-        ended = (_time(job["finished_at"]) or _time(job["heartbeat_at"]) or began + start) - start
-        label = job["name"] + (f" (attempt {job['attempt']})" if job["attempt"] > 1 else "")
-        rows[job["worker"] or "?"].append(Bar(label, began, max(ended - began, 0.05), job["state"]))
+    none. A job's earlier attempts (handed back, lost, failed) are bars on their own workers' rows, and a job
+    that needed more than one attempt is marked."""
+    spans = []  # (worker, label, began, ended or None, state)
+    for job in run["jobs"]:
+        for earlier in job.get("earlier_attempts") or []:
+            if _time(earlier["started_at"]) is not None:
+                label = f"{job['name']} (attempt {earlier['attempt']}: {earlier['end']})"
+                spans.append((earlier["worker"], label, _time(earlier["started_at"]), _time(earlier["ended_at"]),
+                              earlier["end"]))  # fmt: skip
+        if _time(job["started_at"]) is not None:
+            label = job["name"] + (f" (attempt {job['attempt']})" if job["attempt"] > 1 else "")
+            ended = _time(job["finished_at"]) or _time(job["heartbeat_at"])
+            spans.append((job["worker"], label, _time(job["started_at"]), ended, job["state"]))
+    start = min((span[2] for span in spans), default=0.0)
+    rows: dict[str, list[Bar]] = {worker: [] for worker in sorted({span[0] or "?" for span in spans})}
+    for worker, label, began, ended, state in spans:
+        length = max((ended or began) - began, 0.05)
+        rows[worker or "?"].append(Bar(label, began - start, length, state))
     return rows
 
 

@@ -52,18 +52,31 @@ def test_the_timeline_has_a_row_per_worker(tmp_path: Path) -> None:
         "state": "succeeded",
         "jobs": [
             job("fold 0", "gpu0@a", "00", "30"),
-            job("fold 1", "gpu1@a", "01", "29", attempt=2),
+            {
+                **job("fold 1", "gpu1@a", "12", "29", attempt=2),
+                "earlier_attempts": [
+                    {
+                        "attempt": 1,
+                        "worker": "gpu-slurm2@b",
+                        "started_at": "2026-11-28T10:00:01+00:00",
+                        "ended_at": "2026-11-28T10:00:11+00:00",
+                        "end": "handed back",
+                    }
+                ],
+            },  # fmt: skip
             job("evaluate", "gpu0@a", "31", "40"),
             {**job("fold 2", "gpu1@a", "00", "00", "cancelled"), "started_at": None},
         ],
     }
     rows = timeline_rows(run)
-    assert list(rows) == ["gpu0@a", "gpu1@a"], "a row per worker that ran a job; the never-started fold has none"
+    assert list(rows) == ["gpu-slurm2@b", "gpu0@a", "gpu1@a"], "a row per worker that ran a job or an attempt"
     assert [(bar.label, bar.began, bar.length) for bar in rows["gpu0@a"]] == [("fold 0", 0, 30), ("evaluate", 31, 9)]
-    assert [(bar.label, bar.state) for bar in rows["gpu1@a"]] == [("fold 1 (attempt 2)", "succeeded")]
+    assert [(bar.label, bar.began, bar.state) for bar in rows["gpu1@a"]] == [("fold 1 (attempt 2)", 12, "succeeded")]
+    handed = [(bar.label, bar.began, bar.length, bar.state) for bar in rows["gpu-slurm2@b"]]
+    assert handed == [("fold 1 (attempt 1: handed back)", 1, 10, "handed back")]
     picture = timeline_png(run, tmp_path / "timeline.png")
     with Image.open(picture) as image:
-        assert image.format == "PNG" and image.size == (9 * DPI, round((ROW_INCHES * 2 + MARGIN_INCHES) * DPI))
+        assert image.format == "PNG" and image.size == (9 * DPI, round((ROW_INCHES * 3 + MARGIN_INCHES) * DPI))
 
 
 def test_an_epoch_of_nnunet_values_becomes_one_line_the_fold_task_reads(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,5 @@
-"""slurm_workers: the gpu-queue workers submitted as SLURM jobs (docs/deployment.md)
+"""slurm_workers: the gpu-queue workers submitted as SLURM jobs (docs/deployment.md); jobs.earlier_attempts:
+the attempts handed back or lost, for the run's timeline
 
 Revision ID: 0005
 Revises: 0004
@@ -15,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("earlier_attempts", sa.JSON, nullable=False, server_default="[]"))
     op.create_table(
         "slurm_workers",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -28,3 +31,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("slurm_workers")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("earlier_attempts")
