@@ -5,10 +5,11 @@ cancelled."""
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from typing import Any
 from urllib.parse import urlsplit
 
-from services.slurm.sbatch import WorkerOptions, cancel, states, submit
+from services.slurm.sbatch import SlurmError, WorkerOptions, cancel, states, submit
 from shared import slurm_workers
 from shared.settings import get_settings
 
@@ -46,11 +47,17 @@ def _is_loopback(host: str) -> bool:
 
 
 def listed() -> list[dict[str, Any]]:
-    """The SLURM workers still open, with SLURM's state; those SLURM no longer knows are marked ended."""
+    """The SLURM workers still open, with SLURM's state; those SLURM no longer knows are marked ended. Where
+    SLURM cannot be asked (no squeue here, its controller down), they are listed as unknown: the workers that
+    answer are listed all the same."""
     open_workers = slurm_workers.open_workers()
     if not open_workers:
         return []
-    known = states([worker.slurm_job_id for worker in open_workers])
+    try:
+        known = states([worker.slurm_job_id for worker in open_workers])
+    except (SlurmError, OSError, subprocess.SubprocessError) as error:
+        unknown = {"state": "unknown", "time_left": "-", "node": f"(SLURM not asked: {error})"}
+        return [{"slurm_job": w.slurm_job_id, **unknown, "replaces": w.replaces} for w in open_workers]
     slurm_workers.end([worker.slurm_job_id for worker in open_workers if worker.slurm_job_id not in known])
     return [
         {

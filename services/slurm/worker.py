@@ -84,6 +84,8 @@ def main() -> int:
     problem = stack_problem(settings)
     if problem:
         print(f"SLURM job {job} on {node}: {problem}; the worker does not start", flush=True)
+        with contextlib.suppress(Exception):  # where the job table answers; else `dispatch workers` ends it
+            slurm_workers.end([job])
         return 1
     submitted = slurm_workers.find(job)
     options = WorkerOptions.from_dict(submitted.options) if submitted else WorkerOptions()

@@ -67,6 +67,23 @@ def test_a_node_that_cannot_reach_the_stack_says_which_and_the_job_ends(system: 
     wait_for(lambda: job not in squeue(cluster) and log.exists() and log.read_text(), 60, "the job to end")
     assert "cannot reach the broker at redis://127.0.0.1:9/0" in log.read_text()
     assert "set BROKER_URL to an address the compute nodes reach; the worker does not start" in log.read_text()
+    rows = json.loads(dispatch(system, cluster, "workers", "--json").stdout)
+    assert not [row for row in rows if row["slurm"] and row["slurm"]["slurm_job"] == job], "ended, not listed"
+
+
+def test_the_workers_are_listed_where_slurm_cannot_be_asked(system: Stack, cluster: dict[str, str]) -> None:
+    (job,) = json.loads(dispatch(system, cluster, "workers", "--slurm", "1", "--json").stdout)["slurm_jobs"]
+    try:
+        elsewhere = subprocess.run([str(BIN / "dispatch"), "workers", "--json"], env=system.env, capture_output=True,
+                                   text=True, cwd=PROJECT, timeout=60)  # fmt: skip  # no SLURM_CONF: squeue fails
+        assert elsewhere.returncode == 0, elsewhere.stderr
+        rows = json.loads(elsewhere.stdout)
+        assert any(row["worker"] and row["worker"].startswith("gpu0@") for row in rows), "the stack's own workers"
+        (unknown,) = [row["slurm"] for row in rows if row["slurm"] and row["slurm"]["slurm_job"] == job]
+        assert unknown["state"] == "unknown" and unknown["node"].startswith("(SLURM not asked: squeue failed")
+    finally:
+        dispatch(system, cluster, "workers", "stop")
+    wait_for(lambda: not squeue(cluster).strip(), 60, "SLURM to hold no job")
 
 
 def test_slurm_errors_are_one_line(system: Stack, cluster: dict[str, str]) -> None:
