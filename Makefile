@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse clean
+.PHONY: help install test chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
 
 help:  ## this list: every target, with the line beside it in the Makefile
 	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -138,8 +138,10 @@ bench-sweep: install  ## a sweep's trials side by side on SWEEP_WORKERS workers,
 
 # The classifier on the notebook's 224 squares beside the defaults (long side 512, input 384), same data and seed.
 QUALITY_EPOCHS ?= 10
-bench-quality: install  ## the classifier on the notebook's 224 squares beside the defaults (QUALITY_EPOCHS)
-	$(PY) -m bench.quality --source "$(SOURCE)" --epochs $(QUALITY_EPOCHS)
+QUALITY_BACKBONES ?= resnet18,densenet121
+bench-quality: install  ## the classifier: the notebook's 224 squares beside the defaults, then two backbones (QUALITY_EPOCHS, QUALITY_BACKBONES, RESULTS=docs/results.md)
+	$(PY) -m bench.quality --source "$(SOURCE)" --epochs $(QUALITY_EPOCHS) $(if $(RESULTS),--results $(RESULTS))
+	$(PY) -m bench.quality --source "$(SOURCE)" --epochs $(QUALITY_EPOCHS) --backbones $(QUALITY_BACKBONES) $(if $(RESULTS),--results $(RESULTS))
 
 # make bench-sr: the super-resolution network's training budget per scale, in seconds
 SR_SECONDS ?= 300
@@ -159,6 +161,10 @@ gpu-kit: install  ## what bench/gpu_check.sh needs on an offline GPU server, in 
 
 gpu-check:  ## bash bench/gpu_check.sh (on the GPU machine)
 	bash bench/gpu_check.sh
+
+IMAGENET_DIR ?= imagenet
+imagenet-weights: install  ## every classifier backbone's ImageNet file into IMAGENET_DIR, for servers without internet (TORCH_HOME)
+	$(PY) -m services.offline.imagenet $(IMAGENET_DIR)
 
 wheelhouse: install  ## wheels for an offline install (WHEEL_PYTHON, WHEEL_PLATFORM)
 	$(PY) -m services.offline.wheelhouse --out wheelhouse --python-version $(WHEEL_PYTHON) --platform $(WHEEL_PLATFORM)

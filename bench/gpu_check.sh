@@ -9,6 +9,10 @@
 #            `dispatch classify` after a short training on the mini set.
 #  Quality   bench/quality.py: the classifier on the notebook's 224 squares beside the defaults (512 kept
 #            aspect, input 384), same data, epochs and seed: test metrics with 95% intervals, seconds each.
+#  Backbones bench/quality.py --backbones: BACKBONES side by side at the defaults, BACKBONE_EPOCHS each, from
+#            ImageNet where the kit carries torchvision's files (.gpu-kit/imagenet, `make imagenet-weights
+#            IMAGENET_DIR=.gpu-kit/imagenet`: mind the kit's 64 MiB), else from scratch; the table in
+#            docs/results.md's format.
 #  Sweep     bench/sweep.py on the mini set: SWEEP_TRIALS trials side by side against one trial alone, and
 #            the time and epochs the median pruner saves (one GPU: one gpu-queue worker).
 #  SR        bench/superres.py, where the raw release is at SOURCE: x2 trained for SR_SECONDS, held-out
@@ -21,6 +25,7 @@
 #   EPOCHS=5 ITERATIONS=100   nnUNetTrainerJobs for both nnU-Net runs
 #   CLASSIFY_EPOCHS=40        `dispatch classify --input image` on the mini set
 #   QUALITY_EPOCHS=40         bench/quality.py's epochs per setup
+#   BACKBONES=resnet18,densenet121,convnext_tiny BACKBONE_EPOCHS=15   the backbones' side-by-side
 #   SWEEP_TRIALS=4 SWEEP_EPOCHS=8  bench/sweep.py's trials and epochs per trial
 #   SR_SECONDS=60             bench/superres.py's training budget per scale
 #   DEVICE=cpu THROUGHPUT_IMAGES=64 EPOCHS=1 ITERATIONS=2 CLASSIFY_EPOCHS=1 SWEEP_EPOCHS=2   a dry run on a
@@ -31,6 +36,8 @@ EPOCHS=${EPOCHS:-5}
 ITERATIONS=${ITERATIONS:-100}
 CLASSIFY_EPOCHS=${CLASSIFY_EPOCHS:-40}
 QUALITY_EPOCHS=${QUALITY_EPOCHS:-40}
+BACKBONES=${BACKBONES:-resnet18,densenet121,convnext_tiny}
+BACKBONE_EPOCHS=${BACKBONE_EPOCHS:-15}
 SWEEP_TRIALS=${SWEEP_TRIALS:-4}
 SWEEP_EPOCHS=${SWEEP_EPOCHS:-8}
 SR_SECONDS=${SR_SECONDS:-60}
@@ -90,6 +97,11 @@ step "ResNet18: dispatch classify on the mini set"
   --patience 15 --wait --json > "$WORK/classify.json" || true
 step "Quality: the notebook's 224 squares against the defaults, $QUALITY_EPOCHS epochs each"
 "$PY" -m bench.quality --data-root "$DATA_ROOT" --epochs "$QUALITY_EPOCHS" > "$WORK/quality.txt" 2>&1 || true
+BACKBONE_WEIGHTS=none
+if [ -d .gpu-kit/imagenet ]; then export TORCH_HOME="$PWD/.gpu-kit/imagenet"; BACKBONE_WEIGHTS=auto; fi
+step "Backbones: $BACKBONES, $BACKBONE_EPOCHS epochs each, weights $BACKBONE_WEIGHTS"
+"$PY" -m bench.quality --data-root "$DATA_ROOT" --epochs "$BACKBONE_EPOCHS" --backbones "$BACKBONES" \
+  --weights "$BACKBONE_WEIGHTS" --results "$WORK/results.md" > "$WORK/backbones.txt" 2>&1 || true
 step "Sweep: $SWEEP_TRIALS trials of $SWEEP_EPOCHS epochs, then with the median pruner"
 GPUS=$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)
 [ "${GPUS:-0}" -gt 0 ] || GPUS=1
@@ -151,6 +163,9 @@ print((work / "fold.txt").read_text())
 print(f"nnU-Net plan at the defaults: patch {plan.get('patch_size')}, batch {plan.get('batch_size')}, "
       f"{plan.get('cases')} training cases")
 print((work / "quality.txt").read_text())
+print((work / "backbones.txt").read_text())
+if (work / "results.md").exists():
+    print("for docs/results.md:" + (work / "results.md").read_text())
 print((work / "sweep.txt").read_text())
 print((work / "superres.txt").read_text())
 print(f"classify run {classify.get('ref')} {classify.get('state')} {classify.get('error') or ''}; "

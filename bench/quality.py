@@ -10,6 +10,10 @@ defaults  the long side at 512 with the aspect kept, letterboxed (`dispatch inge
 `--source` ingests the release into a scratch folder first; `--data-root` uses datasets 921 and 922 already
 ingested there (the GPU check's kit carries them).
 
+`--backbones resnet18,densenet121` compares classifier backbones instead, on the defaults' dataset, with the
+same epochs, split and starting weights (`--weights`, default none: from scratch). `--results FILE` appends
+the table to FILE in docs/results.md's format (bench/results.py).
+
 `--sr-model FILE --size N` compares the small pictures' enlargement instead, at one working size N (908:
 twice the small pictures' long side): `--upscale bicubic` (dataset 923) against the super-resolution
 network FILE (`make bench-sr`'s or a sr-train run's model_x2.pth; dataset 924), the classifier at N.
@@ -17,6 +21,7 @@ network FILE (`make bench-sr`'s or a sr-train run's model_x2.pth; dataset 924), 
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +30,7 @@ from typing import Any
 import click
 
 from bench.release_cache import ingest_in_process
+from bench.results import append as append_results
 from services.dispatcher.render import table, with_interval
 from shared.contract import ClassifyRequest
 from shared.defaults import CLASSIFY, INGEST
@@ -64,10 +70,13 @@ def ingest_both(source: Path, data_root: Path, setups: dict[str, tuple[int, dict
     return seconds
 
 
-def train_one(data_root: Path, dataset_id: int, input_size: int, epochs: int) -> dict[str, Any]:
+def train_one(
+    data_root: Path, dataset_id: int, input_size: int, epochs: int, backbone: str = "resnet18", weights: str = "none"
+) -> dict[str, Any]:
     request = ClassifyRequest(
-        dataset_id=dataset_id, input_size=input_size, epochs=epochs, patience=epochs, batch_size=32, seed=0
-    )
+        dataset_id=dataset_id, input_size=input_size, epochs=epochs, patience=epochs, batch_size=32, seed=0,
+        backbone=backbone, weights=weights,
+    )  # fmt: skip
     started = time.perf_counter()
     metrics, _ = fit_classifier(
         Settings(DATA_ROOT=data_root), request, data_root / f"out-{dataset_id}", lambda _: None, lambda: None
@@ -81,31 +90,58 @@ def train_one(data_root: Path, dataset_id: int, input_size: int, epochs: int) ->
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--sr-model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--size", default=908, show_default=True, help="The working size of the --sr-model comparison.")
-def main(source: Path | None, data_root: Path | None, epochs: int, sr_model: Path | None, size: int) -> None:
+@click.option("--backbones", default="", help="Compare these backbones (resnet18,densenet121) at the defaults.")
+@click.option("--weights", default="none", show_default=True, help="Every classifier's start: none, auto, imagenet.")
+@click.option("--results", type=click.Path(dir_okay=False, path_type=Path), help="Append the table here.")
+def main(
+    source: Path | None,
+    data_root: Path | None,
+    epochs: int,
+    sr_model: Path | None,
+    size: int,
+    backbones: str,
+    weights: str,
+    results: Path | None,
+) -> None:
     if (source is None) == (data_root is None):
         raise click.UsageError("give --source (a release to ingest) or --data-root (datasets 921 and 922 in it)")
     if sr_model and not source:
         raise click.UsageError("--sr-model compares two ingests of --source")
     setups = upscale_setups(sr_model, size) if sr_model else SETUPS
+    chosen = [name.strip() for name in backbones.split(",") if name.strip()]
+    if chosen:  # one setup, the defaults, once per backbone
+        defaults = list(SETUPS)[-1]
+        setups = {defaults: SETUPS[defaults]}
     with tempfile.TemporaryDirectory() as scratch:
         root = data_root or Path(scratch)
         ingest_s = ingest_both(source, root, setups) if source else {}
-        results = {
-            name: {**train_one(root, dataset_id, input_size, epochs), "ingest_s": ingest_s.get(name)}
-            for name, (dataset_id, _, input_size) in setups.items()
-        }
-    first = next(iter(results.values()))
-    click.echo(
-        f"ResNet18 from scratch on {source or data_root} ({torch_device()}), {epochs} epochs, seed 0, "
-        f"the same split: "
+        if chosen:
+            (dataset_id, _, input_size), seconds = next(iter(setups.values())), next(iter(ingest_s.values()), None)
+            trained = {
+                backbone: {**train_one(root, dataset_id, input_size, epochs, backbone, weights), "ingest_s": seconds}
+                for backbone in chosen
+            }
+        else:
+            trained = {
+                name: {**train_one(root, dataset_id, side, epochs, weights=weights), "ingest_s": ingest_s.get(name)}
+                for name, (dataset_id, _, side) in setups.items()
+            }
+    first = next(iter(trained.values()))
+    what = (
+        f"{'the backbones' if chosen else 'ResNet18'} ({first['weights']}) on {source or data_root} "
+        f"({torch_device()}), {epochs} epochs, seed 0, the same split: "
         f"{first['split']['train']} train / {first['split']['val']} val / {first['test']['images']} test images"
     )
-    rows = [[label, *(with_interval(r["test"].get(key), r["test"]["intervals"].get(key)) for r in results.values())]
+    click.echo(what)
+    rows = [[label, *(with_interval(r["test"].get(key), r["test"]["intervals"].get(key)) for r in trained.values())]
             for label, key in ROWS]  # fmt: skip
-    rows.append(["best val AUC (epoch)", *(f"{r['best_val_auc']:.3f} ({r['best_epoch']})" for r in results.values())])
-    rows.append(["ingest s", *("-" if r["ingest_s"] is None else f"{r['ingest_s']:.1f}" for r in results.values())])
-    rows.append(["training + test s", *(f"{r['train_s']:.1f}" for r in results.values())])
-    click.echo(table(rows, ["TEST [95% CI]", *results]))
+    rows.append(["best val AUC (epoch)", *(f"{r['best_val_auc']:.3f} ({r['best_epoch']})" for r in trained.values())])
+    rows.append(["ingest s", *("-" if r["ingest_s"] is None else f"{r['ingest_s']:.1f}" for r in trained.values())])
+    rows.append(["training + test s", *(f"{r['train_s']:.1f}" for r in trained.values())])
+    click.echo(table(rows, ["TEST [95% CI]", *trained]))
+    if results:
+        command = "python -m bench.quality " + " ".join(sys.argv[1:])
+        append_results(results, what, command, ["test [95% CI]", *trained], rows)
 
 
 if __name__ == "__main__":

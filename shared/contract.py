@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.defaults import (
+    BACKBONES,
     CLASSIFY,
     CONFIGURATION,
     CONFLICTS,
@@ -25,6 +26,7 @@ from shared.defaults import (
     INGEST,
     JOBS_TRAINER,
     NEGATIVES,
+    PLANNERS,
     PLANS,
     PRUNERS,
     RELEASE_FORMATS,
@@ -167,6 +169,22 @@ class Experiment(Request):
     configuration: str = CONFIGURATION
     trainer: str = TRAINER
     plans: str = PLANS
+    planner: Literal[tuple(PLANNERS)] | None = None  # type: ignore[valid-type]  # preprocessing: names the plans
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plans_of_the_planner(cls, values: Any) -> Any:
+        """--planner names the plans it writes; --plans, where given too, must be those. No plans named and
+        no planner: nnU-Net's default plans (the dispatcher first looks for the dataset's newest)."""
+        if not isinstance(values, dict):
+            return values
+        planner, plans = values.get("planner"), values.get("plans")
+        if planner in PLANNERS:
+            wanted = PLANNERS[planner][1]
+            if plans not in (None, wanted):
+                raise BadOption(f"{plans!r} is not the plans --planner {planner} makes ({wanted})", "--plans")
+            return {**values, "plans": wanted}
+        return {key: value for key, value in values.items() if not (key == "plans" and value is None)}
 
     def raw(self, layout: DataRoot) -> Path:
         try:
@@ -198,6 +216,20 @@ class Experiment(Request):
 
 class PreprocessRequest(Experiment):
     seed: int = 0  # of the 5-fold split
+    # --plans-from: another dataset's plans moved here, as nnU-Net has it for fine-tuning across datasets
+    plans_from_dataset: DatasetId | None = None
+    plans_from: str | None = None  # that dataset's plans identifier
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_plans(cls, values: Any) -> Any:
+        """Moved plans get a name of their own (nnU-Net advises against reusing the source's)."""
+        if not isinstance(values, dict) or values.get("plans_from_dataset") is None:
+            return values
+        if values.get("planner") not in (None, "default"):
+            raise BadOption("--plans-from takes another dataset's plans; give no --planner with it", "--planner")
+        moved = f"{values['plans_from']}_from{values['plans_from_dataset']}"
+        return {**values, "plans": moved}
 
 
 def parse_folds(text: str) -> list[int]:
@@ -226,6 +258,7 @@ JOBS_TRAINER_OPTIONS = ("epochs", "iterations", "save_every")
 
 class TrainRequest(Experiment):
     folds: list[int] = Field(default_factory=lambda: list(range(FOLDS)))
+    pretrained: str | None = None  # a fold checkpoint each fold starts from (nnU-Net's -pretrained_weights)
     epochs: Positive | None = None  # these three through JOBS_TRAINER
     iterations: Positive | None = None
     save_every: Positive | None = None
@@ -276,6 +309,7 @@ class ClassifyRequest(Request):
     dataset_id: DatasetId = DEFAULT_DATASET_ID
     input: Literal["image", "image+seg"] = IMAGE
     seg_run: int | None = None  # the training run whose folds give the map; None: the job's own run
+    backbone: Literal[BACKBONES] = CLASSIFY["backbone"]  # type: ignore[valid-type]
     weights: str = CLASSIFY["weights"]
     input_size: int = Field(CLASSIFY["input_size"], ge=32, le=1024)  # capped at the cache's size
     epochs: Positive = CLASSIFY["epochs"]

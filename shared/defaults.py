@@ -10,6 +10,13 @@ FOLDS = 5  # nnU-Net's cross-validation folds
 ALL_FOLDS = f"0-{FOLDS - 1}"  # --folds's default, as users write it
 CONFIGURATION = "2d"
 PLANS = "nnUNetPlans"
+# `dispatch preprocess --planner`: nnU-Net's experiment planner and the plans it writes. The residual-encoder
+# presets are what nnU-Net now recommends; their GPU memory targets are nnU-Net's own (its planners' notes).
+PLANNERS = {
+    "default": ("ExperimentPlanner", PLANS),
+    "resenc-m": ("nnUNetPlannerResEncM", "nnUNetResEncUNetMPlans"),
+    "resenc-l": ("nnUNetPlannerResEncL", "nnUNetResEncUNetLPlans"),
+}
 TRAINER = "nnUNetTrainer"
 JOBS_TRAINER = "nnUNetTrainerJobs"  # the project's trainer: epochs, iterations and checkpoints as options
 SYNTHETIC = "synthetic"  # an ingest source: the ingest builds the demo's synthetic release itself
@@ -30,8 +37,11 @@ INGEST = {
     "negatives": "1",  # as many non-fractured cases as fractured ones in nnU-Net's dataset
     "conflicts": "drop",
 }
+# torchvision's classifier backbones the project offers (workers/classifier/model.py builds them).
+BACKBONES = ("resnet18", "resnet50", "densenet121", "convnext_tiny", "efficientnet_v2_s")
 CLASSIFY = {
-    "weights": "none",  # none, imagenet, or a state dict file
+    "backbone": "resnet18",  # the network the project was asked for
+    "weights": "auto",  # auto (ImageNet's where its file is cached or can be fetched), none, imagenet, a file
     "input_size": 384,  # the square the classifier sees (at most the cache's size)
     "epochs": 30,
     "batch_size": 128,

@@ -25,6 +25,7 @@ SEARCHABLE: dict[str, type] = {
     "augment": float,
     "input": str,
     "weights": str,
+    "backbone": str,
     "epochs": int,
     "patience": int,
 }

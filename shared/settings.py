@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     tracking_flush_seconds: float = Field(default=15.0, alias="TRACKING_FLUSH_SECONDS")
     # make bench-tracking: each process appends, per entry sent, its kind and seconds from call to answer.
     tracking_lag_log: Path | None = Field(default=None, alias="TRACKING_LAG_LOG")
+    # --weights auto: how long a fetch of torchvision's ImageNet file may go unanswered before the run starts
+    # from scratch (no job waits on a network that is not there).
+    imagenet_fetch_timeout_seconds: float = Field(default=5.0, alias="IMAGENET_FETCH_TIMEOUT_SECONDS")
     # `dispatch predict --pacs URL` (docs/dicom.md): the PACS login, never printed, and how long one DICOMweb
     # request may take before the PACS counts as not answering.
     pacs_username: str | None = Field(default=None, alias="PACS_USERNAME")

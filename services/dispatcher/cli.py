@@ -51,16 +51,24 @@ def ingest(wait: bool, as_json: bool, **params: Any) -> None:
 @main.command()
 @options.dataset
 @options.configuration
+@options.planner
 @options.plans
+@click.option(
+    "--plans-from",
+    help="Another dataset's plans instead of planning (a run, r12): moved here as nnU-Net has it, so that "
+    "`dispatch train --pretrained` can start from that run's folds.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the 5-fold split.")
 @options.wait
 @options.as_json
-def preprocess(wait: bool, as_json: bool, **params: Any) -> None:
+def preprocess(wait: bool, as_json: bool, plans_from: str | None, **params: Any) -> None:
     """nnU-Net's plan, integrity check and preprocessing, and a fixed 5-fold split."""
     from shared import plans
     from shared.contract import PreprocessRequest
     from shared.settings import get_settings
 
+    if plans_from:
+        params.update(inputs.plans_source(plans_from))
     request = PreprocessRequest.build(**params)
     request.raw(get_settings().layout)
     start("preprocess", request.params(), plans.preprocess(), wait, as_json)
@@ -69,15 +77,24 @@ def preprocess(wait: bool, as_json: bool, **params: Any) -> None:
 @main.command()
 @options.dataset
 @options.train
+@click.option(
+    "--pretrained",
+    help="Start each fold from another run's fold (r12: its first trained fold; r12:3: fold 3) or a checkpoint "
+    "file: nnU-Net's -pretrained_weights; the plans must be that run's (dispatch preprocess --plans-from).",
+)
 @options.wait
 @options.as_json
-def train(wait: bool, as_json: bool, **params: Any) -> None:
+def train(wait: bool, as_json: bool, pretrained: str | None, **params: Any) -> None:
     """Train nnU-Net folds in parallel (one per gpu-queue worker), then evaluate the ensemble on imagesTs."""
     from shared import plans
     from shared.contract import TrainRequest
     from shared.settings import get_settings
 
-    request = TrainRequest.build(**params)
+    request = TrainRequest.build(**params)  # its options checked before the job table is read
+    if pretrained:
+        request = request.model_copy(update={"pretrained": inputs.pretrained_checkpoint(pretrained)})
+    if params["plans"] is None:
+        request = request.model_copy(update={"plans": inputs.newest_plans(request.dataset_id) or request.plans})
     request.preprocessed(get_settings().layout)
     start("train", request.params(), plans.train(request), wait, as_json)
 
@@ -86,6 +103,7 @@ def train(wait: bool, as_json: bool, **params: Any) -> None:
 @options.release
 @options.dataset
 @options.ingest
+@options.planner
 @options.train
 @options.classifier_epochs
 @options.wait

@@ -48,9 +48,58 @@ def release_paths(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def plans_source(ref: str) -> dict[str, Any]:
+    """--plans-from r12: the dataset and plans of that run (a preprocess, train or pipeline run)."""
+    from services.dispatcher.refs import run_number
+    from shared.contract import Experiment
+    from shared.read_model import get_run
+    from shared.settings import get_settings
+
+    experiment = Experiment.parse(get_run(run_number(ref, "--plans-from"))["params"])
+    experiment.preprocessed(get_settings().layout)  # its plans file, or an error that says what to run
+    return {"plans_from_dataset": experiment.dataset_id, "plans_from": experiment.plans}
+
+
+def pretrained_checkpoint(ref: str) -> str:
+    """--pretrained: r12 (its first trained fold), r12:3 (fold 3) or a checkpoint file, as an absolute path."""
+    from shared.contract import Experiment
+    from shared.read_model import get_run, trained_folds
+    from shared.settings import get_settings
+
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    run, _, fold = ref.partition(":")
+    if not run.lower().removeprefix("r").isdigit() or not (fold.isdigit() or not fold):
+        raise click.BadParameter(
+            f"{ref} is neither a checkpoint file nor a run (r12, r12:3)", param_hint="--pretrained"
+        )
+    run_id = int(run.lower().removeprefix("r"))
+    experiment, folds = Experiment.parse(get_run(run_id)["params"]), trained_folds(run_id)
+    chosen = int(fold) if fold else (folds[0] if folds else None)
+    if chosen is None or chosen not in folds:
+        which = f"fold {chosen}" if chosen is not None else "fold"
+        raise click.BadParameter(
+            f"run r{run_id} has no trained {which} (its folds: {folds})", param_hint="--pretrained"
+        )
+    checkpoint = experiment.fold_folder(get_settings().layout, chosen) / "checkpoint_final.pth"
+    if not checkpoint.is_file():
+        raise click.BadParameter(f"{checkpoint} is gone; train run r{run_id} again", param_hint="--pretrained")
+    return str(checkpoint)
+
+
+def newest_plans(dataset_id: int) -> str | None:
+    """`dispatch train` without --plans: the plans of the dataset's newest preprocessing (a preprocess or
+    pipeline run that succeeded), so that the folds train with what its --planner made."""
+    from shared.read_model import latest_succeeded_run
+
+    newest = latest_succeeded_run(("preprocess", "pipeline"), dataset_id)
+    return newest["params"].get("plans") if newest else None
+
+
 def weights_file(weights: str, option: str = "--weights") -> str:
-    """'none', 'imagenet', or a state dict file (named by its absolute path: a worker reads it)."""
-    if weights in ("none", "imagenet"):
+    """'auto', 'none', 'imagenet', or a state dict file (named by its absolute path: a worker reads it)."""
+    if weights in ("auto", "none", "imagenet"):
         return weights
     path = Path(weights).expanduser()
     if not path.is_file():

@@ -11,12 +11,14 @@ import click
 
 from shared.defaults import (
     ALL_FOLDS,
+    BACKBONES,
     CLASSIFIER_INPUTS,
     CLASSIFY,
     CONFIGURATION,
     CONFLICTS,
     DEFAULT_DATASET_ID,
     INGEST,
+    PLANNERS,
     PLANS,
     RELEASE_FORMATS,
     SPLITS,
@@ -80,7 +82,20 @@ configuration = click.option(
     show_default=True,
     help="nnU-Net configuration.",
 )
-plans = click.option("--plans", default=PLANS, show_default=True, help="nnU-Net plans identifier.")
+plans = click.option(
+    "--plans",
+    help=f"nnU-Net plans identifier [default: preprocess, the planner's; train, the plans of the dataset's newest "
+    f"preprocessing, else {PLANS}].",
+)
+planner = click.option(
+    "--planner",
+    type=click.Choice(list(PLANNERS)),
+    default="default",
+    show_default=True,
+    help="nnU-Net's experiment planner, and the plans the folds then train with: default (nnU-Net's UNet, "
+    "about 8 GB of GPU memory), resenc-m (residual encoder, 9-11 GB), resenc-l (24 GB); nnU-Net now recommends "
+    "the residual-encoder presets.",
+)
 
 
 def _ingest_option(name: str, help: str, **kwargs: Any) -> Callable[[Any], Any]:
@@ -183,7 +198,13 @@ classify = options(
     ),
     click.option("--compare", is_flag=True, help="Train image and image+seg side by side and report both."),
     click.option("--seg-run", help="The nnU-Net training run (r12) whose folds give the map [default: the newest]."),
-    _classify_option("--input-size", "The square the ResNet18 sees (at most the ingest's --size).", type=int),
+    _classify_option(
+        "--backbone",
+        "torchvision's network: resnet18 (the default asked for), resnet50, densenet121, convnext_tiny, "
+        "efficientnet_v2_s; its first layer takes the input's channels.",
+        type=click.Choice(BACKBONES),
+    ),
+    _classify_option("--input-size", "The square the network sees (at most the ingest's --size).", type=int),
     _classify_option("--epochs", type=int),
     _classify_option("--batch-size", type=int),
     _classify_option("--learning-rate", type=float),
@@ -194,7 +215,9 @@ classify = options(
     _classify_option("--patience", "Epochs without a better val AUC.", type=int),
     _classify_option(
         "--weights",
-        "'none' (from scratch), 'imagenet' (torchvision's, cached in TORCH_HOME or fetched) or a state dict file.",
+        "'auto' (ImageNet's where torchvision's file is cached in TORCH_HOME or answers within "
+        "IMAGENET_FETCH_TIMEOUT_SECONDS, else from scratch; the run says which), 'none' (from scratch), "
+        "'imagenet' (required) or a state dict file.",
     ),
     _classify_option("--val-fraction", type=float),
     _classify_option("--test-fraction", type=float),

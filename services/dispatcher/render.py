@@ -223,6 +223,8 @@ def classification_table(metrics: dict[str, Any]) -> list[str]:
         "test images": lambda m: str(m["test"]["images"]),
         "best epoch (val AUC)": lambda m: f"{m['best_epoch']} ({_number(m['best_val_auc'])})",
         "training images/s": lambda m: f"{m['train_images_per_s']:.0f}",
+        "backbone": lambda m: m.get("backbone", "resnet18"),
+        "weights": lambda m: m.get("weights", "-"),
     }
     rows += [[label, *(cell(m) for m in modes.values())] for label, cell in extra.items()]
     return ["", table(rows, ["TEST SPLIT [95% CI]", *modes]), ""]

@@ -21,7 +21,8 @@ def test_a_written_space_is_normalised_with_its_scales_and_types(tmp_path: Path)
     path = space_file(
         tmp_path,
         "learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\nbatch_size: [16, 32]\nweights: none\n"
-        "augment: {low: 0, high: 2, step: 0.5}\nepochs: {low: 2, high: 6, step: 2}\n",
+        "augment: {low: 0, high: 2, step: 0.5}\nepochs: {low: 2, high: 6, step: 2}\n"
+        "backbone: [resnet18, densenet121]\n",
     )
     space = normalise(read_space(path), check_classifier_value)
     assert space["learning_rate"] == {"low": 1e-4, "high": 1e-2, "log": True, "step": None}
@@ -29,6 +30,7 @@ def test_a_written_space_is_normalised_with_its_scales_and_types(tmp_path: Path)
     assert space["weights"] == {"choices": ["none"]}
     assert space["augment"]["low"] == 0.0 and isinstance(space["augment"]["low"], float)
     assert space["epochs"] == {"low": 2, "high": 6, "log": False, "step": 2}
+    assert space["backbone"] == {"choices": ["resnet18", "densenet121"]}
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,7 @@ def test_a_written_space_is_normalised_with_its_scales_and_types(tmp_path: Path)
         ("batch_size: {low: 8.5, high: 16}\n", "batch_size.low: 8.5 is not a whole number"),
         ("input: [image, mask]\n", "input.choices: Input should be 'image' or 'image+seg'"),
         ("input: {low: 1, high: 2}\n", "input: a text setting takes choices"),
+        ("backbone: [resnet18, vgg16]\n", "backbone.choices: Input should be 'resnet18', 'resnet50'"),
         ("weight_decay: {choices: []}\n", "weight_decay: give `choices` a non-empty list"),
         ("weight_decay: {low: 0, hgih: 1}\n", "weight_decay: a range is {low: ..., high: ...}"),
         ("batch_size: [8, 8]\n", "batch_size.choices: a value appears twice"),

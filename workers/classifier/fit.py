@@ -17,7 +17,7 @@ from torch import nn
 from shared.contract import ClassifyRequest
 from shared.defaults import IMAGE_SEG
 from shared.layout import segmentation_channel_file
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from workers.classifier.data import TEST, TRAIN, VAL, ClassificationSet, load_set, stratified_split
 from workers.classifier.input_size import input_size, resized
 from workers.classifier.metrics import binary_metrics, choose_threshold, threshold_for_specificity
@@ -83,7 +83,9 @@ def fit(
     on_epoch: Callable[[EpochReport], None],
     check: Callable[[], None],
 ) -> Fitted:
-    model = initial_model(data.channels, request.weights)
+    model, started_from = initial_model(
+        data.channels, request.weights, request.backbone, get_settings().imagenet_fetch_timeout_seconds
+    )
     config = TrainConfig(
         request.epochs,
         request.batch_size,
@@ -103,6 +105,7 @@ def fit(
         {
             "state_dict": {key: value.cpu() for key, value in trained.model.state_dict().items()},
             "input": request.input,
+            "backbone": request.backbone,
             "channels": data.channels,
             "size": int(data.images.shape[-1]),  # the input size
             "cache_size": data.classification.working_size,  # the working size (the key older checkpoints have)
@@ -115,6 +118,8 @@ def fit(
     )
     metrics = {
         "input": request.input,
+        "backbone": request.backbone,
+        "weights": started_from,
         "validation": binary_metrics(data.labels_of(VAL), val_scores, threshold),
         "best_epoch": trained.best_epoch,
         "epochs_run": len(trained.history),

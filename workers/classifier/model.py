@@ -1,51 +1,104 @@
-"""torchvision's ResNet18 with its first convolution fitted to the input channels and a two-class head."""
+"""The classifier's network: one of torchvision's backbones (ResNet18 by default), its first convolution
+fitted to the input channels and a two-class head."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
+from torchvision import models
 
+from shared.defaults import BACKBONES
 from shared.errors import InputError
 
 CLASSES = 2
+# Each backbone's constructor and its ImageNet weights, as torchvision names them.
+NETWORKS: dict[str, tuple[Callable[..., nn.Module], Any]] = {
+    "resnet18": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V2),
+    "densenet121": (models.densenet121, models.DenseNet121_Weights.IMAGENET1K_V1),
+    "convnext_tiny": (models.convnext_tiny, models.ConvNeXt_Tiny_Weights.IMAGENET1K_V1),
+    "efficientnet_v2_s": (models.efficientnet_v2_s, models.EfficientNet_V2_S_Weights.IMAGENET1K_V1),
+}
+assert tuple(NETWORKS) == BACKBONES, "shared/defaults.py names the backbones the dispatcher offers"
 
 
-def build_model(channels: int) -> nn.Module:
-    model = resnet18(weights=None, num_classes=CLASSES)
-    model.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+def _first_convolution(model: nn.Module) -> str:
+    """The name of the convolution that reads the RGB picture."""
+    return next(name for name, module in model.named_modules() if isinstance(module, nn.Conv2d))
+
+
+def build_model(channels: int, backbone: str = "resnet18") -> nn.Module:
+    constructor, _ = NETWORKS[backbone]
+    model = constructor(weights=None, num_classes=CLASSES)
+    name = _first_convolution(model)
+    parent, _, child = name.rpartition(".")
+    rgb: nn.Conv2d = model.get_submodule(name)
+    fitted = nn.Conv2d(channels, rgb.out_channels, rgb.kernel_size, rgb.stride, rgb.padding, bias=rgb.bias is not None)
+    setattr(model.get_submodule(parent) if parent else model, child, fitted)
     return model
 
 
 def adapt_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Fit another ResNet18's weights to `model`: RGB first-layer kernels are averaged into each input
-    channel (a grey radiograph and the probability map are one-channel pictures), a head of another
-    size is left at its fresh initialisation."""
-    own = model.state_dict()
+    """Fit another network's weights of the same backbone to `model`: RGB first-layer kernels are averaged into
+    each input channel (a grey radiograph and the probability map are one-channel pictures), a head of another
+    size is left at its fresh initialisation. Anything else that differs is left to load_state_dict to refuse."""
     fitted = dict(state)
-    conv = fitted.get("conv1.weight")
-    wanted = own["conv1.weight"].shape
-    if conv is not None and conv.shape != wanted and conv.shape[0] == wanted[0]:
-        fitted["conv1.weight"] = conv.mean(dim=1, keepdim=True).expand(wanted).clone()
-    for key in ("fc.weight", "fc.bias"):
-        if key in fitted and fitted[key].shape != own[key].shape:
-            fitted[key] = own[key]
+    for key, mine in model.state_dict().items():
+        theirs = fitted.get(key)
+        if theirs is None or theirs.shape == mine.shape:
+            continue
+        if theirs.dim() == 4 and theirs.shape[0] == mine.shape[0] and theirs.shape[2:] == mine.shape[2:]:
+            fitted[key] = theirs.mean(dim=1, keepdim=True).expand(mine.shape).clone()
+        elif mine.shape[0] == CLASSES and theirs.shape[1:] == mine.shape[1:]:
+            fitted[key] = mine  # the head
     return fitted
 
 
-def _imagenet_state() -> dict[str, torch.Tensor]:
-    weights = ResNet18_Weights.IMAGENET1K_V1
+def imagenet_file(backbone: str) -> Path:
+    """Where torch.hub keeps torchvision's ImageNet file of the backbone (TORCH_HOME/hub/checkpoints)."""
+    _, weights = NETWORKS[backbone]
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def _fetched(backbone: str, timeout_s: float) -> str | None:
+    """The backbone's ImageNet file fetched into the cache; None, or why not. A server that gives no answer
+    within `timeout_s` counts as unavailable: no job waits on a network that is not there."""
+    import urllib.request
+
+    _, weights = NETWORKS[backbone]
     try:
-        return weights.get_state_dict(progress=False)
-    except Exception as error:  # no network or no cache: the message says where the file belongs
-        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        urllib.request.urlopen(urllib.request.Request(weights.url, method="HEAD"), timeout=timeout_s).close()
+    except OSError as error:
+        return f"{weights.url} gave no answer in {timeout_s:g} s ({getattr(error, 'reason', error)})"
+    imagenet_file(backbone).parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(weights.url, str(imagenet_file(backbone)), progress=False)
+    return None
+
+
+def _imagenet_state(backbone: str, timeout_s: float, required: bool) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The ImageNet state dict from the cache (fetched first where it can be) and what the run records; with
+    `required` (--weights imagenet) a missing file is an error, else (auto) the run starts from scratch."""
+    path = imagenet_file(backbone)
+    if not path.exists() and (why := _fetched(backbone, timeout_s)):
+        if required:
+            raise InputError(
+                f"ImageNet weights for {backbone} are not cached at {path} and cannot be fetched ({why}); copy "
+                f"{path.name} there (TORCH_HOME sets the folder; make imagenet-weights fetches every backbone's) "
+                "or use --weights none|PATH"
+            )
+        return None, f"none (no ImageNet file: {path} is not cached and {why})"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
         raise InputError(
-            f"ImageNet weights for resnet18 are not cached at {cache} and cannot be fetched ({error}); "
-            f"copy {Path(weights.url).name} there (TORCH_HOME sets the folder) or use --weights none|PATH"
+            f"{path} is not torchvision's ImageNet file for {backbone} ({str(error).splitlines()[0]}); delete it "
+            "and fetch it again (make imagenet-weights)"
         ) from error
+    return state, f"imagenet (file {path})"
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -62,15 +115,24 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def initial_model(channels: int, weights: str) -> nn.Module:
-    """A fresh model: from scratch ('none'), from ImageNet ('imagenet') or from a state dict file (a path)."""
-    model = build_model(channels)
+def initial_model(
+    channels: int, weights: str, backbone: str = "resnet18", fetch_timeout_s: float = 5.0
+) -> tuple[nn.Module, str]:
+    """A fresh model and what it started from, as the run records it: from scratch ('none'), from ImageNet
+    ('imagenet'; 'auto' where the file is cached or can be fetched, else from scratch, saying why) or from a
+    state dict file (a path)."""
+    model = build_model(channels, backbone)
     if weights == "none":
-        return model
-    state = _imagenet_state() if weights == "imagenet" else load_state(Path(weights))
+        return model, "none"
+    if weights in ("auto", "imagenet"):
+        state, started = _imagenet_state(backbone, fetch_timeout_s, required=weights == "imagenet")
+        if state is None:
+            return model, started
+    else:
+        state, started = load_state(Path(weights)), f"file {weights}"
     try:
         model.load_state_dict(adapt_state_dict(state, model))
     except RuntimeError as error:
         first_line = str(error).splitlines()[0]
-        raise InputError(f"--weights {weights} does not fit a {channels}-channel ResNet18: {first_line}") from error
-    return model
+        raise InputError(f"--weights {weights} does not fit a {channels}-channel {backbone}: {first_line}") from error
+    return model, started

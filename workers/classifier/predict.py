@@ -61,7 +61,7 @@ class Classifier:
 
 def load_classifier(path: Path) -> Classifier:
     content: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(int(content["channels"]))
+    model = build_model(int(content["channels"]), content.get("backbone", "resnet18"))  # older: all ResNet18
     model.load_state_dict(content["state_dict"])
     input_size = int(content["size"])  # the file's keys: "size" is the input size, "cache_size" the working size
     return Classifier(

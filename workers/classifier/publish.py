@@ -14,6 +14,8 @@ def publish_classifier(
 ) -> None:
     if tracking.outbox is None:
         return
+    # What it started from (--weights auto decides at run time); "weights" is the option as asked.
+    tracking.params({"weights_used": metrics.get("weights", "-")})
     for key in ("roc_png", "pr_png", "confusion_png"):
         if key in artifacts:
             tracking.artifact(artifacts[key])
@@ -28,6 +30,7 @@ def publish_classifier(
             INPUT_TAG: mode,
             "test_roc_auc": tag_figure(test.get("roc_auc")),
             "best_val_auc": tag_figure(metrics.get("best_val_auc")),
+            "backbone": str(metrics.get("backbone", "resnet18")),
         },
-        f"ResNet18 on {mode} of r{run_id}",
+        f"{metrics.get('backbone', 'resnet18')} on {mode} of r{run_id}, weights: {metrics.get('weights', '-')}",
     )

@@ -1,4 +1,4 @@
-"""The classifier as Celery tasks on the gpu queue: nnU-Net's segmentation channel, the ResNet18's training,
+"""The classifier as Celery tasks on the gpu queue: nnU-Net's segmentation channel, the classifier's training,
 and prediction for new radiographs.
 
 Every worker imports this module (the app includes it): torch is imported inside the tasks, so that cpu
@@ -59,7 +59,7 @@ def classify_segmentation_channel(ctx: JobContext) -> Outcome:
 
 @job_task(CLASSIFY_TRAIN)
 def classify_train(ctx: JobContext) -> Outcome:
-    """Train and test the ResNet18 classifier for one input mode."""
+    """Train and test the classifier (its backbone, ResNet18 by default) for one input mode."""
     from workers.classifier.fit import fit_classifier
     from workers.classifier.train import EpochReport
 
@@ -79,10 +79,11 @@ def classify_train(ctx: JobContext) -> Outcome:
         figures = {"train_loss": report.train_loss, "val_auc": report.val_auc, "images_per_s": report.images_per_s}
         ctx.tracking.metrics(figures, step=report.epoch)
 
-    ctx.progress(0, request.epochs, f"ResNet18 on {request.input}", force=True)
+    ctx.progress(0, request.epochs, f"{request.backbone} on {request.input}", force=True)
     metrics, artifacts = fit_classifier(get_settings(), request, ctx.folder, on_epoch, ctx.check)
     publish_classifier(ctx.tracking, ctx.run_id, request.dataset_id, request.input, metrics, artifacts)
-    summary = {key: metrics[key] for key in ("test", "best_epoch", "best_val_auc", "train_images_per_s", "split")}
+    kept = ("test", "best_epoch", "best_val_auc", "train_images_per_s", "split", "backbone", "weights")
+    summary = {key: metrics[key] for key in kept}
     return Outcome(
         metrics=metrics,
         artifacts=artifacts,

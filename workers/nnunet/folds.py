@@ -85,13 +85,15 @@ class FoldRequest:
     iterations: int | None = None
     val_iterations: int | None = None
     save_every: int | None = None
+    pretrained: str | None = None  # a checkpoint the fold starts from (not one it resumes from)
 
     @classmethod
     def of(cls, request: TrainRequest, fold: int) -> FoldRequest:
         """One fold of a training run."""
         return cls(
-            request.experiment, fold, request.epochs, request.iterations, request.val_iterations, request.save_every
-        )
+            request.experiment, fold, request.epochs, request.iterations, request.val_iterations, request.save_every,
+            request.pretrained,
+        )  # fmt: skip
 
     def command(self, executable: str, device: str, resume: list[str]) -> list[str]:
         """`executable` (nnUNetv2_train) for this fold; `resume` is [], ["--c"] or ["--val"]."""
@@ -109,6 +111,8 @@ class FoldRequest:
             device,
             "--npz",
             *resume,
+            # A fresh start only: nnU-Net refuses pretrained weights beside --c, and a resumed fold has its own.
+            *(["-pretrained_weights", self.pretrained] if self.pretrained and not resume else []),
         ]
 
     def trainer_environment(self) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""nnU-Net plan + integrity check + preprocessing, then a fixed, seeded 5-fold split.
+"""nnU-Net plan + integrity check + preprocessing (or, with --plans-from, another dataset's plans moved here
+as nnU-Net has it for fine-tuning), then a fixed, seeded 5-fold split.
 
 The split is written here, before any fold starts, so that parallel folds never race to create
 splits_final.json (nnU-Net writes it on first use otherwise). It keeps each group of duplicate pictures
@@ -13,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from shared.contract import Experiment
-from shared.defaults import FOLDS
+from shared.contract import PreprocessRequest
+from shared.defaults import FOLDS, PLANNERS
 from shared.layout import GROUPS_FILE
 from shared.settings import Settings
 from workers.files import replacing
@@ -38,42 +39,45 @@ def write_splits(raw: Path, preprocessed: Path, seed: int) -> Path:
 
 def preprocess(
     settings: Settings,
-    experiment: Experiment,
-    seed: int,
+    request: PreprocessRequest,
     processes: int,
     log: Path,
     on_line: Callable[[str], None],
     should_stop: Callable[[], bool],
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    raw = experiment.raw(settings.layout)
-    command = [
-        tool("nnUNetv2_plan_and_preprocess"),
-        "-d",
-        str(experiment.dataset_id),
-        "-c",
-        experiment.configuration,
-        "-np",
-        str(processes),
-        "--verify_dataset_integrity",
-    ]
+    raw = request.raw(settings.layout)
     env = environment(settings)
     # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which refuses 0, the value that
     # turns off augmentation workers in training: planning takes nnU-Net's default instead.
     if env.get("nnUNet_n_proc_DA") == "0":
         del env["nnUNet_n_proc_DA"]
-    run_tool("nnUNetv2_plan_and_preprocess", command, env, log, on_line, should_stop)
-    preprocessed = experiment.preprocessed(settings.layout)
-    splits = write_splits(raw, preprocessed, seed)
-    plans = json.loads((preprocessed / f"{experiment.plans}.json").read_text())
-    configuration = plans["configurations"][experiment.configuration]
+    dataset, workers = str(request.dataset_id), str(processes)
+    if request.plans_from_dataset is None:
+        steps = [[tool("nnUNetv2_plan_and_preprocess"), "-d", dataset, "-c", request.configuration, "-np", workers,
+                  "--verify_dataset_integrity", "-pl", PLANNERS[request.planner or "default"][0]]]  # fmt: skip
+    else:  # nnU-Net's way to fine-tune across datasets: this dataset's fingerprint, the plans moved, preprocessed
+        steps = [
+            [tool("nnUNetv2_extract_fingerprint"), "-d", dataset, "-np", workers, "--verify_dataset_integrity"],
+            [tool("nnUNetv2_move_plans_between_datasets"), "-s", str(request.plans_from_dataset), "-t", dataset,
+             "-sp", str(request.plans_from), "-tp", request.plans],
+            [tool("nnUNetv2_preprocess"), "-d", dataset, "-plans_name", request.plans, "-c", request.configuration,
+             "-np", workers],
+        ]  # fmt: skip
+    for command in steps:
+        run_tool(Path(command[0]).name, command, env, log, on_line, should_stop)
+    preprocessed = request.preprocessed(settings.layout)
+    splits = write_splits(raw, preprocessed, request.seed)
+    plans = json.loads((preprocessed / f"{request.plans}.json").read_text())
+    configuration = plans["configurations"][request.configuration]
     metrics = {
         "cases": len(list((raw / "labelsTr").glob("*.nii.gz"))),
+        "plans": request.plans,
         "folds": FOLDS,
         "patch_size": configuration["patch_size"],
         "batch_size": configuration["batch_size"],
     }
     artifacts = {
-        "plans": str(preprocessed / f"{experiment.plans}.json"),
+        "plans": str(preprocessed / f"{request.plans}.json"),
         "splits": str(splits),
         "preprocessed": str(preprocessed),
         "log": str(log),

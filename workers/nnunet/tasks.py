@@ -27,7 +27,6 @@ def nnunet_preprocess(ctx: JobContext) -> Outcome:
     metrics, artifacts = preprocess(
         settings,
         request,
-        request.seed,
         settings.cpu_concurrency or os.cpu_count() or 1,
         ctx.log_path("preprocess"),
         lambda line: ctx.progress(0, None, line[-200:]),

@@ -192,3 +192,37 @@ def test_predict_writes_masks_overlays_and_a_table_and_skips_a_bad_file(
     assert chosen["params"]["input"] == version.tags["fracatlas.input"]
     missing = system.dispatch("predict", str(case), "--model", f"{name}@nobody")
     assert missing.returncode == 2 and "no such registered model version" in missing.stderr
+
+
+def test_every_backbone_trains_through_the_stack_and_predicts(segmented: dict, system: Stack, tmp_path: Path) -> None:
+    """One epoch of each other backbone on the image (the default, resnet18, is trained above), what it
+    started from recorded; each checkpoint read back as predict reads it, and one through `dispatch predict`."""
+    import torch
+
+    from shared.defaults import BACKBONES
+    from shared.layout import DataRoot
+    from workers.classifier.data import load_set
+    from workers.classifier.predict import load_classifier
+    from workers.classifier.train import predict_scores
+
+    cache = load_set(DataRoot(system.data_root).classification_cache(DATASET))
+    pictures = torch.from_numpy(np.asarray(cache.images[:4]))[:, None]  # (4, 1, 64, 64) uint8
+    runs = {}
+    for backbone in BACKBONES[1:]:
+        runs[backbone] = run = run_json(
+            system, "classify", "--dataset-id", str(DATASET), "--input", "image", "--backbone", backbone,
+            "--epochs", "1", "--batch-size", "8", "--input-size", "64",
+        )  # fmt: skip
+        metrics = run["metrics"]["classifier image"]
+        assert metrics["backbone"] == backbone
+        # --weights auto: ImageNet's where the file is cached or answers, else from scratch, saying why
+        assert metrics["weights"].startswith(("imagenet (file ", "none (no ImageNet file: ")), metrics["weights"]
+        classifier = load_classifier(Path(run["artifacts"]["checkpoint image"]))
+        scores = predict_scores(classifier.model, pictures, torch.device("cpu"))
+        assert scores.shape == (4,) and ((scores >= 0) & (scores <= 1)).all(), backbone
+    shown = system.dispatch("show", runs["convnext_tiny"]["ref"]).stdout
+    assert "backbone" in shown and "convnext_tiny" in shown and "weights" in shown
+    case = next(next((system.data_root / "nnUNet_raw").glob(f"Dataset{DATASET}_*")).glob("imagesTs/*.nii.gz"))
+    last = runs["efficientnet_v2_s"]
+    predicted = run_json(system, "predict", str(case), "--classifier", last["ref"], "--out", str(tmp_path / "out"))
+    assert predicted["params"]["classifier_run"] == last["id"] and predicted["metrics"]["predicted"] == 1
