@@ -174,12 +174,12 @@ class Experiment(Request):
     @model_validator(mode="before")
     @classmethod
     def _plans_of_the_planner(cls, values: Any) -> Any:
-        """--planner names the plans it writes; --plans, where given too, must be those. No plans named and
-        no planner: nnU-Net's default plans (the dispatcher first looks for the dataset's newest)."""
+        """A residual-encoder --planner names the plans it writes; --plans, where given too, must be those.
+        No plans named: nnU-Net's default plans (`dispatch train` first looks for the dataset's newest)."""
         if not isinstance(values, dict):
             return values
         planner, plans = values.get("planner"), values.get("plans")
-        if planner in PLANNERS:
+        if planner in PLANNERS and planner != "default":
             wanted = PLANNERS[planner][1]
             if plans not in (None, wanted):
                 raise BadOption(f"{plans!r} is not the plans --planner {planner} makes ({wanted})", "--plans")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,19 +53,21 @@ def preprocess(
     if env.get("nnUNet_n_proc_DA") == "0":
         del env["nnUNet_n_proc_DA"]
     dataset, workers = str(request.dataset_id), str(processes)
+
+    def step(*command: str) -> None:
+        run_tool(Path(command[0]).name, list(command), env, log, on_line, should_stop)
+
     if request.plans_from_dataset is None:
-        steps = [[tool("nnUNetv2_plan_and_preprocess"), "-d", dataset, "-c", request.configuration, "-np", workers,
-                  "--verify_dataset_integrity", "-pl", PLANNERS[request.planner or "default"][0]]]  # fmt: skip
+        step(tool("nnUNetv2_plan_and_preprocess"), "-d", dataset, "-c", request.configuration, "-np", workers,
+             "--verify_dataset_integrity", "-pl", PLANNERS[request.planner or "default"][0])  # fmt: skip
     else:  # nnU-Net's way to fine-tune across datasets: this dataset's fingerprint, the plans moved, preprocessed
-        steps = [
-            [tool("nnUNetv2_extract_fingerprint"), "-d", dataset, "-np", workers, "--verify_dataset_integrity"],
-            [tool("nnUNetv2_move_plans_between_datasets"), "-s", str(request.plans_from_dataset), "-t", dataset,
-             "-sp", str(request.plans_from), "-tp", request.plans],
-            [tool("nnUNetv2_preprocess"), "-d", dataset, "-plans_name", request.plans, "-c", request.configuration,
-             "-np", workers],
-        ]  # fmt: skip
-    for command in steps:
-        run_tool(Path(command[0]).name, command, env, log, on_line, should_stop)
+        step(tool("nnUNetv2_extract_fingerprint"), "-d", dataset, "-np", workers, "--verify_dataset_integrity")
+        step(tool("nnUNetv2_move_plans_between_datasets"), "-s", str(request.plans_from_dataset), "-t", dataset,
+             "-sp", str(request.plans_from), "-tp", request.plans)  # fmt: skip
+        # What nnU-Net's planner leaves beside its plans, and its preprocessing reads.
+        shutil.copy(raw / "dataset.json", request.preprocessed(settings.layout) / "dataset.json")
+        step(tool("nnUNetv2_preprocess"), "-d", dataset, "-plans_name", request.plans, "-c", request.configuration,
+             "-np", workers)  # fmt: skip
     preprocessed = request.preprocessed(settings.layout)
     splits = write_splits(raw, preprocessed, request.seed)
     plans = json.loads((preprocessed / f"{request.plans}.json").read_text())

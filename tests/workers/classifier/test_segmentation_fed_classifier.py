@@ -206,7 +206,7 @@ def test_every_backbone_trains_through_the_stack_and_predicts(segmented: dict, s
     from workers.classifier.train import predict_scores
 
     cache = load_set(DataRoot(system.data_root).classification_cache(DATASET))
-    pictures = torch.from_numpy(np.asarray(cache.images[:4]))[:, None]  # (4, 1, 64, 64) uint8
+    pictures = torch.from_numpy(np.array(cache.images[:4]))[:, None]  # (4, 1, 64, 64) uint8, a copy of the map
     runs = {}
     for backbone in BACKBONES[1:]:
         runs[backbone] = run = run_json(
