@@ -59,6 +59,7 @@ def _environment(gpu: str | None, remote: bool) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": f"http://{host or 'mlflow'}:5000",
         "MLFLOW_TRACKING_USERNAME": "fracatlas",
         "MLFLOW_TRACKING_PASSWORD": "${MLFLOW_ADMIN_PASSWORD:?set MLFLOW_ADMIN_PASSWORD in .env}",
+        "TORCH_HOME": "/data/torch",  # torchvision's ImageNet files, in the shared data root
         "PACS_USERNAME": "${PACS_USERNAME:-}",
         "PACS_PASSWORD": "${PACS_PASSWORD:-}",
         "WORKER_GPU": gpu if gpu is not None else "",
