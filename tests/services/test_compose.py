@@ -84,7 +84,8 @@ def test_a_host_without_gpus_gets_a_cpu_backed_gpu_queue_worker(files: dict[str,
 
 
 # Read by the init process (tini) and by the MLflow server, not by the project's settings.
-READ_ELSEWHERE = {"TINI_KILL_PROCESS_GROUP", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_ALLOWED_HOSTS"}
+# Read by tini, MLflow's server and torch.hub (TORCH_HOME: torchvision's ImageNet files), not by our settings.
+READ_ELSEWHERE = {"TINI_KILL_PROCESS_GROUP", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_ALLOWED_HOSTS", "TORCH_HOME"}
 
 
 def test_rules_of_the_stack(files: dict[str, Path]) -> None:
