@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.classifier.dicom_seg import COPIED_TYPE_2, SOFTWARE, Algorithm
+from workers.classifier.dicom_seg import SOFTWARE, Algorithm, source_header
 from workers.files import replacing
 
 SERIES_NUMBER = 902  # the system's report series in a study (its SEGs are 901)
@@ -15,13 +15,9 @@ FRACTURE = ("125605004", "SCT", "Fracture of bone")
 
 def write_report(source: Path, probability: float, threshold: float, algorithm: Algorithm, out: Path) -> Path:
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
-    dataset = pydicom.dcmread(source, stop_before_pixels=True)
-    for keyword in COPIED_TYPE_2:
-        if keyword not in dataset:
-            setattr(dataset, keyword, "")
+    dataset = source_header(source)
     fracture = hd.sr.CodedConcept(*FRACTURE)
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,

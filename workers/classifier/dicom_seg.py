@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,17 @@ COPIED_TYPE_2 = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
     "ReferringPhysicianName", "StudyID", "AccessionNumber",
 )  # fmt: skip
+
+
+def source_header(source: Path) -> Any:
+    """The source radiograph's header, with the Type 2 attributes a derived object copies present."""
+    import pydicom
+
+    dataset = pydicom.dcmread(source, stop_before_pixels=True)
+    for keyword in COPIED_TYPE_2:
+        if keyword not in dataset:
+            setattr(dataset, keyword, "")
+    return dataset
 
 
 @dataclass(frozen=True)
@@ -38,13 +50,9 @@ def write_segmentation(
     """`labels`: (rows, columns) label map (BINARY); or `probabilities`: (categories, rows, columns) in [0, 1]
     (FRACTIONAL); both at the source's own Rows x Columns."""
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
-    dataset = pydicom.dcmread(source, stop_before_pixels=True)
-    for keyword in COPIED_TYPE_2:
-        if keyword not in dataset:
-            setattr(dataset, keyword, "")
+    dataset = source_header(source)
     identification = hd.AlgorithmIdentificationSequence(
         name=algorithm.name, family=codes.cid7162.ArtificialIntelligence, version=algorithm.version
     )
