@@ -63,6 +63,7 @@ app.conf.update(
         "workers.ingest.tasks",
         "workers.nnunet.tasks",
         "workers.classifier.tasks",
+        "workers.predict.tasks",
         "workers.sweep.tasks",
         "workers.superres.tasks",
     ],

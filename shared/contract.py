@@ -296,6 +296,8 @@ class PipelineRequest(IngestRequest, TrainRequest):
     """Ingest, preprocess, train and evaluate; then the classifier where `classifier_epochs` is given."""
 
     classifier_epochs: Positive | None = None
+    backbone: Literal[BACKBONES] = CLASSIFY["backbone"]  # type: ignore[valid-type]
+    weights: str = CLASSIFY["weights"]
 
 
 class ChannelRequest(Request):

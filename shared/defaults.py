@@ -39,6 +39,14 @@ INGEST = {
 }
 # torchvision's classifier backbones the project offers (workers/classifier/model.py builds them).
 BACKBONES = ("resnet18", "resnet50", "densenet121", "convnext_tiny", "efficientnet_v2_s")
+# Each backbone as its paper names it: what job names, plot titles and reports say.
+BACKBONE_NAMES = {
+    "resnet18": "ResNet18",
+    "resnet50": "ResNet50",
+    "densenet121": "DenseNet121",
+    "convnext_tiny": "ConvNeXt-Tiny",
+    "efficientnet_v2_s": "EfficientNetV2-S",
+}
 CLASSIFY = {
     "backbone": "resnet18",  # the network the project was asked for
     "weights": "auto",  # auto (ImageNet's where its file is cached or can be fetched), none, imagenet, a file

@@ -17,7 +17,7 @@ from shared.contract import (
     TrainRequest,
     covers_every_fold,
 )
-from shared.defaults import IMAGE, IMAGE_SEG
+from shared.defaults import BACKBONE_NAMES, IMAGE, IMAGE_SEG
 from shared.jobs import JobSpec
 from shared.search_space import choices
 from shared.tasknames import (
@@ -68,10 +68,14 @@ def train(request: TrainRequest, first: int = 0) -> list[JobSpec]:
 
 
 def classify(
-    inputs: list[str], first: int = 0, job_params: dict[str, Any] | None = None, seg_run: int | None = None
+    inputs: list[str],
+    backbone: str,
+    first: int = 0,
+    job_params: dict[str, Any] | None = None,
+    seg_run: int | None = None,
 ) -> list[JobSpec]:
-    """The segmentation channel's job where an input needs it, then one classifier job per input.
-    `seg_run` None: the run's own folds (a pipeline)."""
+    """The segmentation channel's job where an input needs it, then one classifier job per input, named by
+    its backbone. `seg_run` None: the run's own folds (a pipeline)."""
     specs = []
     if IMAGE_SEG in inputs:
         own = seg_run is None
@@ -80,7 +84,7 @@ def classify(
     stage = first + len(specs)
     for mode in inputs:
         params = {**(job_params or {}), "input": mode}
-        specs.append(JobSpec("classifier", f"ResNet18 {mode}", CLASSIFY_TRAIN, params, stage))
+        specs.append(JobSpec("classifier", f"{BACKBONE_NAMES[backbone]} {mode}", CLASSIFY_TRAIN, params, stage))
     return specs
 
 
@@ -89,10 +93,16 @@ def pipeline(request: PipelineRequest) -> list[JobSpec]:
     specs += train(request, first=next_stage(specs))
     if request.classifier_epochs:
         # The classifier's own settings travel with its jobs: the run's `epochs` are nnU-Net's.
-        classifier = ClassifyRequest(dataset_id=request.dataset_id, epochs=request.classifier_epochs, seed=request.seed)
+        classifier = ClassifyRequest(
+            dataset_id=request.dataset_id,
+            epochs=request.classifier_epochs,
+            seed=request.seed,
+            backbone=request.backbone,
+            weights=request.weights,
+        )
         # Out-of-fold maps need every fold.
         inputs = [IMAGE_SEG] if covers_every_fold(request.folds) else [IMAGE]
-        specs += classify(inputs, first=next_stage(specs), job_params=classifier.job_params())
+        specs += classify(inputs, request.backbone, first=next_stage(specs), job_params=classifier.job_params())
     return specs
 
 

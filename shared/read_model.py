@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from shared.contract import BadOption, covers_every_fold
+from shared.contract import BadOption, Experiment, covers_every_fold
 from shared.db.engine import session_scope
 from shared.db.models import OPEN, Job, Run, State, utcnow
 from shared.defaults import IMAGE, IMAGE_SEG
@@ -128,6 +128,12 @@ def trained_folds(run_id: int) -> list[int]:
     with session_scope() as session:
         jobs = session.scalars(select(Job).where(Job.run_id == run_id, Job.kind == "fold"))
         return sorted(int(job.params["fold"]) for job in jobs if job.state == State.SUCCEEDED)
+
+
+def trained_segmentation(run_id: int) -> tuple[Experiment, list[int]]:
+    """The nnU-Net experiment of a training run and its folds that finished: what a classifier's second
+    channel and a prediction run."""
+    return Experiment.parse(get_run(run_id)["params"]), trained_folds(run_id)
 
 
 def latest_succeeded_run(

@@ -15,11 +15,22 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 10.0
 TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class ToolRun:
+    """Where a child tool's output goes and when it stops: its log file, each line as it comes (a job's progress
+    line), and the job's stop check."""
+
+    log: Path
+    on_line: Callable[[str], None]
+    should_stop: Callable[[], bool]
 
 
 class ChildFailed(Exception):

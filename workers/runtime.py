@@ -36,7 +36,7 @@ from shared.read_model import get_run
 from shared.redact import redact_text, silence_dicom_libraries
 from shared.settings import get_settings
 from shared.time_limits import describe, time_limit
-from workers.child import ChildStopped
+from workers.child import ChildStopped, ToolRun
 from workers.stops import JobPruned, JobStopped, WorkerStopping
 from workers.tracking.client import tracking_enabled
 from workers.tracking.job import JobTracking
@@ -161,6 +161,10 @@ class JobContext:
 
     def log_path(self, what: str) -> Path:
         return self.folder / f"j{self.job_id}-{what}.log"
+
+    def tool_run(self, what: str) -> ToolRun:
+        """A child tool's run for this job: its log `j<job>-<what>.log`, each line as the job's progress."""
+        return ToolRun(self.log_path(what), lambda line: self.progress(0, None, line[-200:]), self.should_stop)
 
     def should_stop(self) -> bool:
         if self.stopped.is_set():

@@ -105,7 +105,7 @@ def train(wait: bool, as_json: bool, pretrained: str | None, **params: Any) -> N
 @options.ingest
 @options.planner
 @options.train
-@options.classifier_epochs
+@options.pipeline_classifier
 @options.wait
 @options.as_json
 def pipeline(wait: bool, as_json: bool, **params: Any) -> None:
@@ -114,7 +114,8 @@ def pipeline(wait: bool, as_json: bool, **params: Any) -> None:
     from shared.contract import PipelineRequest
 
     request = PipelineRequest.build(**inputs.release_paths(params))
-    request = request.model_copy(update={"upscale_models": inputs.upscale_models(request.upscale)})
+    update = {"upscale_models": inputs.upscale_models(request.upscale), "weights": inputs.weights_file(request.weights)}
+    request = request.model_copy(update=update)
     start("pipeline", request.params(), plans.pipeline(request), wait, as_json)
 
 
@@ -150,7 +151,8 @@ def demo(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 def classify(
     requested_input: str, compare: bool, seg_run: str | None, wait: bool, as_json: bool, **params: Any
 ) -> None:
-    """Train the ResNet18 fracture classifier on the ingest's cache of every image; report test metrics."""
+    """Train the fracture classifier (ResNet18, or the --backbone asked) on the ingest's cache of every image;
+    report test metrics."""
     from shared import plans
     from shared.contract import ClassifyRequest
     from shared.read_model import classifier_inputs, segmentation_run
@@ -163,7 +165,7 @@ def classify(
     if IMAGE_SEG in modes:
         assert segmentation is not None
         request = request.model_copy(update={"seg_run": segmentation.run_id})
-    specs = plans.classify(modes, seg_run=request.seg_run)
+    specs = plans.classify(modes, request.backbone, seg_run=request.seg_run)
     start("classify", {**request.params(), "inputs": modes}, specs, wait, as_json)
 
 

@@ -174,16 +174,34 @@ superres = options(
     _superres_option("--save-every", "Iterations between checkpoints (and validations).", type=int),
     _superres_option("--seed", "Seed of the held-out choice and the training.", type=int),
 )
-classifier_epochs = click.option(
-    "--classifier-epochs",
-    type=int,
-    help="Then train the ResNet18 classifier for N epochs (on image+seg when all five folds train).",
-)
 
 
 def _classify_option(name: str, help: str | None = None, **kwargs: Any) -> Callable[[Any], Any]:
     field = name.removeprefix("--").replace("-", "_")
     return click.option(name, default=CLASSIFY[field], show_default=True, help=help, **kwargs)
+
+
+backbone = _classify_option(
+    "--backbone",
+    "torchvision's network: resnet18 (the default asked for), resnet50, densenet121, convnext_tiny, "
+    "efficientnet_v2_s; its first layer takes the input's channels.",
+    type=click.Choice(BACKBONES),
+)
+weights = _classify_option(
+    "--weights",
+    "'auto' (ImageNet's where torchvision's file is cached in TORCH_HOME or answers within "
+    "IMAGENET_FETCH_TIMEOUT_SECONDS, else from scratch; the run says which), 'none' (from scratch), "
+    "'imagenet' (required) or a state dict file.",
+)
+pipeline_classifier = options(
+    click.option(
+        "--classifier-epochs",
+        type=int,
+        help="Then train the classifier (its --backbone) for N epochs (on image+seg when all five folds train).",
+    ),
+    backbone,
+    weights,
+)
 
 
 classify = options(
@@ -198,12 +216,7 @@ classify = options(
     ),
     click.option("--compare", is_flag=True, help="Train image and image+seg side by side and report both."),
     click.option("--seg-run", help="The nnU-Net training run (r12) whose folds give the map [default: the newest]."),
-    _classify_option(
-        "--backbone",
-        "torchvision's network: resnet18 (the default asked for), resnet50, densenet121, convnext_tiny, "
-        "efficientnet_v2_s; its first layer takes the input's channels.",
-        type=click.Choice(BACKBONES),
-    ),
+    backbone,
     _classify_option("--input-size", "The square the network sees (at most the ingest's --size).", type=int),
     _classify_option("--epochs", type=int),
     _classify_option("--batch-size", type=int),
@@ -213,12 +226,7 @@ classify = options(
         "--augment", "Augmentation strength: 0 none, 1 flips, 10 degrees, 10% brightness/contrast.", type=float
     ),
     _classify_option("--patience", "Epochs without a better val AUC.", type=int),
-    _classify_option(
-        "--weights",
-        "'auto' (ImageNet's where torchvision's file is cached in TORCH_HOME or answers within "
-        "IMAGENET_FETCH_TIMEOUT_SECONDS, else from scratch; the run says which), 'none' (from scratch), "
-        "'imagenet' (required) or a state dict file.",
-    ),
+    weights,
     _classify_option("--val-fraction", type=float),
     _classify_option("--test-fraction", type=float),
     _classify_option("--seed", "Seed of the split and the training.", type=int),

@@ -270,12 +270,17 @@ def test_pipeline_chains_the_classifier_with_its_own_settings(system: Stack, rel
         "nnU-Net's --epochs are not the classifier's"
     )
     assert classifier["test_fraction"] == 0.15 and "seg_run" not in classifier, "the pipeline's own folds"
+    assert run["jobs"][-1]["name"] == "ResNet18 image+seg" and classifier["backbone"] == "resnet18"
     some_folds = system.dispatch(
-        "pipeline", "--source", source, "--dataset-id", "107", "--folds", "0-1", "--classifier-epochs", "3", "--json"
-    )
+        "pipeline", "--source", source, "--dataset-id", "107", "--folds", "0-1", "--classifier-epochs", "3",
+        "--backbone", "densenet121", "--weights", "none", "--json",
+    )  # fmt: skip
     run = json.loads(some_folds.stdout)
     assert system.dispatch("cancel", run["ref"]).returncode == 0
     assert [job["params"].get("input") for job in run["jobs"][-1:]] == ["image"], "no out-of-fold map without all folds"
+    last = run["jobs"][-1]
+    assert last["name"] == "DenseNet121 image", "the job is named by its backbone"
+    assert (last["params"]["backbone"], last["params"]["weights"]) == ("densenet121", "none")
 
 
 def test_predict_takes_the_newest_run_that_trained_a_classifier(system: Stack) -> None:

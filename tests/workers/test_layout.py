@@ -46,7 +46,7 @@ def domain_edges() -> dict[tuple[str, str], str]:
 
 
 def test_the_domains_are_the_folders_the_design_names() -> None:
-    assert DOMAINS == ["classifier", "imaging", "ingest", "nnunet", "superres", "sweep", "tracking"]
+    assert DOMAINS == ["classifier", "imaging", "ingest", "nnunet", "predict", "superres", "sweep", "tracking"]
     design = (PROJECT / "docs" / "design.md").read_text()
     unsaid = [domain for domain in DOMAINS if not re.search(rf"^  {domain}/ +\w", design, re.MULTILINE)]
     assert not unsaid, f"docs/design.md's shape of the repository says what workers/{unsaid} hold"
@@ -72,6 +72,55 @@ def test_no_two_domains_import_each_other_even_through_others() -> None:
                 changed = True
     cycles = sorted(domain for domain in DOMAINS if domain in reach[domain])
     assert not cycles, f"imports that go round: {cycles}; edges {edges}"
+
+
+def module_of(path: Path) -> str:
+    return ".".join(path.relative_to(PROJECT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def module_edges() -> dict[str, set[str]]:
+    """Every module of workers/ -> the modules of workers/ it imports (`from package import module` counted as
+    the module)."""
+    modules = {module_of(path): path for path in sorted(WORKERS.rglob("*.py"))}
+    return {
+        module: {name for name in imported(path) if name in modules and name != module}
+        for module, path in modules.items()
+    }
+
+
+def test_no_module_of_workers_imports_itself_round_a_circle() -> None:
+    edges = module_edges()
+    circles = []
+    for start in sorted(edges):
+        path, seen = [start], set()
+        stack = [(start, iter(sorted(edges[start])))]
+        while stack:  # depth first from `start`: a way back to it is a circle
+            module, following = stack[-1]
+            target = next(following, None)
+            if target is None:
+                stack.pop()
+                path.pop()
+            elif target == start:
+                circles.append(" -> ".join([*path, start]))
+                break
+            elif target not in seen:
+                seen.add(target)
+                path.append(target)
+                stack.append((target, iter(sorted(edges[target]))))
+    assert not circles, f"imports that go round: {circles}"
+    assert "workers.ingest.steps" in edges and edges["workers.ingest.steps"], "the imports are read"
+
+
+def test_prediction_is_a_leaf_no_other_domain_imports_it() -> None:
+    importers = sorted(
+        f"{module} imports {target}"
+        for module, targets in module_edges().items()
+        if domain_of(module) not in ("predict", None)
+        for target in targets
+        if domain_of(target) == "predict"
+    )
+    assert not importers, importers
+    assert ("predict", "classifier") in domain_edges(), "prediction reads the classifier's model from classifier/"
 
 
 def test_domain_code_knows_nothing_of_celery() -> None:
@@ -109,7 +158,8 @@ def test_every_task_sits_in_its_domains_tasks_module_and_is_routed_in_one_place(
     assert set(home_of) == set(tasknames.QUEUE_OF), "every task has its queue in shared/tasknames.py, and only tasks"
     assert all(len(modules) == 1 for modules in home_of.values()), home_of
     spelt = {"classify": "classifier", "jobs": "maintenance"}  # a task name's first word -> its module's
+    kept = {tasknames.CLASSIFY_PREDICT: "predict"}  # names kept when their task moved, so queued messages run
     for name, (module,) in home_of.items():
         first = name.split(".")[0]
-        assert module.split(".")[1] == spelt.get(first, first), f"{name} is registered in {module}"
+        assert module.split(".")[1] == kept.get(name, spelt.get(first, first)), f"{name} is registered in {module}"
     assert set(app.conf.include) == {module for (module,) in home_of.values()}, "the app includes each tasks module"

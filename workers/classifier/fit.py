@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from shared.contract import ClassifyRequest
-from shared.defaults import IMAGE_SEG
+from shared.defaults import BACKBONE_NAMES, IMAGE_SEG
 from shared.layout import segmentation_channel_file
 from shared.settings import Settings, get_settings
 from workers.classifier.data import TEST, TRAIN, VAL, ClassificationSet, load_set, stratified_split
@@ -144,7 +144,7 @@ def score_test(
     labels = data.labels_of(TEST)
     test = binary_metrics(labels, scores, threshold, specificity_threshold, with_intervals=True)
     out.mkdir(parents=True, exist_ok=True)
-    tag, title = _tag(request), f"ResNet18 ({request.input}), test split"
+    tag, title = _tag(request), f"{BACKBONE_NAMES[request.backbone]} ({request.input}), test split"
     split_file = out / "classification_split.json"
     split_file.write_text(
         json.dumps({part: [data.classification.image_ids[i] for i in indices] for part, indices in data.split.items()})

@@ -1,9 +1,10 @@
 """The classifier's network: one of torchvision's backbones (ResNet18 by default), its first convolution
-fitted to the input channels and a two-class head."""
+fitted to the input channels and a two-class head; and a trained classifier as its checkpoint holds it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,35 @@ def initial_model(
         first_line = str(error).splitlines()[0]
         raise InputError(f"--weights {weights} does not fit a {channels}-channel {backbone}: {first_line}") from error
     return model, started
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A trained classifier and what prediction needs to feed it as it was trained."""
+
+    model: nn.Module
+    backbone: str
+    input: str  # IMAGE or IMAGE_SEG (shared/defaults.py)
+    input_size: int
+    threshold: float
+    seg_run: int | None  # the nnU-Net run whose probability is its second channel
+    working_size: int  # the ingest's: the square its pictures were letterboxed on
+    square: bool  # that ingest squashed the pictures (the notebook's layout)
+
+
+def load_classifier(path: Path) -> Classifier:
+    content: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    backbone = content.get("backbone", "resnet18")  # older checkpoints: all ResNet18
+    model = build_model(int(content["channels"]), backbone)
+    model.load_state_dict(content["state_dict"])
+    input_size = int(content["size"])  # the file's keys: "size" is the input size, "cache_size" the working size
+    return Classifier(
+        model,
+        backbone,
+        content["input"],
+        input_size,
+        float(content["threshold"]),
+        content["seg_run"],
+        int(content.get("cache_size", input_size)),  # a checkpoint from before the working size: squares
+        bool(content.get("square", True)),
+    )

@@ -13,7 +13,6 @@ the cache's square.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from shared.defaults import ALL_FOLDS
 from shared.errors import InputError
 from shared.layout import case_id, segmentation_channel_file
 from shared.settings import Settings
+from workers.child import ToolRun
 from workers.classifier.data import ClassificationSet
 from workers.files import replacing
 from workers.imaging.geometry import letterbox, unletterbox
@@ -44,9 +44,7 @@ def build_channel(
     folds: list[int],
     classification: ClassificationSet,
     work: Path,
-    log: Path,
-    on_line: Callable[[str], None],
-    should_stop: Callable[[], bool],
+    run: ToolRun,
 ) -> tuple[Path, dict[str, Any]]:
     """Write the (N, size, size) uint8 map (probability x 255) beside the cache; returns it and counts."""
     target = segmentation_channel_file(classification.folder, seg_run)
@@ -77,12 +75,10 @@ def build_channel(
             for index in ensemble
         ),
         work,
-        log,
-        on_line,
-        should_stop,
+        run,
     )
     for index in ensemble:
-        channel[index] = _as_uint8(maps[f"img{index:06d}"], classification, index, log)
+        channel[index] = _as_uint8(maps[f"img{index:06d}"].fracture, classification, index, run.log)
     with replacing(target) as handle:
         np.save(handle, channel)
     return target, {"out_of_fold": len(classification.labels) - len(ensemble), "ensemble": len(ensemble)}

@@ -110,9 +110,21 @@ def _dicom_picture(dicom: DicomPicture, working_size: int, square: bool, upscale
         grey = Image.fromarray(np.rint(dicom.pixels * 255).astype(np.uint8))
         pixels, upscaled = upscaler(grey, target)
     else:
-        working = np.asarray(resized(Image.fromarray(dicom.pixels, "F"), target))
-        pixels = np.rint(np.clip(working, 0, 1) * 255).astype(np.uint8)
+        pixels = at_working_size(dicom.pixels, working_size, square)
     return Picture(pixels, (columns, rows), None, upscaled, dicom.spacing_mm)
+
+
+def at_working_size(pixels: np.ndarray, working_size: int, square: bool) -> np.ndarray:
+    """A full-resolution upright picture as (rows, columns) uint8 at the working size: 8-bit pixels resized, or
+    a DICOM picture's float [0, 1] pixels resized at their full depth and only then made 8-bit. The ingest's
+    cases and prediction's inputs both come through here (a JPEG's draft decode aside, a speed-up of the same
+    resize)."""
+    rows, columns = pixels.shape
+    target = working_shape(columns, rows, working_size, square)
+    if pixels.dtype == np.uint8:
+        return np.asarray(resized(Image.fromarray(pixels), target))
+    working = np.asarray(resized(Image.fromarray(pixels.astype(np.float32), "F"), target))
+    return np.rint(np.clip(working, 0, 1) * 255).astype(np.uint8)
 
 
 def _decode(image: Image.Image, tolerate_truncation: bool) -> Image.Image:

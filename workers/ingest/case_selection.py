@@ -17,11 +17,11 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.contract import IngestRequest
 from shared.errors import InputError
 from workers.ingest.duplicates import group_pictures
+from workers.ingest.records import PlanItem
 from workers.ingest.split import TEST, TRAIN, grouped_split, official_split
 
 CONFLICT = "duplicate of a picture with the other label"
@@ -45,29 +45,29 @@ class Selection:
 
 
 def select_cases(
-    request: IngestRequest, items: list[dict[str, Any]], hashes: dict[str, tuple[str, str]], release_split: dict
+    request: IngestRequest, items: list[PlanItem], hashes: dict[str, tuple[str, str]], release_split: dict
 ) -> Selection:
     """`items`: the plan's pictures; `hashes`: file name -> (exact, perceptual) from the convert jobs."""
-    names = [item["case_id"] for item in items]
-    numbers = group_pictures([hashes[item["file_name"]][0] for item in items],
-                             [hashes[item["file_name"]][1] for item in items])  # fmt: skip
+    names = [item.case_id for item in items]
+    numbers = group_pictures([hashes[item.file_name][0] for item in items],
+                             [hashes[item.file_name][1] for item in items])  # fmt: skip
     duplicate_of = {name: names[number] for name, number in zip(names, numbers, strict=True)}
-    by_case = {item["case_id"]: item for item in items}
+    by_case = {item.case_id: item for item in items}
     groups = defaultdict(list)
     for name in names:
         groups[duplicate_of[name]].append(name)
     duplicated = {group: cases for group, cases in groups.items() if len(cases) > 1}
-    given = {item["case_id"]: item["group"] for item in items if item.get("group") is not None}
+    given = {item.case_id: item.group for item in items if item.group is not None}
     group_of = _split_units(names, duplicate_of, given)
     warnings: list[str] = []
     excluded = _resolve_conflicts(request, duplicated, by_case, warnings)
-    positives = [i["case_id"] for i in items if i["segments"] and i["case_id"] not in excluded]
+    positives = [i.case_id for i in items if i.segments and i.case_id not in excluded]
     negatives = _negatives(request, len(positives), items, excluded, group_of)
     selection = Selection(group_of, excluded, {}, warnings)
     strata = {}
     for group, cases in selection.members(positives + negatives).items():
         first = by_case[cases[0]]
-        strata[group] = f"{int(first['fractured'])}/{first['region']}"
+        strata[group] = f"{int(first.fractured)}/{first.region}"
     if request.split == "official":
         split = official_split(selection.members(positives), release_split, warnings)
         negative_groups = selection.members(negatives)
@@ -77,7 +77,7 @@ def select_cases(
     else:
         split = grouped_split(selection.members(positives + negatives), strata, request.test_fraction, request.seed)
     selection.split = split
-    identical = sum(1 for cases in duplicated.values() if len({hashes[by_case[c]["file_name"]][0] for c in cases}) == 1)
+    identical = sum(1 for cases in duplicated.values() if len({hashes[by_case[c].file_name][0] for c in cases}) == 1)
     selection.counts = {
         "duplicate_groups": len(duplicated),
         "identical_groups": identical,
@@ -116,19 +116,19 @@ def _split_units(names: list[str], duplicate_of: dict[str, str], given: dict[str
     return {name: root(name) for name in names}
 
 
-def _labels(cases: list[str], by_case: dict[str, dict[str, Any]]) -> set[int]:
-    return {int(by_case[case]["fractured"]) for case in cases}
+def _labels(cases: list[str], by_case: dict[str, PlanItem]) -> set[int]:
+    return {int(by_case[case].fractured) for case in cases}
 
 
 def _resolve_conflicts(
     request: IngestRequest,
     duplicated: dict[str, list[str]],
-    by_case: dict[str, dict[str, Any]],
+    by_case: dict[str, PlanItem],
     warnings: list[str],
 ) -> dict[str, str]:
     conflicts = {group: cases for group, cases in duplicated.items() if _labels(cases, by_case) == {0, 1}}
     described = [
-        " = ".join(f"{case} ({'Fractured' if by_case[case]['fractured'] else 'Non_fractured'})" for case in cases)
+        " = ".join(f"{case} ({'Fractured' if by_case[case].fractured else 'Non_fractured'})" for case in cases)
         for cases in conflicts.values()
     ]
     if conflicts and request.conflicts == "fail":
@@ -141,7 +141,7 @@ def _resolve_conflicts(
         if request.conflicts == "drop":
             excluded.update(dict.fromkeys(cases, CONFLICT))
         else:
-            excluded.update({case: NOT_FRACTURED_COPY for case in cases if not by_case[case]["fractured"]})
+            excluded.update({case: NOT_FRACTURED_COPY for case in cases if not by_case[case].fractured})
         action = "dropped" if request.conflicts == "drop" else "kept the fractured copies"
         warnings.append(f"conflicting duplicates {text}: {action} (--conflicts {request.conflicts})")
     return excluded
@@ -150,15 +150,15 @@ def _resolve_conflicts(
 def _negatives(
     request: IngestRequest,
     positives: int,
-    items: list[dict[str, Any]],
+    items: list[PlanItem],
     excluded: dict[str, str],
     group_of: dict[str, str],
 ) -> list[str]:
     """Whole groups of non-fractured pictures, in a seeded order, until --negatives' count is reached."""
     groups: dict[str, list[str]] = defaultdict(list)
     for item in items:
-        if item["case"] and not item["segments"] and item["case_id"] not in excluded:
-            groups[group_of[item["case_id"]]].append(item["case_id"])
+        if item.case and not item.segments and item.case_id not in excluded:
+            groups[group_of[item.case_id]].append(item.case_id)
     wanted = request.negatives_wanted(positives, sum(len(cases) for cases in groups.values()))
     order = sorted(groups)
     random.Random(request.seed).shuffle(order)

@@ -1,9 +1,8 @@
 """A release as the ingest sees it, whatever its layout: its pictures (each with its image-level label, its
-masks as segments and its group), the names of nnU-Net's labels, and its warnings.
+masks as segments and its group), the names of nnU-Net's labels, and its warnings; and what every layout's
+reader shares: every path checked before anything opens it (`inside_release`), a two-column CSV read.
 
-`read_release` recognises the layout (the FracAtlas archive or any COCO export, zipped or not), reads it
-with fracatlas.py or coco_release.py, and adds the groups of a --groups file. Every path is checked before
-anything opens it (`inside_release`).
+reader.py recognises the layout and hands it to fracatlas.py or coco_release.py, which build these.
 """
 
 from __future__ import annotations
@@ -14,10 +13,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.contract import IngestRequest
 from shared.errors import InputError
 from shared.layout import case_id
-from workers.ingest.coco import DEFAULT_CAPS, InputCaps, Segment
+from workers.ingest.coco import Segment
 
 FRACATLAS_LAYOUT, COCO_LAYOUT = "fracatlas", "coco"  # the values of --format
 
@@ -60,61 +58,6 @@ class Release:
     @property
     def fractured(self) -> list[ImageEntry]:
         return [image for image in self.images if image.fractured]
-
-
-def read_release(
-    source: Path, request: IngestRequest, caps: InputCaps = DEFAULT_CAPS, key: bytes | None = None
-) -> Release:
-    """The release at `source` (a folder, already unpacked where it came as a zip), as `request` asks; `key`:
-    the data root's pseudonym key, where a COCO release may hold DICOM pictures."""
-    from workers.ingest.coco_release import read_coco_release
-    from workers.ingest.fracatlas import is_fracatlas, read_fracatlas
-
-    # Resolved once here, so that every image path under it is absolute without a lookup per file.
-    root = Path(source).expanduser().resolve()
-    if not root.is_dir():
-        raise InputError(
-            f"source folder {root} does not exist; pass --source the release folder (a FracAtlas archive or a "
-            "folder holding a COCO file and its pictures)"
-        )
-    layout = request.format if request.format != "auto" else FRACATLAS_LAYOUT if is_fracatlas(root) else COCO_LAYOUT
-    if layout == FRACATLAS_LAYOUT:
-        for option in ("categories", "positive", "labels", "coco", "images"):
-            if getattr(request, option):
-                raise InputError(
-                    f"--{option} applies to a COCO release; {root} is read as the FracAtlas archive, whose one "
-                    "category is 'fractured' and whose labels are its folders (pass --format coco to read it as COCO)"
-                )
-        release = read_fracatlas(root, caps)
-    else:
-        release = read_coco_release(root, request, caps, key)
-    if request.groups:
-        attach_groups(Path(request.groups), release)
-    return release
-
-
-def attach_groups(path: Path, release: Release) -> None:
-    """--groups: a CSV of file_name, group (a patient or study id); a picture it leaves out is its own group."""
-    rows = read_csv_columns(path, ("file_name", "group"), "file_name,group (a patient or study id per picture)")
-    by_name = {image.file_name: image for image in release.images}
-    unknown = []
-    for line, (name, group) in rows:
-        if not group:
-            raise InputError(f"{path}, line {line}: {name} has an empty group; give every listed picture its group")
-        image = by_name.get(name)
-        if image is None:
-            unknown.append(name)
-        else:
-            image.group = group
-    if unknown:
-        release.warnings.append(
-            f"{len(unknown)} rows of {path.name} name no picture of the release (first: {unknown[0]})"
-        )
-    missing = [image.file_name for image in release.images if image.group is None]
-    if missing:
-        release.warnings.append(
-            f"{len(missing)} pictures are in no group of {path.name} and are each their own (first: {missing[0]})"
-        )
 
 
 def read_csv_columns(path: Path, columns: tuple[str, str], expected: str) -> list[tuple[int, tuple[str, str]]]:

@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from shared.errors import InputError
 from shared.layout import CACHE_GEOMETRY, CACHE_IMAGES, CACHE_LABELS, GROUPS_FILE, DataRoot, existing_datasets
 from workers.files import replacing
 from workers.imaging.geometry import letterbox
-from workers.imaging.pictures import load_picture
+from workers.imaging.pictures import Picture, load_picture
 from workers.imaging.pseudonyms import write_map
 from workers.ingest.archive import is_archive, unpack
 from workers.ingest.case_selection import Selection, select_cases
@@ -38,7 +38,9 @@ from workers.ingest.coco import DEFAULT_CAPS, InputCaps
 from workers.ingest.duplicates import NEAR_BITS, exact_hash, perceptual_hash
 from workers.ingest.fracatlas import REGIONS
 from workers.ingest.masks import label_mask
-from workers.ingest.release import FRACATLAS_LAYOUT, read_release
+from workers.ingest.reader import read_release
+from workers.ingest.records import Converted, PlanItem, StagedPlan
+from workers.ingest.release import FRACATLAS_LAYOUT
 from workers.ingest.split import TEST, TRAIN
 from workers.nnunet.nifti import write_case
 from workers.superres.upscale import Upscaler
@@ -113,27 +115,7 @@ def plan(
             f"--split official needs 'Utilities/Fracture Split/{{train,valid,test}}.csv' in {release.root} "
             "(a FracAtlas release); restore them from the release or use the stratified split"
         )
-    items = [
-        {
-            "file_name": image.file_name,
-            "shown": image.shown,  # what the job table, the logs and the manifest name it by
-            "uids": image.uids,  # a DICOM picture's: for the private map only
-            "path": str(image.path),
-            "case_id": image.case_id,
-            "fractured": image.fractured,
-            "region": image.region,
-            "attributes": image.attributes,
-            "coco_id": image.coco_id,
-            "coco_size": image.coco_size,
-            "segments": image.segments,
-            "box_only": image.box_only,
-            "group": image.group,
-            # A positive picture without a mask (FracAtlas: no polygon; COCO: boxes only) is left out of
-            # the segmentation set, and so is a picture with boxes only.
-            "case": bool(image.segments) or not (image.fractured or image.box_only),
-        }
-        for image in release.images
-    ]
+    items = [PlanItem.of(image) for image in release.images]
     for folder in (*FOLDERS[TRAIN], *FOLDERS[TEST], CASES):
         (staging / request.dataset_name / folder).mkdir(parents=True)
     (staging / CLASSIFICATION).mkdir()
@@ -147,92 +129,76 @@ def plan(
     ).flush()
     # At least MIN_CHUNKS chunks, so that a small release still spreads over the workers.
     chunk_size = max(1, min(chunk_size, math.ceil(len(items) / MIN_CHUNKS)))
-    chunks = [[start, min(start + chunk_size, len(items))] for start in range(0, len(items), chunk_size)]
+    chunks = [(start, min(start + chunk_size, len(items))) for start in range(0, len(items), chunk_size)]
     # Each convert job reads only its own items; unindented, as json's fast encoder needs.
     for start, stop in chunks:
-        _write_json(_items_file(staging, start), items[start:stop], indent=None)
-    plan_content = {
-        "caps": asdict(caps),
-        "chunks": chunks,
-        "warnings": release.warnings,
-        "official_split": release.official_split,
-        "layout": release.layout,
-        "described": release.described if archive is None else f"{archive.name}, unpacked: {release.described}",
-        "labels": release.labels,
-        # A zip's pictures are unpacked into the staging folder, gone after the ingest: the manifest names
-        # them inside the zip instead (ZIP!/path).
-        "unpacked": [str((staging / UNPACKED).resolve()), str(archive)] if archive is not None else None,
-    }
-    _write_json(staging / PLAN_FILE, plan_content)
+        _write_json(_items_file(staging, start), [item.to_json() for item in items[start:stop]], indent=None)
+    staged = StagedPlan(
+        caps=caps,
+        chunks=chunks,
+        warnings=release.warnings,
+        official_split=release.official_split,
+        layout=release.layout,
+        described=release.described if archive is None else f"{archive.name}, unpacked: {release.described}",
+        labels=release.labels,
+        unpacked=(str((staging / UNPACKED).resolve()), str(archive)) if archive is not None else None,
+    )
+    _write_json(staging / PLAN_FILE, staged.to_json())
     return {
-        "layout": plan_content["described"],
+        "layout": staged.described,
         "images": len(items),
-        "positives": sum(1 for item in items if item["fractured"]),
+        "positives": sum(1 for item in items if item.fractured),
         "labels": release.labels,
         "chunks": chunks,
         "warnings": release.warnings,
     }
 
 
-def read_plan(staging: Path) -> dict[str, Any]:
-    return json.loads((staging / PLAN_FILE).read_text())
+def read_plan(staging: Path) -> StagedPlan:
+    return StagedPlan.from_json(json.loads((staging / PLAN_FILE).read_text()))
 
 
 def _items_file(staging: Path, start: int) -> Path:
     return staging / f"items_{start:06d}.json"
 
 
-def _read_items(staging: Path, start: int) -> list[dict[str, Any]]:
-    return json.loads(_items_file(staging, start).read_text())
+def _read_items(staging: Path, start: int) -> list[PlanItem]:
+    return [PlanItem.from_json(item) for item in json.loads(_items_file(staging, start).read_text())]
+
+
+def _chunk_file(staging: Path, start: int) -> Path:
+    return staging / CLASSIFICATION / f"chunk_{start:06d}.json"
 
 
 def convert_chunk(request: IngestRequest, staging: Path, start: int, progress: Progress) -> dict[str, Any]:
     """Decode the plan's chunk that starts at item `start`: its cases (at each picture's working size), its
     rows of the classification cache (letterboxed) and each picture's hashes."""
-    caps = InputCaps(**read_plan(staging)["caps"])  # the caps the plan checked the release against
+    caps = read_plan(staging).caps
     items = _read_items(staging, start)
     working_size = request.working_size
     pixels = np.empty((len(items), working_size, working_size), np.uint8)
     records = []
     upscaler = Upscaler(request.upscale_models)
     for index, item in enumerate(items):
-        progress(index, len(items), item["shown"])
+        progress(index, len(items), item.shown)
         picture = load_picture(
-            Path(item["path"]),
+            Path(item.path),
             working_size,
             caps.pixels_per_picture,
             square=request.square is not None,
             upscaler=upscaler,
         )
         pixels[index] = letterbox(picture.pixels, working_size)
-        rows, columns = picture.pixels.shape
-        record = {
-            "file_name": item["file_name"],
-            "shown": item["shown"],
-            "width": picture.oriented_size[0],
-            "height": picture.oriented_size[1],
-            "rows": rows,
-            "columns": columns,
-            "warning": picture.warning,
-            "upscaled": picture.upscaled,
-            "spacing_mm": picture.spacing_mm,
-            "exact_hash": exact_hash(picture.pixels),
-            "perceptual_hash": perceptual_hash(picture.pixels),
-            "foreground": None,
-            "contested": 0,
-        }
-        if item["case"]:
-            record["foreground"], record["contested"] = _write_case_pair(
-                staging / request.dataset_name / CASES, item, picture
-            )
-        records.append(record)
+        case = _write_case_pair(staging / request.dataset_name / CASES, item, picture) if item.case else None
+        hashes = exact_hash(picture.pixels), perceptual_hash(picture.pixels)
+        records.append(Converted.of(item, picture, case, hashes))
     _write_rows(staging / CLASSIFICATION / CACHE_IMAGES, start, pixels)
-    _write_json(staging / CLASSIFICATION / f"chunk_{start:06d}.json", records)
+    _write_json(_chunk_file(staging, start), [record.to_json() for record in records])
     progress(len(items), len(items), "chunk written")
     return {
         "images": len(items),
-        "cases": sum(1 for r in records if r["foreground"] is not None),
-        "warnings": [f"{r['shown']}: {r['warning']}" for r in records if r["warning"]],
+        "cases": sum(1 for r in records if r.foreground is not None),
+        "warnings": [f"{r.shown}: {r.warning}" for r in records if r.warning],
     }
 
 
@@ -247,24 +213,25 @@ def _write_rows(path: Path, start: int, rows: np.ndarray) -> None:
         handle.write(rows.tobytes())
 
 
-def _write_case_pair(cases: Path, item: dict[str, Any], picture: Any) -> tuple[int, int]:
+def _write_case_pair(cases: Path, item: PlanItem, picture: Picture) -> tuple[int, int]:
     """The picture and its label map (empty for a negative) as a case; returns its labelled pixels and how
     many of them two labels claimed."""
     rows, columns = picture.pixels.shape
     contested = 0
-    if item["segments"]:
-        width, height = item["coco_size"]
+    if item.segments:
+        assert item.coco_size is not None  # a picture with segments came with its COCO entry's size
+        width, height = item.coco_size
         if tuple(picture.oriented_size) != (width, height):
             raise InputError(
-                f"{item['path']} is {picture.oriented_size[0]}x{picture.oriented_size[1]} after its EXIF "
-                f"orientation, but COCO image id {item['coco_id']} says {width}x{height}; the polygons would not "
+                f"{item.path} is {picture.oriented_size[0]}x{picture.oriented_size[1]} after its EXIF "
+                f"orientation, but COCO image id {item.coco_id} says {width}x{height}; the polygons would not "
                 "fit it: replace the picture with the release's or correct the COCO entry"
             )
-        mask, contested = label_mask(item["segments"], width, height, columns, rows)
+        mask, contested = label_mask(item.segments, width, height, columns, rows)
     else:
         mask = np.zeros((rows, columns), np.uint8)
-    write_case(cases / f"{item['case_id']}_0000.nii.gz", picture.pixels)
-    write_case(cases / f"{item['case_id']}.nii.gz", mask)
+    write_case(cases / f"{item.case_id}_0000.nii.gz", picture.pixels)
+    write_case(cases / f"{item.case_id}.nii.gz", mask)
     return int(np.count_nonzero(mask)), contested
 
 
@@ -275,19 +242,20 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
     Replacing a dataset (--overwrite) also removes what was derived from the old one (nnU-Net's
     preprocessed data and trained folds): they no longer match it.
     """
-    content = read_plan(staging)
-    items, records = [], []
-    for start, _stop in content["chunks"]:
+    staged = read_plan(staging)
+    items: list[PlanItem] = []
+    records: list[Converted] = []
+    for start, _stop in staged.chunks:
         items.extend(_read_items(staging, start))
-        records.extend(json.loads((staging / CLASSIFICATION / f"chunk_{start:06d}.json").read_text()))
-    by_name = {record["file_name"]: record for record in records}
-    hashes = {name: (record["exact_hash"], record["perceptual_hash"]) for name, record in by_name.items()}
-    selection = select_cases(request, items, hashes, content["official_split"])
+        records.extend(Converted.from_json(record) for record in json.loads(_chunk_file(staging, start).read_text()))
+    by_name = {record.file_name: record for record in records}
+    hashes = {name: (record.exact_hash, record.perceptual_hash) for name, record in by_name.items()}
+    selection = select_cases(request, items, hashes, staged.official_split)
     dataset = staging / request.dataset_name
     _place_cases(dataset, selection.split)
     train = sorted(case for case, side in selection.split.items() if side == TRAIN)
     test = sorted(case for case, side in selection.split.items() if side == TEST)
-    _write_json(dataset / "dataset.json", _dataset_json(request, content, len(train)))
+    _write_json(dataset / "dataset.json", _dataset_json(request, staged, len(train)))
     _write_json(dataset / MARKER, {"run_staging": staging.name, "request": request.params()})
     _write_json(
         dataset / "split.json",
@@ -301,14 +269,14 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
         },
     )
     _write_groups(dataset / GROUPS_FILE, selection, request)
-    warnings = {record["file_name"]: record["warning"] for record in records if record["warning"]}
-    decoded = Decoded(items, by_name, selection, warnings, content["unpacked"])
+    warnings = {record.file_name: record.warning for record in records if record.warning}
+    decoded = Decoded(items, by_name, selection, warnings, staged.unpacked)
     _write_manifest(dataset / "manifest.csv", decoded)
     cache = staging / CLASSIFICATION
     _write_labels(cache / CACHE_LABELS, decoded)
     _write_json(cache / CACHE_GEOMETRY, {"size": request.working_size, "square": request.square is not None})
-    for start, _stop in content["chunks"]:
-        (cache / f"chunk_{start:06d}.json").unlink()
+    for start, _stop in staged.chunks:
+        _chunk_file(staging, start).unlink()
     raw_root = layout.nnunet_raw
     targets = {
         "dataset": raw_root / request.dataset_name,
@@ -323,27 +291,25 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
             replaced.append(str(old))
     _write_pseudonym_map(layout.pseudonym_map(request.dataset_id), items)
     _move_into_place(dataset, targets["dataset"], request, staging)
-    upscaled = sum(1 for r in records if r["upscaled"])
+    upscaled = sum(1 for r in records if r.upscaled)
     metrics = {
         "images": len(items),
-        "positives": sum(1 for item in items if item["fractured"]),
+        "positives": sum(1 for item in items if item.fractured),
         "cases": len(selection.split),
         "train": len(train),
         "test": len(test),
         **selection.counts,
-        "labels": content["labels"],
-        "contested_pixels": sum(
-            by_name[item["file_name"]]["contested"] for item in items if item["case_id"] in selection.split
-        ),
-        "box_only_pictures": sum(1 for item in items if item["box_only"]),
-        "layout": content["described"],
+        "labels": staged.labels,
+        "contested_pixels": sum(by_name[item.file_name].contested for item in items if item.case_id in selection.split),
+        "box_only_pictures": sum(1 for item in items if item.box_only),
+        "layout": staged.described,
         "working_size": request.working_size,
         "square": request.square is not None,
         "upscaled_pictures": upscaled,
         "upscale": request.upscale,
-        "warnings": content["warnings"]
+        "warnings": staged.warnings
         + selection.warnings
-        + sorted(f"{record['shown']}: {record['warning']}" for record in records if record["warning"])
+        + sorted(f"{record.shown}: {record.warning}" for record in records if record.warning)
         + [f"replaced {path} (--overwrite)" for path in replaced],
     }
     artifacts = {
@@ -359,11 +325,11 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
     return metrics, artifacts
 
 
-def _dataset_json(request: IngestRequest, content: dict[str, Any], training_cases: int) -> dict[str, Any]:
+def _dataset_json(request: IngestRequest, staged: StagedPlan, training_cases: int) -> dict[str, Any]:
     """nnU-Net's dataset.json: one label per category of the release, in the release's order."""
-    labels = {"background": 0, **{name: index for index, name in enumerate(content["labels"], start=1)}}
+    labels = {"background": 0, **{name: index for index, name in enumerate(staged.labels, start=1)}}
     described: dict[str, Any] = {"name": request.dataset_name, "description": COCO_DESCRIPTION}
-    if content["layout"] == FRACATLAS_LAYOUT:
+    if staged.layout == FRACATLAS_LAYOUT:
         described = {
             "name": request.dataset_name,
             "description": DESCRIPTION,
@@ -379,10 +345,10 @@ def _dataset_json(request: IngestRequest, content: dict[str, Any], training_case
     }
 
 
-def _write_pseudonym_map(path: Path, items: list[dict[str, Any]]) -> None:
+def _write_pseudonym_map(path: Path, items: list[PlanItem]) -> None:
     """Each DICOM picture's pseudonym, patient, file and UIDs, under the data root's private/ folder; a map
     of an earlier dataset with this id goes (--overwrite)."""
-    rows = [(item["shown"], item["group"] or "", item["path"], *item["uids"]) for item in items if item["uids"]]
+    rows = [(item.shown, item.group or "", item.path, *item.uids) for item in items if item.uids]
     if rows:
         write_map(path, rows)
     else:
@@ -426,21 +392,21 @@ class Decoded:
     """What the assemble job knows of every picture: the plan's items, what its convert job recorded (by
     file name), the cases chosen and split, and the warnings (by file name)."""
 
-    items: list[dict[str, Any]]
-    records: dict[str, dict[str, Any]]
+    items: list[PlanItem]
+    records: dict[str, Converted]
     selection: Selection
     warnings: dict[str, str]
-    unpacked: list[str] | None  # [the folder a zip was unpacked into, the zip]
+    unpacked: tuple[str, str] | None  # (the folder a zip was unpacked into, the zip)
 
-    def source_file(self, item: dict[str, Any]) -> str:
+    def source_file(self, item: PlanItem) -> str:
         """Where the user finds the picture: its path, or ZIP!/path inside the export zip it came in; for a
         DICOM picture, the private map (its file's name may say who it shows)."""
-        if item["uids"] is not None:
+        if item.uids is not None:
             return PRIVATE_MAP
         if self.unpacked is None:
-            return item["path"]
+            return item.path
         folder, archive = self.unpacked
-        return f"{archive}!/{Path(item['path']).relative_to(folder)}"
+        return f"{archive}!/{Path(item.path).relative_to(folder)}"
 
 
 def _write_manifest(path: Path, decoded: Decoded) -> None:
@@ -452,28 +418,28 @@ def _write_manifest(path: Path, decoded: Decoded) -> None:
     ]  # fmt: skip
     items, records, selection, warnings = decoded.items, decoded.records, decoded.selection, decoded.warnings
     rows = []
-    for item in sorted(items, key=lambda item: item["case_id"]):
-        record, case = records[item["file_name"]], item["case_id"]
+    for item in sorted(items, key=lambda item: item.case_id):
+        record, case = records[item.file_name], item.case_id
         split = selection.split.get(case, "")
         rows.append(
             [
                 case,
                 decoded.source_file(item),
-                int(item["fractured"]),
-                record["width"],
-                record["height"],
-                record["columns"],
-                record["rows"],
-                json.dumps(item["segments"]),
-                record["foreground"] if split else "",
-                record["contested"] if split else "",
-                int(item["box_only"]),
+                int(item.fractured),
+                record.width,
+                record.height,
+                record.columns,
+                record.rows,
+                json.dumps(item.segments),
+                record.foreground if split else "",
+                record.contested if split else "",
+                int(item.box_only),
                 split,
                 selection.group_of[case],
                 selection.excluded.get(case, ""),
-                record["upscaled"],
-                "x".join(f"{value:g}" for value in record["spacing_mm"] or ()),
-                warnings.get(item["file_name"], ""),
+                record.upscaled,
+                "x".join(f"{value:g}" for value in record.spacing_mm or ()),
+                warnings.get(item.file_name, ""),
             ]
         )
     _write_csv(path, header, rows)
@@ -487,20 +453,20 @@ def _write_labels(path: Path, decoded: Decoded) -> None:
     items, records, selection, warnings = decoded.items, decoded.records, decoded.selection, decoded.warnings
     rows = []
     for index, item in enumerate(items):
-        record, case = records[item["file_name"]], item["case_id"]
+        record, case = records[item.file_name], item.case_id
         rows.append(
             [
                 index,
-                item["shown"],
-                int(item["fractured"]),
-                item["region"],
+                item.shown,
+                int(item.fractured),
+                item.region,
                 selection.split.get(case, ""),
                 selection.group_of[case],
                 selection.excluded.get(case, ""),
-                record["rows"],
-                record["columns"],
-                *(item["attributes"].get(column, "") for column in ATTRIBUTE_COLUMNS),
-                warnings.get(item["file_name"], ""),
+                record.rows,
+                record.columns,
+                *(item.attributes.get(column, "") for column in ATTRIBUTE_COLUMNS),
+                warnings.get(item.file_name, ""),
             ]
         )
     _write_csv(path, header, rows)

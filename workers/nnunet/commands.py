@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from shared.errors import ToolFailed
 from shared.settings import Settings
-from workers.child import ChildFailed, run_child
+from workers.child import ChildFailed, ToolRun, run_child
 
 TRAINERS_DIR = Path(__file__).resolve().parent / "trainers"
 ERROR_LINE = re.compile(r"^\w*(Error|Exception|error):")
@@ -32,19 +31,12 @@ def environment(settings: Settings, extra: dict[str, str] | None = None) -> dict
     return {**env, **(extra or {})}
 
 
-def run_tool(
-    step: str,
-    command: list[str],
-    env: dict[str, str],
-    log: Path,
-    on_line: Callable[[str], None],
-    should_stop: Callable[[], bool],
-) -> None:
+def run_tool(step: str, command: list[str], env: dict[str, str], run: ToolRun) -> None:
     """Run one nnU-Net command as a child process; its failure becomes a user-facing ToolFailed that quotes
     its last error line and says where its log is."""
     try:
-        run_child(command, env, log, on_line, should_stop)
+        run_child(command, env, run.log, run.on_line, run.should_stop)
     except ChildFailed as error:
         errors = [line for line in error.tail if ERROR_LINE.match(line.strip())]
         reason = errors[-1].strip() if errors else (error.tail[-1].strip() if error.tail else "no output")
-        raise ToolFailed(f"{step} exited with {error.code}: {reason}; full log: {log}") from error
+        raise ToolFailed(f"{step} exited with {error.code}: {reason}; full log: {run.log}") from error

@@ -9,13 +9,15 @@ pictures' own orientation.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from shared.contract import Experiment
 from shared.settings import Settings
+from workers.child import ToolRun
 from workers.nnunet.commands import environment, run_tool
 from workers.nnunet.folds import predict_command
 from workers.nnunet.nifti import read_case, write_case
@@ -30,21 +32,26 @@ def fracture_channel(npz: Path) -> np.ndarray:
         return (1 - content["probabilities"][BACKGROUND, 0]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class EnsembleMaps:
+    """What the fold ensemble says of one picture, in its own orientation."""
+
+    fracture: np.ndarray  # (rows, columns) float32: the probability of any label
+    labels: np.ndarray | None = None  # (rows, columns): nnU-Net's segmentation, its label per pixel
+    per_label: np.ndarray | None = None  # (labels, rows, columns) float32: each label's own probability
+
+
 def predict_probabilities(
     settings: Settings,
     experiment: Experiment,
     folds: list[int],
     pictures: Iterable[tuple[str, np.ndarray]],
     work: Path,
-    log: Path,
-    on_line: Callable[[str], None],
-    should_stop: Callable[[], bool],
-    label_maps: dict[str, np.ndarray] | None = None,
-    class_maps: dict[str, np.ndarray] | None = None,
-) -> dict[str, np.ndarray]:
-    """name -> fracture probability map, for each (name, (rows, columns) uint8 picture); with `label_maps`,
-    nnU-Net's segmentation of each (its label per pixel) is put there too, and with `class_maps` each
-    label's own probability ((labels, rows, columns), background left out)."""
+    run: ToolRun,
+    segmentations: bool = False,
+) -> dict[str, EnsembleMaps]:
+    """name -> the ensemble's maps, for each (name, (rows, columns) uint8 picture); with `segmentations`, also
+    nnU-Net's segmentation and each label's own probability (kept only where asked: they are large)."""
     inputs, outputs = work / "inputs", work / "outputs"
     shutil.rmtree(work, ignore_errors=True)
     inputs.mkdir(parents=True)
@@ -52,17 +59,23 @@ def predict_probabilities(
     for name, pixels in pictures:
         write_case(inputs / f"{name}_0000.nii.gz", np.ascontiguousarray(pixels))
         names.append(name)
-    if not names:
+    try:
+        if not names:
+            return {}
+        command = predict_command(experiment, inputs, outputs, folds, probabilities=True)
+        run_tool("nnUNetv2_predict", command, environment(settings), run)
+        return {name: _maps(outputs, name, segmentations) for name in names}
+    finally:
         shutil.rmtree(work, ignore_errors=True)
-        return {}
-    command = predict_command(experiment, inputs, outputs, folds, probabilities=True)
-    run_tool("nnUNetv2_predict", command, environment(settings), log, on_line, should_stop)
-    maps = {name: fracture_channel(outputs / f"{name}.npz") for name in names}
-    if label_maps is not None:
-        label_maps.update({name: read_case(outputs / f"{name}.nii.gz") for name in names})
-    if class_maps is not None:
-        for name in names:
-            with np.load(outputs / f"{name}.npz") as content:
-                class_maps[name] = content["probabilities"][1:, 0].astype(np.float32)
-    shutil.rmtree(work, ignore_errors=True)
-    return maps
+
+
+def _maps(outputs: Path, name: str, segmentations: bool) -> EnsembleMaps:
+    if not segmentations:
+        return EnsembleMaps(fracture_channel(outputs / f"{name}.npz"))
+    with np.load(outputs / f"{name}.npz") as content:
+        probabilities = content["probabilities"][:, 0]
+    return EnsembleMaps(
+        (1 - probabilities[BACKGROUND]).astype(np.float32),
+        read_case(outputs / f"{name}.nii.gz"),
+        probabilities[1:].astype(np.float32),
+    )

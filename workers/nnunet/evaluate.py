@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shared.contract import Experiment
 from shared.errors import InputError
 from shared.settings import Settings
+from workers.child import ToolRun
 from workers.nnunet.commands import environment, run_tool, tool
 from workers.nnunet.folds import predict_command, validation_dice
 from workers.nnunet.segmentation_report import case_figures, report
@@ -70,9 +70,7 @@ def evaluate_run(
     experiment: Experiment,
     folds: list[int],
     out: Path,
-    log: Path,
-    on_line: Callable[[str], None],
-    should_stop: Callable[[], bool],
+    run: ToolRun,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     if not folds:
         raise InputError("no fold of this run finished training; nothing to evaluate")
@@ -96,9 +94,7 @@ def evaluate_run(
             *("--disable_ensembling", "-np", "1"),
         ],
         env,
-        log,
-        on_line,
-        should_stop,
+        run,
     )
     chosen = json.loads((results.parent / INFERENCE_INFORMATION).read_text())["best_model_or_ensemble"]
     postprocessing = Path(chosen["postprocessing_file"])
@@ -111,7 +107,7 @@ def evaluate_run(
         "results": str(results),
         "postprocessing": str(postprocessing),
         "inference_information": str(results.parent / INFERENCE_INFORMATION),
-        "log": str(log),
+        "log": str(run.log),
     }
     if not any((raw / "imagesTs").glob("*.nii.gz")):
         return {**metrics, "test_cases": 0}, artifacts
@@ -137,7 +133,7 @@ def evaluate_run(
         ("nnUNetv2_evaluate_folder", _evaluate_command(raw, postprocessed, results)),
     ]
     for step, command in steps:
-        run_tool(step, command, env, log, on_line, should_stop)
+        run_tool(step, command, env, run)
     # The headline is the model as nnU-Net selected it (with its postprocessing); the raw ensemble beside it.
     metrics |= _test_figures(raw, postprocessed)
     metrics["without_postprocessing"] = _test_figures(raw, predictions)

@@ -18,6 +18,7 @@ from typing import Any
 from shared.contract import Experiment, TrainRequest
 from shared.defaults import JOBS_TRAINER
 from shared.settings import Settings
+from workers.child import ToolRun
 from workers.device import device
 from workers.nnunet.commands import environment, run_tool, tool
 from workers.nnunet.epoch_lines import EPOCH_LINES_VARIABLE, epoch_figures
@@ -196,6 +197,6 @@ def train_fold(
 
         lines = {EPOCH_LINES_VARIABLE: "1"} if on_figures is not None else {}
         env = environment(settings, {**request.trainer_environment(), **lines})
-        run_tool(f"nnUNetv2_train (fold {request.fold})", command, env, log, on_line, should_stop)
+        run_tool(f"nnUNetv2_train (fold {request.fold})", command, env, ToolRun(log, on_line, should_stop))
     metrics = {"validation_dice": validation_dice(folder), "mode": mode, "fold": request.fold}
     return metrics, fold_artifacts(folder, log)

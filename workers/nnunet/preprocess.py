@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from shared.contract import PreprocessRequest
 from shared.defaults import FOLDS, PLANNERS
 from shared.layout import GROUPS_FILE
 from shared.settings import Settings
+from workers.child import ToolRun
 from workers.files import replacing
 from workers.nnunet.commands import environment, run_tool, tool
 from workers.nnunet.cross_validation import grouped_folds
@@ -42,9 +42,7 @@ def preprocess(
     settings: Settings,
     request: PreprocessRequest,
     processes: int,
-    log: Path,
-    on_line: Callable[[str], None],
-    should_stop: Callable[[], bool],
+    run: ToolRun,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     raw = request.raw(settings.layout)
     env = environment(settings)
@@ -55,7 +53,7 @@ def preprocess(
     dataset, workers = str(request.dataset_id), str(processes)
 
     def step(*command: str) -> None:
-        run_tool(Path(command[0]).name, list(command), env, log, on_line, should_stop)
+        run_tool(Path(command[0]).name, list(command), env, run)
 
     if request.plans_from_dataset is None:
         step(tool("nnUNetv2_plan_and_preprocess"), "-d", dataset, "-c", request.configuration, "-np", workers,
@@ -83,6 +81,6 @@ def preprocess(
         "plans": str(preprocessed / f"{request.plans}.json"),
         "splits": str(splits),
         "preprocessed": str(preprocessed),
-        "log": str(log),
+        "log": str(run.log),
     }
     return metrics, artifacts

@@ -28,9 +28,7 @@ def nnunet_preprocess(ctx: JobContext) -> Outcome:
         settings,
         request,
         settings.cpu_concurrency or os.cpu_count() or 1,
-        ctx.log_path("preprocess"),
-        lambda line: ctx.progress(0, None, line[-200:]),
-        ctx.should_stop,
+        ctx.tool_run("preprocess"),
     )
     return Outcome(
         metrics=metrics, artifacts=artifacts, run_artifacts={"plans": artifacts["plans"], "splits": artifacts["splits"]}
@@ -72,14 +70,6 @@ def nnunet_evaluate(ctx: JobContext) -> Outcome:
     folds = trained_folds(ctx.run_id)
     ctx.progress(0, None, f"predicting the test set with folds {folds}", force=True)
     settings, experiment = get_settings(), Experiment.parse(ctx.run_params)
-    metrics, artifacts = evaluate_run(
-        settings,
-        experiment,
-        folds,
-        ctx.folder,
-        ctx.log_path("evaluate"),
-        lambda line: ctx.progress(0, None, line[-200:]),
-        ctx.should_stop,
-    )
+    metrics, artifacts = evaluate_run(settings, experiment, folds, ctx.folder, ctx.tool_run("evaluate"))
     publish_evaluation(ctx.tracking, settings, experiment, ctx.run_id, metrics, artifacts, ctx.folder)
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)

@@ -19,7 +19,7 @@ from shared.errors import InputError
 from shared.read_model import get_run
 from shared.settings import get_settings
 from workers.classifier.fit import prepare, score_test
-from workers.classifier.predict import load_classifier
+from workers.classifier.model import load_classifier
 from workers.sweep.study import JOB_ATTR, durable, open_study, unowned_running
 from workers.sweep.trial import OUTCOME_ATTR
 

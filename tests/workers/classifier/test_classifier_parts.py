@@ -11,14 +11,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from shared.defaults import BACKBONES
 from shared.errors import InputError
 from workers.classifier.augment import augment
 from workers.classifier.data import TEST, TRAIN, VAL, stratified_split
 from workers.classifier.model import NETWORKS, build_model, initial_model
-from workers.classifier.radiographs import read_radiograph
 
 
 def test_the_split_is_seeded_and_stratified_by_label_and_region() -> None:
@@ -85,16 +83,6 @@ def test_augmentation_keeps_shape_and_leaves_the_map_unbrightened() -> None:
     assert torch.allclose(out[:, 1], torch.full_like(out[:, 1], -2.0))
     centre = out[:, 0, 12:20, 12:20]
     assert centre.std() > 0, "brightness differs between images"
-
-
-def test_radiographs_are_read_upright_and_bad_ones_named(tmp_path: Path) -> None:
-    picture = np.zeros((30, 50), np.uint8)
-    picture[:, :10] = 255
-    Image.fromarray(picture).save(tmp_path / "a.png")
-    assert read_radiograph(tmp_path / "a.png").shape == (30, 50)
-    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really")
-    with pytest.raises(InputError, match="bad.jpg cannot be read as a radiograph"):
-        read_radiograph(tmp_path / "bad.jpg")
 
 
 def test_training_keeps_the_best_epoch_whatever_the_number_of_steps() -> None:

@@ -199,10 +199,10 @@ def test_every_backbone_trains_through_the_stack_and_predicts(segmented: dict, s
     started from recorded; each checkpoint read back as predict reads it, and one through `dispatch predict`."""
     import torch
 
-    from shared.defaults import BACKBONES
+    from shared.defaults import BACKBONE_NAMES, BACKBONES
     from shared.layout import DataRoot
     from workers.classifier.data import load_set
-    from workers.classifier.predict import load_classifier
+    from workers.classifier.model import load_classifier
     from workers.classifier.train import predict_scores
 
     cache = load_set(DataRoot(system.data_root).classification_cache(DATASET))
@@ -215,6 +215,8 @@ def test_every_backbone_trains_through_the_stack_and_predicts(segmented: dict, s
         )  # fmt: skip
         metrics = run["metrics"]["classifier image"]
         assert metrics["backbone"] == backbone
+        job = next(job for job in run["jobs"] if job["kind"] == "classifier")
+        assert job["name"] == f"{BACKBONE_NAMES[backbone]} image", "the job is named by its backbone"
         # --weights auto: ImageNet's where the file is cached or answers, else from scratch, saying why
         assert metrics["weights"].startswith(("imagenet (file ", "none (no ImageNet file: ")), metrics["weights"]
         classifier = load_classifier(Path(run["artifacts"]["checkpoint image"]))

@@ -16,9 +16,9 @@ from pydicom.uid import HTJ2KLossless
 
 from shared.defaults import is_radiograph_file
 from shared.errors import InputError
-from workers.classifier.radiographs import read_radiograph
 from workers.imaging.dicom import read_dicom
 from workers.imaging.pictures import load_picture
+from workers.imaging.radiographs import read_radiograph
 
 CAP = 64_000_000
 VARIANTS = {
@@ -44,7 +44,7 @@ def test_each_way_of_storing_shows_the_same_picture(variant: str, grey: np.ndarr
     picture = read_dicom(path.read_bytes(), path, CAP)
     assert picture.bits_stored == 12 and picture.spacing_mm == (0.143, 0.143)
     assert np.abs(picture.pixels * 255 - grey).max() <= 1, "the stored 12 bits, through the LUTs, are the picture"
-    assert np.abs(read_radiograph(path).astype(int) - grey).max() <= 1, "predict reads it the same way"
+    assert np.abs(read_radiograph(path).pixels.astype(int) - grey).max() <= 1, "predict reads it the same way"
 
 
 def test_the_working_picture_equals_the_png_s(grey: np.ndarray, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pycocotools import mask as mask_utils
 from shared.contract import IngestRequest
 from shared.errors import InputError
 from workers.ingest.masks import label_mask
-from workers.ingest.release import read_release
+from workers.ingest.reader import read_release
 
 SIDE = 40
 SQUARE = [5.0, 5.0, 25.0, 5.0, 25.0, 25.0, 5.0, 25.0]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.classifier.dicom_seg import SOFTWARE, Algorithm, source_header
 from workers.files import replacing
+from workers.predict.dicom_seg import SOFTWARE, Algorithm, source_header
 
 SERIES_NUMBER = 902  # the system's report series in a study (its SEGs are 901)
 FRACTURE = ("125605004", "SCT", "Fracture of bone")

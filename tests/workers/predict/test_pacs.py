@@ -1,5 +1,5 @@
-"""The worker's side of the PACS round trip (workers/classifier/pacs.py) and the classifier's DICOM report
-(workers/classifier/dicom_report.py), against a real Orthanc: the study's radiographs fetched under their
+"""The worker's side of the PACS round trip (workers/predict/pacs.py) and the classifier's DICOM report
+(workers/predict/dicom_report.py), against a real Orthanc: the study's radiographs fetched under their
 pseudonyms into a folder of the owner's alone, and a report stored back into the same study."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from orthanc import running_orthanc
 
 from shared.dicomweb import StudyRequest
 from shared.settings import Settings
-from workers.classifier.dicom_report import FRACTURE, write_report
-from workers.classifier.dicom_seg import Algorithm
-from workers.classifier.pacs import fetch_radiographs, store
 from workers.imaging.pseudonyms import picture_pseudonym
+from workers.predict.dicom_report import FRACTURE, write_report
+from workers.predict.dicom_seg import Algorithm
+from workers.predict.pacs import fetch_radiographs, store
 
 LOGIN = Settings(pacs_username=PACS_USERNAME, pacs_password=PACS_PASSWORD, pacs_timeout_seconds=10)
 KEY = b"k" * 32

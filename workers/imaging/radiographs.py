@@ -1,10 +1,12 @@
-"""Radiographs as users hand them in: JPEG or PNG pictures (EXIF orientation applied), DICOM pictures (as a
-viewer shows them: workers/imaging/dicom.py) and 2D NIfTI cases."""
+"""Radiographs as users hand them in for prediction: JPEG or PNG pictures (EXIF orientation applied), DICOM
+pictures (as a viewer shows them: dicom.py) and 2D NIfTI cases, at full resolution; brought to the working
+size by the ingest's own resize (pictures.py), so that the model sees what it saw in training."""
 
 from __future__ import annotations
 
 import io
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -15,28 +17,40 @@ from shared.defaults import NIFTI_SUFFIXES
 from shared.errors import InputError
 from workers.files import read_regular_file
 from workers.imaging.dicom import is_dicom, read_dicom
+from workers.imaging.pictures import at_working_size
 
 MAX_PIXELS = 64_000_000  # as the ingest's cap; the release's largest radiograph has 6.6 million
 NIFTI_HEADER_BYTES = 352
 
 
-def read_radiograph(path: Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """(rows, columns) uint8, upright: JPEG or PNG (EXIF applied, grey), DICOM, or a 2D NIfTI case.
+@dataclass(frozen=True)
+class Radiograph:
+    pixels: np.ndarray  # (rows, columns) uint8, upright, at full resolution: what masks and overlays are drawn on
+    depth: np.ndarray | None = None  # a DICOM picture's float [0, 1] pixels: its full depth, for the resize
+
+    def at_working_size(self, working_size: int, square: bool) -> np.ndarray:
+        """The picture as the ingest made its cases: (rows, columns) uint8 at `working_size`."""
+        return at_working_size(self.pixels if self.depth is None else self.depth, working_size, square)
+
+
+def read_radiograph(path: Path, max_pixels: int = MAX_PIXELS) -> Radiograph:
+    """A JPEG or PNG (EXIF applied, grey), DICOM, or 2D NIfTI radiograph, upright.
 
     Read as untrusted: only a regular file, and nothing of more than `max_pixels` is decoded.
     """
     name = path.name.lower()
     data = read_regular_file(path, follow_links=True)  # the dispatcher resolved the links it was given
     if is_dicom(data):
-        return np.rint(read_dicom(data, path, max_pixels).pixels * 255).astype(np.uint8)
+        depth = read_dicom(data, path, max_pixels).pixels
+        return Radiograph(np.rint(depth * 255).astype(np.uint8), depth)
     try:
         if name.endswith(NIFTI_SUFFIXES):
-            return _nifti_pixels(path, data, max_pixels)
+            return Radiograph(_nifti_pixels(path, data, max_pixels))
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > max_pixels:
                 raise InputError(f"{path} is {image.width}x{image.height} pixels, over the cap of {max_pixels:,}")
             image.load()
-            return np.asarray(ImageOps.exif_transpose(image).convert("L"))
+            return Radiograph(np.asarray(ImageOps.exif_transpose(image).convert("L")))
     except Image.DecompressionBombError:
         raise InputError(f"{path} declares more pixels than Pillow will decode (a decompression bomb)") from None
     except (OSError, UnidentifiedImageError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:

@@ -1,0 +1,80 @@
+"""Prediction as a Celery task on the gpu queue: new radiographs, given as files or as a PACS study. Its name
+stays `classify.predict`, so that messages queued before prediction had its own room still run.
+
+Every worker imports this module (the app includes it): torch is imported inside the task, so that cpu
+workers never load it.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from shared.contract import PacsSource, PredictRequest
+from shared.model_registry import classifier_model_name, nnunet_model_name
+from shared.read_model import trained_segmentation
+from shared.settings import get_settings
+from shared.tasknames import CLASSIFY_PREDICT
+from workers.runtime import JobContext, Outcome, job_task
+
+Predict = Callable[[list[Path]], tuple[dict, dict]]
+
+
+@job_task(CLASSIFY_PREDICT)
+def predict(ctx: JobContext) -> Outcome:
+    """Masks, overlays and fracture probabilities for new radiographs, given as files or as a PACS study."""
+    from workers.classifier.model import load_classifier
+    from workers.imaging.pseudonyms import private_key
+    from workers.predict.dicom_seg import Algorithm
+    from workers.predict.files import DicomOutput, Predictor, predict_files
+
+    request = PredictRequest.parse(ctx.run_params)
+    settings = get_settings()
+    experiment, folds = trained_segmentation(request.seg_run)
+    dicom = DicomOutput(
+        private_key(settings.layout.private_dir),
+        Algorithm(nnunet_model_name(request.dataset_id), f"r{request.seg_run}"),
+        Algorithm(classifier_model_name(request.dataset_id), f"r{request.classifier_run}"),
+        request.probabilities,
+    )
+    predictor = Predictor(settings, load_classifier(Path(request.checkpoint)), experiment, folds, dicom)
+    out = Path(request.out) if request.out else ctx.folder / "predictions"
+
+    def predict_these(files: list[Path]) -> tuple[dict, dict]:
+        ctx.progress(0, None, f"{len(files)} file(s): nnU-Net folds {folds} and the classifier", force=True)
+        return predict_files(predictor, files, out, ctx.tool_run("predict"))
+
+    if request.pacs is None:
+        metrics, artifacts = predict_these([Path(name) for name in request.files])
+    else:
+        metrics, artifacts = _predict_study(ctx, request.pacs, dicom.key, out, predict_these)
+    return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
+
+
+def _predict_study(
+    ctx: JobContext, pacs: PacsSource, key: bytes, out: Path, predict_these: Predict
+) -> tuple[dict, dict]:
+    """A PACS study's radiographs fetched into the private folder (removed at the end), predicted, and with
+    --store the SEGs and reports sent back to the study."""
+    from shared.dicomweb import read_request, request_path
+    from workers.predict.pacs import fetch_radiographs, store
+
+    settings = get_settings()
+    study = read_request(settings.layout.private_dir, pacs.request)
+    fetched = settings.layout.private_dir / "pacs" / f"r{ctx.run_id}"
+    ctx.progress(0, None, f"fetching the study's radiographs from {pacs.url}", force=True)
+    try:
+        files = fetch_radiographs(settings, pacs.url, study, key, fetched)
+        metrics, artifacts = predict_these(files)
+    finally:
+        shutil.rmtree(fetched, ignore_errors=True)
+    metrics["pacs"] = pacs.url
+    if pacs.store:
+        with (out / "predictions.csv").open() as handle:
+            made = [out / row[column] for row in csv.DictReader(handle) for column in ("seg", "report") if row[column]]
+        ctx.progress(0, None, f"storing {len(made)} SEG and report file(s) in the study at {pacs.url}", force=True)
+        metrics["stored"] = store(settings, pacs.url, made)
+    request_path(settings.layout.private_dir, pacs.request).unlink(missing_ok=True)
+    return metrics, artifacts
