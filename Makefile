@@ -22,8 +22,18 @@ WHEELHOUSE ?=
 WHEEL_PYTHON ?= 3.11
 WHEEL_PLATFORM ?= x86_64
 
+# Python 3.11 or newer, refused by name otherwise; a .venv made by another interpreter (or broken) is made again.
+VERSION_OF := -c 'import os, sys; print(sys.version_info[:3], os.path.realpath(sys._base_executable))'
+define CHECK_PYTHON
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: $(PYTHON) is $$($(PYTHON) --version 2>&1 || echo 'not found'); this project needs Python 3.11 or newer: install it and run make PYTHON=python3.11 ..." >&2; exit 1; }
+	@if [ -d $(VENV) ] && [ "$$($(PY) $(VERSION_OF) 2>/dev/null)" != "$$($(PYTHON) $(VERSION_OF))" ]; then \
+	  echo "make: $(VENV) was made by another Python than $(PYTHON) (or is broken): making it again"; rm -rf $(VENV); fi
+endef
+
 ifeq ($(WHEELHOUSE),)
 $(INSTALLED): pyproject.toml
+	$(CHECK_PYTHON)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
@@ -32,6 +42,7 @@ $(INSTALLED): pyproject.toml
 else
 # Offline: the machine's own torch (the packages of PYTHON, venv or not), everything else from the wheelhouse.
 $(INSTALLED): pyproject.toml
+	$(CHECK_PYTHON)
 	$(PYTHON) -m services.offline.venv_over $(VENV) $(WHEELHOUSE)
 	touch $(INSTALLED)
 endif
@@ -77,29 +88,20 @@ test-slurm: install slurm-tools  ## the SLURM workers' folds: two on a real one-
 chaos: install  ## the longer fault tests: a fold through a Redis kill -9, minutes without Redis and PostgreSQL
 	$(VENV)/bin/pytest -q -ra -m chaos tests/services/test_chaos.py
 
-browser-tools:  ## Debian's chromium, headless, for the browser test of the MLflow pages (tests/workers/tracking/test_tracking.py)
-	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
-	  (apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null)); } || \
-	  echo "chromium is not installed and apt-get is not available: the browser test will skip"
+# Each installs its Debian packages as root, or says in one line what to install and which tests skip without.
+DEBIAN_TOOLS := bash tests/debian_tools.sh
 
-pacs-tools:  ## Debian's orthanc and orthanc-dicomweb, a real PACS for the DICOMweb round trip (tests/workers/classifier/test_pacs.py)
-	@command -v Orthanc >/dev/null && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so || { command -v apt-get >/dev/null && \
-	  (apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends orthanc orthanc-dicomweb >/dev/null)); } || \
-	  echo "orthanc is not installed and apt-get is not available: the PACS tests will skip"
+browser-tools:  ## Debian's chromium, headless, for the browser test of the MLflow pages (tests/workers/tracking/test_tracking.py)
+	@$(DEBIAN_TOOLS) "the browser test of the MLflow pages" "command -v chromium" chromium
+
+pacs-tools:  ## Debian's orthanc and orthanc-dicomweb, a real PACS for the DICOMweb round trip (tests/workers/predict/test_pacs.py)
+	@$(DEBIAN_TOOLS) "the PACS tests" "command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so" orthanc orthanc-dicomweb
 
 slurm-tools:  ## Debian's slurm-wlm and munge, a real one-node SLURM for the SLURM workers' tests (tests/slurm_cluster.py)
-	@command -v slurmctld >/dev/null && command -v munged >/dev/null || { command -v apt-get >/dev/null && \
-	  (apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null)); } || \
-	  echo "slurm-wlm is not installed and apt-get is not available: the SLURM tests will skip"
+	@$(DEBIAN_TOOLS) "the SLURM tests" "command -v slurmctld && command -v munged" slurm-wlm munge
 
 compose-tools:  ## Debian's docker-compose for the compose file checks, where missing
-	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \
-	  (apt-get install -y -q --no-install-recommends docker-compose >/dev/null 2>&1 || \
-	   (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends docker-compose >/dev/null)); } || \
-	  echo "docker-compose is not installed and apt-get is not available: the compose tests will skip"
+	@$(DEBIAN_TOOLS) "the compose file tests" "command -v docker-compose" docker-compose
 
 # The compose stack for real on a Docker engine (installed and started here if none answers): build, up, the
 # demo through a worker stop, a Redis kill -9, a PostgreSQL restart and a down/up, then a second host.

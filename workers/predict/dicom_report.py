@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.files import replacing
-from workers.predict.dicom_seg import SOFTWARE, Algorithm, source_header
+from workers.predict.dicom_seg import Algorithm, new_instance, save, source_header
 
 SERIES_NUMBER = 902  # the system's report series in a study (its SEGs are 901)
 FRACTURE = ("125605004", "SCT", "Fracture of bone")
@@ -45,13 +44,7 @@ def write_report(source: Path, probability: float, threshold: float, algorithm: 
     document = hd.sr.Comprehensive3DSR(
         evidence=[dataset],
         content=report,
-        series_instance_uid=hd.UID(),
-        series_number=SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=SOFTWARE,
+        **new_instance(SERIES_NUMBER),
         is_complete=True,
     )
-    with replacing(out) as handle:  # a link planted at `out` is replaced, never written through
-        document.save_as(handle)
-    return out
+    return save(document, out)

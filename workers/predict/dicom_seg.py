@@ -22,6 +22,25 @@ COPIED_TYPE_2 = (
 )  # fmt: skip
 
 
+def new_instance(series_number: int) -> dict[str, Any]:
+    """highdicom's arguments that make a written object a new instance in the system's own series."""
+    import highdicom as hd
+
+    return {
+        "series_instance_uid": hd.UID(),
+        "series_number": series_number,
+        "sop_instance_uid": hd.UID(),
+        "instance_number": 1,
+        "manufacturer": SOFTWARE,
+    }
+
+
+def save(document: Any, out: Path) -> Path:
+    with replacing(out) as handle:  # a link planted at `out` is replaced, never written through
+        document.save_as(handle)
+    return out
+
+
 def source_header(source: Path) -> Any:
     """The source radiograph's header, with the Type 2 attributes a derived object copies present."""
     import pydicom
@@ -78,16 +97,10 @@ def write_segmentation(
         pixel_array=pixels,
         segmentation_type=kind,
         segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=SOFTWARE,
+        **new_instance(SERIES_NUMBER),
         manufacturer_model_name=algorithm.name,
         software_versions=SOFTWARE,
         device_serial_number="0",
         omit_empty_frames=False,
     )
-    with replacing(out) as handle:  # a link planted at `out` is replaced, never written through
-        segmentation.save_as(handle)
-    return out
+    return save(segmentation, out)
