@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
+.PHONY: help install test test-tools chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
 
 help:  ## this list: every target, with the line beside it in the Makefile
 	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -53,9 +53,9 @@ lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check services workers shared tests bench
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
-test: install lint compose-tools browser-tools pacs-tools slurm-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
+test: install lint test-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
 	$(VENV)/bin/pytest -q -ra --durations=15
-	@echo "left out for their minutes: make chaos (the longer faults), make test-slurm (folds handed back at a SLURM time limit)"
+	@echo "left out for their minutes: make chaos (the longer faults), make test-slurm (folds handed back at a SLURM time limit; CI runs it)"
 
 GPUS ?=
 # LOCAL=1: the local stack even where a Docker engine answers. PUBLISH=ADDRESS: Redis and PostgreSQL
@@ -82,26 +82,33 @@ dispatch: install  ## dispatch against the running stack in either mode: make di
 worker-host: install  ## workers on this machine for another machine's stack (docs/deployment.md)
 	$(PY) -m services.launcher worker-host --gpus "$(GPUS)"
 
-test-slurm: install slurm-tools  ## the SLURM workers' folds: two on a real one-node SLURM, one handed back at its time limit
+test-slurm: install slurm-tools  ## the SLURM workers' folds on a real one-node SLURM (job table on PostgreSQL), one handed back at its time limit; CI runs it
 	$(VENV)/bin/pytest -q -ra -m slurm tests/services/test_slurm_folds.py
 
 chaos: install  ## the longer fault tests: a fold through a Redis kill -9, minutes without Redis and PostgreSQL
 	$(VENV)/bin/pytest -q -ra -m chaos tests/services/test_chaos.py
 
-# Each installs its Debian packages as root, or says in one line what to install and which tests skip without.
+# The Debian packages of each group of tests: as root installed where missing, else one line says what to install.
 DEBIAN_TOOLS := bash tests/debian_tools.sh
+BROWSER_TOOLS := the browser test of the MLflow pages;command -v chromium;chromium
+PACS_TOOLS := the PACS tests;command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so;orthanc orthanc-dicomweb
+SLURM_TOOLS := the SLURM tests;command -v slurmctld && command -v munged;slurm-wlm munge
+COMPOSE_TOOLS := the compose file tests;command -v docker-compose;docker-compose
+
+test-tools:  ## every Debian package the tests use, in one go (make test runs it): installed as root, else named in one line
+	@$(DEBIAN_TOOLS) "$(COMPOSE_TOOLS)" "$(BROWSER_TOOLS)" "$(PACS_TOOLS)" "$(SLURM_TOOLS)"
 
 browser-tools:  ## Debian's chromium, headless, for the browser test of the MLflow pages (tests/workers/tracking/test_tracking.py)
-	@$(DEBIAN_TOOLS) "the browser test of the MLflow pages" "command -v chromium" chromium
+	@$(DEBIAN_TOOLS) "$(BROWSER_TOOLS)"
 
 pacs-tools:  ## Debian's orthanc and orthanc-dicomweb, a real PACS for the DICOMweb round trip (tests/workers/predict/test_pacs.py)
-	@$(DEBIAN_TOOLS) "the PACS tests" "command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so" orthanc orthanc-dicomweb
+	@$(DEBIAN_TOOLS) "$(PACS_TOOLS)"
 
 slurm-tools:  ## Debian's slurm-wlm and munge, a real one-node SLURM for the SLURM workers' tests (tests/slurm_cluster.py)
-	@$(DEBIAN_TOOLS) "the SLURM tests" "command -v slurmctld && command -v munged" slurm-wlm munge
+	@$(DEBIAN_TOOLS) "$(SLURM_TOOLS)"
 
 compose-tools:  ## Debian's docker-compose for the compose file checks, where missing
-	@$(DEBIAN_TOOLS) "the compose file tests" "command -v docker-compose" docker-compose
+	@$(DEBIAN_TOOLS) "$(COMPOSE_TOOLS)"
 
 # The compose stack for real on a Docker engine (installed and started here if none answers): build, up, the
 # demo through a worker stop, a Redis kill -9, a PostgreSQL restart and a down/up, then a second host.

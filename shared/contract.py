@@ -453,6 +453,7 @@ class PacsSource(BaseModel):
     url: str
     request: str  # the file's name under the data root's private/pacs-requests/
     store: bool = False  # send the SEGs and reports back to the study (STOW-RS)
+    keep_local: bool = False  # with store: keep the local copies once the PACS took them
 
 
 class PredictRequest(Request):

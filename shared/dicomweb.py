@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from shared.settings import Settings
 RADIOGRAPH_MODALITIES = ("DX", "CR", "MG")
 MODALITY, SERIES_UID = "00080060", "0020000E"  # the DICOM JSON model's keys
 REQUESTS = "pacs-requests"  # under the private folder
+# WADO-RS's Accept for a series as the PACS stores it, whatever its transfer syntax (PS3.18 8.7.3.5.2): no
+# transcoding, which a PACS without the codec cannot do.
+AS_STORED = (("application/dicom", "*"),)
+UID = re.compile(r"\b\d+(?:\.\d+){3,}\b")  # a DICOM UID, which a PACS's message may quote
 T = TypeVar("T")
 
 
@@ -80,12 +85,39 @@ def answered(url: str, asking: Callable[[], T]) -> T:
                 f"the PACS at {url} refused the login (HTTP {status}); set PACS_USERNAME and PACS_PASSWORD "
                 "to a login it accepts"
             ) from None
+        if status >= 500:
+            said = _message_of(error.response)
+            raise PacsError(
+                f"the PACS at {url} failed (HTTP {status}{': ' + said if said else ''}); its own log says more"
+            ) from None
         raise PacsError(f"the PACS at {url} answered HTTP {status}; check --pacs (its DICOMweb root)") from None
     except requests.exceptions.Timeout:
         raise PacsError(f"the PACS at {url} did not answer in time (PACS_TIMEOUT_SECONDS); is it up?") from None
     except requests.exceptions.RequestException as error:
         reason = type(error).__name__
         raise PacsError(f"cannot reach the PACS at {url} ({reason}); check --pacs and that the PACS is up") from None
+
+
+def refused_as_stored(error: BaseException) -> bool:
+    """The PACS answered that it cannot send a series as stored (`transfer-syntax=*`): 406 Not Acceptable, or
+    400 from one that does not know the parameter."""
+    import requests
+
+    response = getattr(error, "response", None)
+    return isinstance(error, requests.exceptions.HTTPError) and getattr(response, "status_code", 0) in (400, 406)
+
+
+def _message_of(response: Any) -> str:
+    """A failing PACS's own words, short and with any UID taken out (it may quote the study's)."""
+    if response is None:
+        return ""
+    try:
+        content = response.json()
+        text = next((str(content[key]) for key in ("Details", "Message", "message", "error") if key in content), "")
+    except (ValueError, TypeError):
+        text = response.text or ""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return UID.sub("<UID>", line)[:200]
 
 
 def radiograph_series(client: Any, url: str, request: StudyRequest) -> list[str]:

@@ -14,7 +14,9 @@ the files of the classification cache. The one module that spells them (docs/des
       tracking/spool/                            what jobs could not send to MLflow yet
       compose/                                   generated compose files (*.override.yml, worker-host.yml), secrets.env
       private/                                   readable by its owner alone: the pseudonym key and, per
-                                                 dataset, the map from DICOM pseudonyms to files and UIDs
+                                                 dataset, the map from DICOM pseudonyms to files and UIDs;
+                                                 predictions/r<N>/, a prediction's DICOM SEGs and reports
+                                                 (they carry the patient's header) where no --out was given
       jobs.sqlite                                the job table in the local mode
 """
 
@@ -132,6 +134,10 @@ class DataRoot:
     def private_dir(self) -> Path:
         """What identifies a patient's pictures (docs/dicom.md): the owner's alone (0700)."""
         return self.root / "private"
+
+    def private_predictions(self, run_id: int) -> Path:
+        """A prediction's DICOM outputs where the user named no --out: patient data, so kept private."""
+        return self.private_dir / "predictions" / f"r{run_id}"
 
     def pseudonym_map(self, dataset_id: int) -> Path:
         return self.private_dir / dataset_name(dataset_id) / "pseudonyms.csv"

@@ -1,6 +1,6 @@
 """Fixtures: a real stack (redis-server on a free port, Celery workers, beat, Flower) on SQLite and on
 Postgres, fresh job tables, synthetic releases. Where a resource is missing a test skips with the
-reason, except under CI=true, where that skip is a failure.
+reason, except under CI (CI=true, CI=1, ...), where that skip is a failure.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[1]
 MINI = PROJECT.parent / "shared" / "data" / "fracatlas-mini"
 BIN = Path(sys.executable).parent
-CI = os.environ.get("CI", "").lower() == "true"
+
+
+def under_ci(value: str | None) -> bool:
+    """CI as the CI systems set it: true, 1, yes, or any other value but empty, 0, false, no and off."""
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+CI = under_ci(os.environ.get("CI"))
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
 # Known passwords of the test stacks: tests/services/test_secrets.py looks for them where they must not be.
 FLOWER_PASSWORD = "flower-pw-7f3kq"
@@ -41,10 +48,11 @@ def free_port() -> int:
 
 
 def require(condition: bool, reason: str) -> None:
-    """Skip with `reason` where a resource is missing; under CI=true that is a failure."""
+    """Skip with `reason` where a resource is missing; under CI (any value but empty, 0, false, no, off) that is a
+    failure."""
     if not condition:
         if CI:
-            pytest.fail(f"CI=true and {reason}")
+            pytest.fail(f"CI={os.environ['CI']} and {reason}")
         pytest.skip(reason)
 
 
@@ -104,7 +112,8 @@ def wait_for(
 # --- databases --------------------------------------------------------------------------------------
 
 
-def _postgres_database(name: str) -> tuple[str, Callable[[], None]]:
+def postgres_database(name: str) -> tuple[str, Callable[[], None]]:
+    """A new database `name` on TEST_DATABASE_URL's server (a skip where none answers), and its drop."""
     import psycopg
 
     admin = TEST_DATABASE_URL.replace("postgresql+psycopg://", "postgresql://")
@@ -127,7 +136,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'jobs.sqlite'}"
         return
-    url, drop = _postgres_database(f"fracatlas_test_{uuid.uuid4().hex[:10]}")
+    url, drop = postgres_database(f"fracatlas_test_{uuid.uuid4().hex[:10]}")
     yield url
     drop()
 
@@ -213,7 +222,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "sqlite":
         database, drop = f"sqlite:///{data_root / 'jobs.sqlite'}", None
     else:
-        database, drop = _postgres_database(f"fracatlas_stack_{uuid.uuid4().hex[:10]}")
+        database, drop = postgres_database(f"fracatlas_stack_{uuid.uuid4().hex[:10]}")
         database = database.replace("://postgres@", f"://postgres:{DATABASE_PASSWORD}@", 1)
     env = {
         **os.environ,

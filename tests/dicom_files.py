@@ -1,6 +1,7 @@
 """DICOM radiographs written by the tests (pydicom) from a grey picture, as modalities store them: 12 bits in
-16, MONOCHROME2 or MONOCHROME1 (inverted), a window or a VOI LUT, uncompressed, JPEG 2000 (Pillow's codestream,
-encapsulated) or JPEG Lossless (transcoded by gdcm), with made-up patient data in every identifying attribute."""
+16, MONOCHROME2 or MONOCHROME1 (inverted), a window or a VOI LUT, uncompressed, RLE Lossless, JPEG 2000
+(Pillow's codestream, encapsulated) or JPEG Lossless (transcoded by gdcm), with made-up patient data in every
+identifying attribute; and the hostile ones a hospital's archive does hold (HOSTILE)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
+    RLELossless,
     generate_uid,
 )
 
@@ -75,10 +79,48 @@ def dicom_from(
         dataset["PixelData"].VR = "OB"
     else:
         dataset.PixelData = stored.tobytes()
+    if codec == "rle":
+        dataset.compress(RLELossless)  # pydicom's own encoder
     dataset.save_as(path, enforce_file_format=True)
     if codec == "jpeg-lossless":
         _transcode_to_jpeg_lossless(path)
     return path
+
+
+def _edited(grey: np.ndarray, path: Path, change: object, **options: str) -> Path:
+    dicom_from(grey, path, **options)
+    dataset = pydicom.dcmread(path)
+    change(dataset)  # type: ignore[operator]
+    dataset.save_as(path)
+    return path
+
+
+def corrupt_deflated(grey: np.ndarray, path: Path) -> Path:
+    """A deflated data set whose compressed stream is corrupt: its first block's type is the reserved one."""
+    _edited(grey, path, lambda d: setattr(d.file_meta, "TransferSyntaxUID", DeflatedExplicitVRLittleEndian))
+    data = bytearray(path.read_bytes())
+    meta_end = 144 + int.from_bytes(data[140:144], "little")  # after (0002,0000), the meta group's length
+    data[meta_end] = 0b111  # BFINAL 1, BTYPE 11: "invalid block type"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def short_voi_lut(grey: np.ndarray, path: Path) -> Path:
+    """A VOI LUT Sequence whose LUT Data holds 2 entries where its descriptor says 4,096."""
+    return _edited(grey, path, lambda d: setattr(d.VOILUTSequence[0], "LUTData", bytes(4)), voi="lut")
+
+
+def rescale_slope_zero(grey: np.ndarray, path: Path) -> Path:
+    """A Rescale Slope of 0: every pixel the same value."""
+    return _edited(grey, path, lambda d: setattr(d, "RescaleSlope", 0) or setattr(d, "RescaleIntercept", 0))
+
+
+# Hostile files a hospital's archive does hold: what writes each, and what its refusal says.
+HOSTILE = {
+    "a deflated data set whose stream is corrupt": (corrupt_deflated, "its deflated data set cannot be inflated"),
+    "a VOI LUT shorter than its descriptor": (short_voi_lut, "LUT Data holds 2 entries where its descriptor says 4096"),
+    "a Rescale Slope of 0": (rescale_slope_zero, "comes out blank: its Rescale Slope is 0"),
+}
 
 
 def _transcode_to_jpeg_lossless(path: Path) -> None:

@@ -201,6 +201,9 @@ def sr_train(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 @click.option("--study", help="With --pacs: the Study Instance UID whose radiographs (DX, CR, MG) are predicted.")
 @click.option("--series", help="With --pacs: only this series of the study.")
 @click.option("--store", is_flag=True, help="With --pacs: send the SEGs and reports back to the study (STOW-RS).")
+@click.option(
+    "--keep-local", is_flag=True, help="With --store: keep the local SEGs and reports once the PACS took them."
+)
 @options.wait
 @options.as_json
 def predict(
@@ -213,16 +216,18 @@ def predict(
     study: str | None,
     series: str | None,
     store: bool,
+    keep_local: bool,
     wait: bool,
     as_json: bool,
 ) -> None:
     """Masks, overlays and fracture probabilities for radiographs (JPEG, PNG, DICOM, NIfTI; files or folders,
-    or a study in a PACS with --pacs); a DICOM Segmentation and report for each DICOM radiograph."""
+    or a study in a PACS with --pacs); a DICOM Segmentation and report for each DICOM radiograph, kept in --out
+    or, without it, in the data root's private folder (they carry the patient's header)."""
     from shared import plans
     from shared.contract import PredictRequest
     from shared.read_model import classifier_for_prediction, segmentation_run
 
-    inputs.one_source(paths, pacs_url, study, series, store)
+    inputs.one_source(paths, pacs_url, study, series, store, keep_local)
     files = inputs.radiograph_files(paths) if paths else []
     out = inputs.writable_folder(out) if out else None
     if model and classifier_ref:
@@ -242,7 +247,7 @@ def predict(
         )
     request = PredictRequest.build(
         files=files,
-        pacs=inputs.pacs_study(pacs_url, study, series, store) if pacs_url else None,
+        pacs=inputs.pacs_study(pacs_url, study, series, store, keep_local) if pacs_url else None,
         out=str(out) if out else None,
         classifier_run=classifier.run["id"],
         input=classifier.input,

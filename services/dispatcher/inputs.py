@@ -146,7 +146,9 @@ def radiograph_files(paths: tuple[Path, ...]) -> list[str]:
     return [str(path.resolve()) for path in files]
 
 
-def one_source(paths: tuple[Path, ...], pacs: str | None, study: str | None, series: str | None, store: bool) -> None:
+def one_source(
+    paths: tuple[Path, ...], pacs: str | None, study: str | None, series: str | None, store: bool, keep_local: bool
+) -> None:
     """predict's inputs: radiograph files, or a PACS study (--pacs with --study), one of the two."""
     if paths and pacs:
         raise click.BadParameter("predict files or a PACS study, not both", param_hint="--pacs")
@@ -157,13 +159,17 @@ def one_source(paths: tuple[Path, ...], pacs: str | None, study: str | None, ser
     for given, option in ((study, "--study"), (series, "--series"), (store, "--store")):
         if given and not pacs:
             raise click.BadParameter(f"{option} goes with --pacs URL", param_hint=option)
+    if keep_local and not store:
+        raise click.BadParameter(
+            "--keep-local goes with --store (without --store the local copies are kept)", param_hint="--keep-local"
+        )
     if pacs:
         from shared.dicomweb import checked_url
 
         checked_url(pacs)
 
 
-def pacs_study(url: str, study: str, series: str | None, store: bool) -> PacsSource:
+def pacs_study(url: str, study: str, series: str | None, store: bool, keep_local: bool) -> PacsSource:
     """The study, checked at the PACS now (it answers, takes the login, holds a radiograph there), and its
     UIDs handed to the worker in a private request file: the run stores only the file's name."""
     from shared.contract import PacsSource
@@ -173,7 +179,8 @@ def pacs_study(url: str, study: str, series: str | None, store: bool) -> PacsSou
     settings, url = get_settings(), checked_url(url)
     wanted = StudyRequest(study, series)
     radiograph_series(connect(url, settings), url, wanted)
-    return PacsSource(url=url, request=write_request(settings.layout.private_dir, wanted), store=store)
+    request = write_request(settings.layout.private_dir, wanted)
+    return PacsSource(url=url, request=request, store=store, keep_local=keep_local)
 
 
 def writable_folder(out: Path) -> Path:

@@ -187,6 +187,7 @@ def test_dispatch_errors_are_one_clear_line(system: Stack, tmp_path: Path) -> No
         ((str(tmp_path), "--pacs", "http://pacs/dicom-web"), "predict files or a PACS study, not both"),
         (("--pacs", "http://pacs/dicom-web"), "--pacs needs the study to predict: --study UID"),
         ((str(tmp_path), "--store"), "--store goes with --pacs URL"),
+        (("--pacs", "http://pacs/dicom-web", "--study", "1.2", "--keep-local"), "--keep-local goes with --store"),
         (("--pacs", "http://pacs/dicom-web", "--study", "1.2", "--series"), "requires an argument"),
         (("--pacs", "http://radiology:pw@pacs/dicom-web", "--study", "1.2"), "--pacs holds a login"),
     ):

@@ -18,7 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, STALL_S, TRAINING_DATASET, Stack, free_port, preprocess_training_dataset, wait_for
+from conftest import (
+    DATABASE_PASSWORD,
+    PROJECT,
+    STALL_S,
+    TRAINING_DATASET,
+    Stack,
+    free_port,
+    postgres_database,
+    preprocess_training_dataset,
+    wait_for,
+)
 from slurm_cluster import slurm_cluster
 
 from workers.tracking.timeline import timeline_png
@@ -31,13 +41,15 @@ FOLD = ("--epochs", "16", "--iterations", "4", "--save-every", "1")
 
 @pytest.fixture(scope="module")
 def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """SLURM, and a stack whose gpu queue only SLURM's workers serve."""
+    """SLURM, and a stack whose gpu queue only SLURM's workers serve, its job table on PostgreSQL as
+    docs/deployment.md advises for a cluster (the workers on the nodes write to it at once)."""
+    database, drop = postgres_database(f"fracatlas_slurm_{free_port()}")
     with slurm_cluster(tmp_path_factory.mktemp("slurm")) as cluster:
         data_root = tmp_path_factory.mktemp("slurm-stack")
         env = {
             **cluster,
             "DATA_ROOT": str(data_root),
-            "DATABASE_URL": f"sqlite:///{data_root / 'jobs.sqlite'}",
+            "DATABASE_URL": database.replace("://postgres@", f"://postgres:{DATABASE_PASSWORD}@", 1),
             "FLOWER_PORT": str(free_port()),
             "FLOWER_BASIC_AUTH": "test:slurm-flower",
             "MLFLOW_TRACKING_URI": "none",
@@ -58,6 +70,7 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             yield Stack(env, data_root)
         finally:
             subprocess.run([sys.executable, "-m", "services.local.stack", "down"], env=env, cwd=PROJECT, timeout=120)
+            drop()
 
 
 def squeue(stack: Stack) -> str:

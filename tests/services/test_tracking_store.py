@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
-from conftest import TEST_DATABASE_URL, _postgres_database, free_port, wait_for
+from conftest import TEST_DATABASE_URL, free_port, postgres_database, wait_for
 
 from services.local.plan import mlflow_program, mlflow_stores
 from shared.settings import MLFLOW_SERVER_FILE, Settings
@@ -27,7 +27,7 @@ def test_the_embedded_default_keeps_mlflow_in_sqlite_files_in_wal_mode(tmp_path:
 
 
 def test_beside_a_postgresql_job_table_mlflow_keeps_its_runs_and_logins_there(tmp_path: Path) -> None:
-    job_table, drop = _postgres_database(f"fracatlas_store_{uuid.uuid4().hex[:8]}")
+    job_table, drop = postgres_database(f"fracatlas_store_{uuid.uuid4().hex[:8]}")
     name = job_table.rsplit("/", 1)[1]
     settings = Settings(DATA_ROOT=tmp_path, DATABASE_URL=job_table, MLFLOW_PORT=free_port())
     program = mlflow_program(settings)

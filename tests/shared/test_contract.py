@@ -113,7 +113,7 @@ def test_a_prediction_takes_files_or_a_pacs_study() -> None:
     common = {"classifier_run": 3, "input": "image", "checkpoint": "/c.pt", "seg_run": 2, "dataset_id": 501}
     study = PacsSource(url="http://pacs/dicom-web", request="a1b2", store=True)
     stored = PredictRequest.build(pacs=study, **common).params()
-    assert stored["pacs"] == {"url": "http://pacs/dicom-web", "request": "a1b2", "store": True}
+    assert stored["pacs"] == {"url": "http://pacs/dicom-web", "request": "a1b2", "store": True, "keep_local": False}
     assert PredictRequest.parse(stored).pacs == study
     for sources in ({}, {"files": ["/x.dcm"], "pacs": study}):
         with pytest.raises(BadOption, match="give radiograph files or a PACS study"):

@@ -14,6 +14,7 @@ attributes below, which describe the pixels.
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from shared.errors import InputError
 PREAMBLE, MAGIC = 128, b"DICM"
 GREY = ("MONOCHROME1", "MONOCHROME2")
 BITS_ALLOCATED = (8, 16)
-DECODERS = "python-gdcm (JPEG Lossless, JPEG-LS, JPEG 2000) or Pillow (JPEG baseline, JPEG 2000)"
+# What pydicom's header read can raise on a damaged file, a deflated data set's corrupt stream included.
+HEADER_ERRORS = (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,8 @@ def read_identity(path: Path) -> Identity | None:
     keywords = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID")
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(keywords))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{path} is a damaged DICOM file ({type(error).__name__}); it is not read") from None
+    except (InvalidDicomError, *HEADER_ERRORS) as error:
+        raise InputError(f"{path} is a damaged DICOM file: {_header_fault(error)}; it is not read") from None
     return Identity(*(str(header.get(keyword, "") or "") for keyword in keywords))
 
 
@@ -87,28 +89,90 @@ def read_dicom(data: bytes, path: Path, max_pixels: int) -> DicomPicture:
         dataset = pydicom.dcmread(source)
     except InvalidDicomError as error:
         raise InputError(f"{path} is not a DICOM file that can be read ({error})") from None
-    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise InputError(f"{path} is a damaged DICOM file ({type(error).__name__}: {error}); it is not read") from None
+    except HEADER_ERRORS as error:
+        raise InputError(f"{path} is a damaged DICOM file: {_header_fault(error)}; it is not read") from None
     if source.short is not None:
         asked, there = source.short
         raise InputError(
             f"{path} is a damaged DICOM file: an element claims {asked} bytes where the file holds {there} "
             "(cut short, or a wrong length); it is not read"
         )
-    _check_header(dataset, path, max_pixels)
+    try:  # the header's values, parsed as they are read: a malformed one (Rows 'abc') fails here
+        _check_header(dataset, path, max_pixels)
+        spacing = _spacing(dataset)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as error:
+        raise InputError(f"{path} is a damaged DICOM file: {_header_fault(error)}; it is not read") from None
+    _check_decoder(dataset, path)
     try:
         stored = dataset.pixel_array
     except (NotImplementedError, RuntimeError) as error:
-        syntax = dataset.file_meta.get("TransferSyntaxUID")
-        if "plugin" in str(error).lower() or "decod" in str(error).lower():
-            raise InputError(
-                f"{path} is compressed as {getattr(syntax, 'name', syntax)}, which no installed decoder reads; "
-                f"install {DECODERS}"
-            ) from None
         raise InputError(f"{path}: its pixel data cannot be decoded ({error})") from None
-    except (EOFError, OSError, ValueError, KeyError, TypeError) as error:
+    except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError, zlib.error) as error:
         raise InputError(f"{path}: its pixel data is damaged ({type(error).__name__}: {error})") from None
-    return DicomPicture(_displayed(stored, dataset), _spacing(dataset), int(dataset.BitsStored))
+    _check_luts(dataset, path)
+    try:
+        pixels = _displayed(stored, dataset)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise InputError(
+            f"{path}: its LUTs cannot be applied to its pixels ({type(error).__name__}: {error}); export the "
+            "radiograph again"
+        ) from None
+    if float(pixels.max()) == float(pixels.min()):
+        raise InputError(f"{path} comes out blank: {_why_blank(dataset)}; no model learns from it, so it is not read")
+    return DicomPicture(pixels, spacing, int(dataset.BitsStored))
+
+
+def _header_fault(error: BaseException) -> str:
+    """What went wrong in the header's read, in words."""
+    if isinstance(error, zlib.error):
+        return "its deflated data set cannot be inflated (the compressed stream is corrupt)"
+    if isinstance(error, EOFError):
+        return "it ends before its header does (cut short)"
+    return f"its header cannot be parsed ({type(error).__name__}: {error})"
+
+
+def _check_decoder(dataset: object, path: Path) -> None:
+    """A compressed picture whose transfer syntax no installed decoder reads, refused by name with the package
+    that would read it."""
+    from pydicom.pixels import get_decoder
+
+    syntax = dataset.file_meta.get("TransferSyntaxUID")  # type: ignore[attr-defined]
+    if syntax is None:
+        return  # pydicom guesses the syntax of a file without one; its read says what fails
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise InputError(f"{path} uses the transfer syntax {syntax}, which pydicom does not know") from None
+    if not decoder.is_available:
+        needed = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+        raise InputError(
+            f"{path} is compressed as {getattr(syntax, 'name', syntax)}, which no installed decoder reads; "
+            f"install one ({needed})"
+        )
+
+
+def _check_luts(dataset: object, path: Path) -> None:
+    """A Modality or VOI LUT whose data holds fewer entries than its descriptor says, refused in words."""
+    for keyword, name in (("ModalityLUTSequence", "Modality LUT"), ("VOILUTSequence", "VOI LUT")):
+        for item in dataset.get(keyword) or []:  # type: ignore[attr-defined]
+            descriptor = item.get("LUTDescriptor")
+            if descriptor is None or len(descriptor) != 3 or "LUTData" not in item:
+                raise InputError(f"{path}: its {name} has no complete LUT Descriptor and LUT Data; it is not read")
+            entries = int(descriptor[0]) or 65536  # PS3.3 C.11.1.1.1: 0 stands for 2^16
+            data = item["LUTData"].value
+            held = len(data) // 2 if isinstance(data, bytes) else len(data)
+            if held < entries:
+                raise InputError(
+                    f"{path}: its {name}'s LUT Data holds {held} entries where its descriptor says {entries} (cut "
+                    "short); it is not read"
+                )
+
+
+def _why_blank(dataset: object) -> str:
+    get = dataset.get  # type: ignore[attr-defined]
+    if get("RescaleSlope") is not None and float(get("RescaleSlope")) == 0:
+        return "its Rescale Slope is 0, so every pixel has the same value"
+    return "every pixel shows the same value after its LUTs (a constant picture, or a window outside its values)"
 
 
 def _check_header(dataset: object, path: Path, max_pixels: int) -> None:

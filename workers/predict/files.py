@@ -45,8 +45,9 @@ from workers.predict.overlays import mask_files, overlay
 @dataclass(frozen=True)
 class DicomOutput:
     """What a DICOM input gets beside the PNGs: its pseudonym names its outputs, a SEG and a report are
-    written."""
+    written into `folder` (they carry the patient's header: --out, or else the data root's private folder)."""
 
+    folder: Path
     key: bytes  # the data root's pseudonym key
     algorithm: Algorithm  # the nnU-Net model's, in the SEG
     classifier: Algorithm  # the classifier's, in the report
@@ -105,7 +106,10 @@ def predict_files(predictor: Predictor, files: list[Path], out: Path, run: ToolR
         "skipped": skipped,
         "threshold": classifier.threshold,
     }
-    return metrics, {"predictions": str(table), "out": str(out)}
+    artifacts = {"predictions": str(table), "out": str(out)}
+    if any(row["seg"] for row in rows):
+        artifacts["dicom"] = str(predictor.dicom.folder)
+    return metrics, artifacts
 
 
 def _read_inputs(files: list[Path], key: bytes) -> tuple[list[Input], dict[str, str]]:
@@ -167,9 +171,10 @@ def _write_outputs(
     seg = report = ""
     if picture.is_dicom:
         dicom = predictor.dicom
-        seg = _segmentation(picture, names, labels, maps.per_label, out, dicom)
+        dicom.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        seg = _segmentation(picture, names, labels, maps.per_label, dicom)
         report = f"{stem}_report.dcm"
-        write_report(picture.path, score, threshold, dicom.classifier, out / report)
+        write_report(picture.path, score, threshold, dicom.classifier, dicom.folder / report)
     return {
         "name": stem,  # a DICOM input's pseudonym
         "file": str(picture.path),
@@ -185,11 +190,11 @@ def _write_outputs(
 
 
 def _segmentation(
-    picture: Input, names: list[str], labels: np.ndarray, probabilities: np.ndarray, out: Path, dicom: DicomOutput
+    picture: Input, names: list[str], labels: np.ndarray, probabilities: np.ndarray, dicom: DicomOutput
 ) -> str:
     """A DICOM input's SEG (`<pseudonym>_seg.dcm`), BINARY from the labels or FRACTIONAL from each category's
     probability brought to the picture's size."""
-    target = out / f"{picture.stem}_seg.dcm"
+    target = dicom.folder / f"{picture.stem}_seg.dcm"
     if dicom.fractional:
         rows, columns = picture.radiograph.pixels.shape
         full = [

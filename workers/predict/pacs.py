@@ -1,13 +1,13 @@
-"""The PACS round trip of `dispatch predict --pacs`: the study's radiographs fetched (WADO-RS) into a private
-folder, each file named by its pseudonym, and with `--store` the SEGs and reports sent back (STOW-RS), where
-they join the same study."""
+"""The PACS round trip of `dispatch predict --pacs`: the study's radiographs fetched (WADO-RS, in the transfer
+syntax the PACS stores them in) into a private folder, each file named by its pseudonym, and with `--store` the
+SEGs and reports sent back (STOW-RS), where they join the same study."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from shared.dicomweb import StudyRequest, answered, connect, radiograph_series
+from shared.dicomweb import AS_STORED, StudyRequest, answered, connect, radiograph_series, refused_as_stored
 from shared.settings import Settings
 from workers.imaging.pseudonyms import picture_pseudonym
 
@@ -19,11 +19,22 @@ def fetch_radiographs(settings: Settings, url: str, request: StudyRequest, key: 
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     files = []
     for series in radiograph_series(client, url, request):
-        for dataset in answered(url, lambda series=series: client.retrieve_series(request.study, series)):
+        for dataset in answered(url, lambda series=series: _retrieve(client, request.study, series)):
             path = folder / f"{picture_pseudonym(key, str(dataset.SOPInstanceUID))}.dcm"
             dataset.save_as(path, enforce_file_format=True)
             files.append(path)
     return files
+
+
+def _retrieve(client: Any, study: str, series: str) -> list[Any]:
+    """The series as the PACS stores it (any transfer syntax: the readers decode what their plugins can, and
+    name the package for what they cannot); the PACS's default syntax only where it refuses that."""
+    try:
+        return client.retrieve_series(study, series, media_types=AS_STORED)
+    except Exception as error:
+        if not refused_as_stored(error):
+            raise
+        return client.retrieve_series(study, series)
 
 
 def store(settings: Settings, url: str, files: list[Path]) -> int:

@@ -11,6 +11,7 @@ import csv
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.contract import PacsSource, PredictRequest
 from shared.model_registry import classifier_model_name, nnunet_model_name
@@ -18,6 +19,9 @@ from shared.read_model import trained_segmentation
 from shared.settings import get_settings
 from shared.tasknames import CLASSIFY_PREDICT
 from workers.runtime import JobContext, Outcome, job_task
+
+if TYPE_CHECKING:  # the module imports torch, which a cpu worker never loads
+    from workers.predict.files import DicomOutput
 
 Predict = Callable[[list[Path]], tuple[dict, dict]]
 
@@ -33,14 +37,15 @@ def predict(ctx: JobContext) -> Outcome:
     request = PredictRequest.parse(ctx.run_params)
     settings = get_settings()
     experiment, folds = trained_segmentation(request.seg_run)
+    out = Path(request.out) if request.out else ctx.folder / "predictions"
     dicom = DicomOutput(
+        out if request.out else settings.layout.private_predictions(ctx.run_id),
         private_key(settings.layout.private_dir),
         Algorithm(nnunet_model_name(request.dataset_id), f"r{request.seg_run}"),
         Algorithm(classifier_model_name(request.dataset_id), f"r{request.classifier_run}"),
         request.probabilities,
     )
     predictor = Predictor(settings, load_classifier(Path(request.checkpoint)), experiment, folds, dicom)
-    out = Path(request.out) if request.out else ctx.folder / "predictions"
 
     def predict_these(files: list[Path]) -> tuple[dict, dict]:
         ctx.progress(0, None, f"{len(files)} file(s): nnU-Net folds {folds} and the classifier", force=True)
@@ -49,15 +54,16 @@ def predict(ctx: JobContext) -> Outcome:
     if request.pacs is None:
         metrics, artifacts = predict_these([Path(name) for name in request.files])
     else:
-        metrics, artifacts = _predict_study(ctx, request.pacs, dicom.key, out, predict_these)
+        metrics, artifacts = _predict_study(ctx, request.pacs, dicom, out, predict_these)
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
 
 
 def _predict_study(
-    ctx: JobContext, pacs: PacsSource, key: bytes, out: Path, predict_these: Predict
+    ctx: JobContext, pacs: PacsSource, dicom: DicomOutput, out: Path, predict_these: Predict
 ) -> tuple[dict, dict]:
     """A PACS study's radiographs fetched into the private folder (removed at the end), predicted, and with
-    --store the SEGs and reports sent back to the study."""
+    --store the SEGs and reports sent back to the study (and their local copies removed, unless
+    --keep-local)."""
     from shared.dicomweb import read_request, request_path
     from workers.predict.pacs import fetch_radiographs, store
 
@@ -66,15 +72,23 @@ def _predict_study(
     fetched = settings.layout.private_dir / "pacs" / f"r{ctx.run_id}"
     ctx.progress(0, None, f"fetching the study's radiographs from {pacs.url}", force=True)
     try:
-        files = fetch_radiographs(settings, pacs.url, study, key, fetched)
+        files = fetch_radiographs(settings, pacs.url, study, dicom.key, fetched)
         metrics, artifacts = predict_these(files)
     finally:
         shutil.rmtree(fetched, ignore_errors=True)
     metrics["pacs"] = pacs.url
     if pacs.store:
         with (out / "predictions.csv").open() as handle:
-            made = [out / row[column] for row in csv.DictReader(handle) for column in ("seg", "report") if row[column]]
+            rows = list(csv.DictReader(handle))
+        made = [dicom.folder / row[column] for row in rows for column in ("seg", "report") if row[column]]
         ctx.progress(0, None, f"storing {len(made)} SEG and report file(s) in the study at {pacs.url}", force=True)
         metrics["stored"] = store(settings, pacs.url, made)
+        if not pacs.keep_local:
+            for path in made:
+                path.unlink()
+            if dicom.folder != out and not any(dicom.folder.iterdir()):
+                dicom.folder.rmdir()
+            artifacts.pop("dicom", None)
+        metrics["kept_local"] = pacs.keep_local
     request_path(settings.layout.private_dir, pacs.request).unlink(missing_ok=True)
     return metrics, artifacts

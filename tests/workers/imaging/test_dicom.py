@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_files import HOSTILE as ARCHIVE_HOSTILE
 from dicom_files import PATIENT, dicom_from
 from PIL import Image, ImageOps
 from pydicom.encaps import encapsulate
-from pydicom.uid import HTJ2KLossless
+from pydicom.uid import HTJ2KLossless, JPEG2000Lossless
 
 from shared.defaults import is_radiograph_file
 from shared.errors import InputError
@@ -28,6 +29,7 @@ VARIANTS = {
     "JPEG 2000": {"codec": "jpeg2000"},
     "JPEG 2000, MONOCHROME1, VOI LUT": {"codec": "jpeg2000", "photometric": "MONOCHROME1", "voi": "lut"},
     "JPEG Lossless": {"codec": "jpeg-lossless"},
+    "RLE Lossless, MONOCHROME1": {"codec": "rle", "photometric": "MONOCHROME1"},
 }
 
 
@@ -88,6 +90,26 @@ def _as_htj2k(dataset: pydicom.Dataset) -> None:
     dataset["PixelData"].VR = "OB"
 
 
+def _garbled_jpeg2000(dataset: pydicom.Dataset) -> None:
+    """JPEG 2000 Lossless by its transfer syntax, but its one fragment is no codestream."""
+    dataset.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    dataset.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])
+    dataset["PixelData"].VR = "OB"
+
+
+def _frames_no_number(grey: np.ndarray, folder: Path) -> Path:
+    """Number of Frames (an IS) written as 'x': pydicom writes no such value, so the bytes are edited."""
+    path = _edited(grey, folder, lambda d: setattr(d, "NumberOfFrames", 9))
+    element = b"\x28\x00\x08\x00IS\x02\x00"  # (0028,0008), explicit VR, 2 bytes
+    path.write_bytes(path.read_bytes().replace(element + b"9 ", element + b"x "))
+    return path
+
+
+def _cut(path: Path, keep: int) -> Path:
+    path.write_bytes(path.read_bytes()[:keep])
+    return path
+
+
 HOSTILE = {
     "truncated": (_truncated, "is a damaged DICOM file"),
     "an element longer than the file": (_past_the_end, "is a damaged DICOM file"),
@@ -105,7 +127,23 @@ HOSTILE = {
         lambda g, f: _edited(g, f, lambda d: setattr(d, "PhotometricInterpretation", "RGB")),
         "is a RGB picture; a radiograph is grey",
     ),
-    "no decoder": (lambda g, f: _edited(g, f, _as_htj2k), "which no installed decoder reads; install"),
+    "no decoder": (
+        lambda g, f: _edited(g, f, _as_htj2k),
+        r"which no installed decoder reads; install one \(pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-openjpeg",
+    ),
+    "a JPEG 2000 codestream that is not one": (
+        lambda g, f: _edited(g, f, _garbled_jpeg2000),
+        ": its pixel data cannot be decoded",
+    ),
+    "a frame count that is no number": (_frames_no_number, "is a damaged DICOM file: its header cannot be parsed"),
+    "a header cut short inside its file meta": (
+        lambda g, f: _cut(dicom_from(g[:64, :64], f / "hostile.dcm"), 150),
+        "is a damaged DICOM file",
+    ),
+    **{
+        name: (lambda g, f, make=make: make(g[:64, :64], f / "hostile"), said)
+        for name, (make, said) in ARCHIVE_HOSTILE.items()
+    },
 }
 
 

@@ -2,20 +2,25 @@
 stores one, made-up patients in every identifying attribute, two pictures per patient) ingested through the
 stack beside the same release as PNGs: the same masks, the same pictures after the same window, pseudonyms for
 case ids, each patient on one side of the split, and none of the patients' values or UIDs anywhere in what
-the run wrote, outside the data root's private map."""
+the run wrote, outside the data root's private map; and the hostile files a hospital's archive holds, each one
+file among good ones, refused by name in seconds with nothing written."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from conftest import Stack
-from dicom_files import PATIENT, dicom_from
+from dicom_files import HOSTILE, PATIENT, dicom_from
 from own_releases import fracatlas_pictures
 from PIL import Image, ImageOps
+from tracking_reads import mlflow_run_of
 
 from workers.nnunet.nifti import read_case
 
@@ -102,13 +107,48 @@ def test_a_dicom_release_ingests_as_its_pngs_and_keeps_no_patient_data(
     assert {row["spacing_mm"] for row in rows.values()} == {"0.143x0.143"}, "the detector's spacing recorded"
     sides: dict[str, set[str]] = {}
     for row in mapped:
-        sides.setdefault(row["patient"], set()).add(rows[row["pseudonym"]]["split"] or "not a case")
-    assert len(sides) == 8 and all(len(side - {"not a case"}) <= 1 for side in sides.values()), sides
+        sides.setdefault(row["patient"], set()).add(rows[row["pseudonym"]]["split"])
+    # Every picture is a case (the negatives are fewer than the fractured ones): each has its side.
+    assert len(sides) == 8 and all(len(side) == 1 and side <= {"train", "test"} for side in sides.values()), sides
+    assert set().union(*sides.values()) == {"train", "test"}, "patients on both sides"
 
-    secrets = [*PATIENT.values(), *(row[key] for row in mapped for key in ("sop_instance_uid", "study_instance_uid"))]
+    # What the test planted, read from the planted files themselves (not from the system's own map).
+    planted = [pydicom.dcmread(path, stop_before_pixels=True) for path in sorted((dicom / "images").iterdir())]
+    identifying = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+    secrets = [*PATIENT.values(), *(str(header[key].value) for header in planted for key in identifying)]
+    mlflow_run_of(system, from_dicom)  # what the run's jobs send to MLflow has arrived
     shown = system.dispatch("show", from_dicom["ref"], "--json").stdout + system.dispatch("jobs").stdout
     written = [path for path in system.data_root.rglob("*") if path.is_file() and private not in path.parents]
     for value in secrets:
         assert value not in shown, f"{value} in dispatch's output"
         leaks = [path for path in written if value.encode() in path.read_bytes()]
         assert not leaks, f"{value} in {leaks[:3]}"
+
+
+@pytest.fixture(scope="module")
+def good_releases(mini: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return releases(mini, tmp_path_factory.mktemp("releases"))
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_dicom_file_among_good_ones_is_refused_by_name_with_nothing_written(
+    case: str, system: Stack, good_releases: tuple[Path, Path], tmp_path: Path
+) -> None:
+    png, good = good_releases
+    release = shutil.copytree(good, tmp_path / "release")
+    victim = release / "images" / "xray-002.dcm"
+    make, said = HOSTILE[case]
+    grey = np.asarray(Image.open(png / "images" / "xray-002.png"))
+    make(grey, victim)
+    dataset_id = 350 + sorted(HOSTILE).index(case)
+    result = system.dispatch("ingest", "--source", str(release), "--dataset-id", str(dataset_id), "--wait")
+    assert result.returncode == 1 and said in result.stdout and str(victim) in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    run = json.loads(system.dispatch("show", result.stdout.split()[1], "--json").stdout)
+    (failed,) = [job for job in run["jobs"] if job["state"] == "failed"]
+    took = datetime.fromisoformat(failed["finished_at"]) - datetime.fromisoformat(failed["started_at"])
+    assert took.total_seconds() < 5, f"{failed['name']} took {took} to refuse {case}"
+    assert not any(value in result.stdout + json.dumps(run) for value in PATIENT.values())
+    assert not list((system.data_root / "nnUNet_raw").glob(f"Dataset{dataset_id}_*"))
+    assert not list((system.data_root / "classification").glob(f"Dataset{dataset_id}_*"))
+    assert not list((system.data_root / "private").glob(f"Dataset{dataset_id}_*")), "no pseudonym map"

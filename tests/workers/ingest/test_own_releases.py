@@ -149,8 +149,11 @@ def test_two_categories_and_patient_groups(system: Stack, mini: Path, tmp_path: 
     for line in groups.read_text().splitlines()[1:]:
         name, patient = line.split(",")
         patients[patient].add(rows[Path(name).stem]["split"])
-    assert all(len(sides) == 1 for sides in patients.values()), patients
-    assert metrics["given_groups"] == 7 and metrics["train_groups"] + metrics["test_groups"] <= 7
+    # Every picture here is a case (the negatives are fewer than the fractured ones): none may have no side.
+    assert all(len(sides) == 1 and sides <= {"train", "test"} for sides in patients.values()), patients
+    assert set().union(*patients.values()) == {"train", "test"}, "patients on both sides"
+    assert metrics["given_groups"] == 7 and metrics["train_groups"] >= 1 and metrics["test_groups"] >= 1
+    assert metrics["train_groups"] + metrics["test_groups"] <= 7
     shown = system.dispatch("show", run["ref"]).stdout
     assert "train_groups" in shown and "test_groups" in shown
 
@@ -165,10 +168,16 @@ def _edit(path: Path, change: Callable[[dict], None]) -> None:
     path.write_text(json.dumps(content))
 
 
+SLIPPED = "slipped-out.txt"  # the name a zip-slip member would leave behind outside the staging folder
+
+
 def _slip(root: Path) -> Path:
+    """An export zip whose member climbs out of the staging folder (staging/run-N/release/): unpacked naively
+    it would land in the data root's staging folder, the data root, and its parent."""
     archive = root.parent / "slip.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr("../outside.txt", "x")
+        for depth in (2, 3, 4):
+            bundle.writestr("../" * depth + SLIPPED, "x")
     return archive
 
 
@@ -234,3 +243,6 @@ def test_a_bad_export_fails_cleanly(case: str, system: Stack, mini: Path, tmp_pa
         timeout=30,
         what="the staging folder to be removed",
     )
+    # A zip-slip member's three landing places (staging/, the data root, its parent): none holds it.
+    landings = [system.data_root / "staging", system.data_root, system.data_root.parent]
+    assert not [folder for folder in landings if (folder / SLIPPED).exists()], "nothing written outside"

@@ -1,19 +1,20 @@
 """A COCO release with two categories and patient groups through the whole chain at a tiny budget: ingest,
 preprocess, two folds, the ensemble's Dice per category (in `dispatch show` and MLflow), the classifier, and
 `dispatch predict` writing a mask per category and an overlay with a legend, and for a DICOM radiograph a
-DICOM Segmentation (FRACTIONAL with --probabilities, else BINARY) and report on top of it; then the PACS round
-trip with a real Orthanc."""
+DICOM Segmentation (FRACTIONAL with --probabilities, else BINARY) and report on top of it; last, the PACS round
+trip with a real Orthanc, one study in each transfer syntax a hospital's archive keeps radiographs in."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from conftest import PACS_PASSWORD, TINY_TRAINER, Stack, free_port
+from conftest import PACS_PASSWORD, TINY_TRAINER, Stack, free_port, wait_for
 from dicom_files import PATIENT, dicom_from
 from orthanc import running_orthanc
 from own_releases import two_category_export
@@ -25,6 +26,14 @@ from workers.ingest.synthetic import make_synthetic_release
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 DATASET = 430
 CATEGORIES = ("fracture", "plate")
+# One study each, as the PACS keeps it: Orthanc as Debian ships it (no GDCM plugin) cannot transcode the
+# compressed ones, so the worker asks for them as stored.
+PACS_STUDIES = {
+    "uncompressed, MONOCHROME1, no file extension": {"photometric": "MONOCHROME1"},
+    "RLE Lossless": {"codec": "rle"},
+    "JPEG 2000 Lossless": {"codec": "jpeg2000"},
+    "JPEG Lossless": {"codec": "jpeg-lossless"},
+}
 
 
 def test_two_categories_train_evaluate_and_predict(system: Stack, tmp_path: Path) -> None:
@@ -66,7 +75,6 @@ def test_two_categories_train_evaluate_and_predict(system: Stack, tmp_path: Path
     assert_segmentation_over(dicom, out, rows[2], fractional=True)
     assert rows[2]["report"] == f"{rows[2]['name']}_report.dcm" and (out / rows[2]["report"]).is_file()
     assert not any(value in (out / "predictions.csv").read_text() + predicted.stdout for value in PATIENT.values())
-    assert_pacs_round_trip(system, dicom, tmp_path)
     for picture, row in zip(pictures, rows[:2], strict=True):
         masks = [out / f"{picture.stem}_mask_{name}.png" for name in CATEGORIES]
         assert row["mask"] == ";".join(mask.name for mask in masks)
@@ -78,51 +86,93 @@ def test_two_categories_train_evaluate_and_predict(system: Stack, tmp_path: Path
         assert tuple(overlay[5, 5]) == (0, 0, 0), "the legend's box in the corner"
         swatches = {tuple(overlay[y, 10]) for y in range(6, 40)}
         assert (255, 40, 40) in swatches and (40, 200, 255) in swatches, "a swatch per category"
+    assert_pacs_round_trips(system, sorted((export / "images").glob("*.jpg"))[2:6], tmp_path)
 
 
-def assert_pacs_round_trip(system: Stack, dicom: Path, tmp_path: Path) -> None:
-    """`dispatch predict --pacs ... --store` against a real Orthanc: the study's radiograph fetched and
-    predicted, its SEG and report stored back into the study; the SEG read back from the PACS is the PNG mask;
-    neither the study's UIDs nor its patient reach the job table, the logs or the data root."""
-    source = pydicom.dcmread(dicom, stop_before_pixels=True)
+def assert_pacs_round_trips(system: Stack, pictures: list[Path], tmp_path: Path) -> None:
+    """`dispatch predict --pacs ... --store` against a real Orthanc, a study per transfer syntax: each study's
+    radiograph fetched as stored and predicted, its SEG and report stored back into the study and the local
+    copies removed (kept in --out with --keep-local); each SEG read back from the PACS is the PNG mask; and no
+    value or UID of the planted files anywhere outside the data root's private folder: files, logs, the job
+    table, MLflow's stores, what dispatch printed."""
+    planted = []
+    for index, (picture, options) in enumerate(zip(pictures, PACS_STUDIES.values(), strict=True)):
+        with Image.open(picture) as image:
+            grey = np.asarray(ImageOps.exif_transpose(image).convert("L"))
+        name = f"study{index}" if index == 0 else f"study{index}.dcm"  # the first without an extension
+        patient = {**PATIENT, "PatientID": f"{PATIENT['PatientID']}-{index}"}
+        planted.append(dicom_from(grey, tmp_path / "pacs-in" / name, patient=patient, **options))
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in planted]
+    kept = tmp_path / "kept"
     with running_orthanc(tmp_path / "orthanc") as orthanc:
-        orthanc.upload(dicom)
+        for path in planted:
+            orthanc.upload(path)
         down = f"http://127.0.0.1:{free_port()}/dicom-web"
-        refused = system.dispatch("predict", "--pacs", down, "--study", source.StudyInstanceUID)
+        refused = system.dispatch("predict", "--pacs", down, "--study", headers[0].StudyInstanceUID)
         assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
             f"Error: cannot reach the PACS at {down} (ConnectionError); check --pacs and that the PACS is up"
         ]
-        out = tmp_path / "from-pacs"
-        predicted = system.dispatch(
-            "predict", "--pacs", orthanc.dicomweb, "--study", source.StudyInstanceUID, "--store", "--out", str(out),
-            "--wait", "--json", timeout=600,
-        )  # fmt: skip
-        run = json.loads(predicted.stdout)
-        assert predicted.returncode == 0, run["error"]
-        assert run["metrics"]["stored"] == 2 and run["metrics"]["pacs"] == orthanc.dicomweb
-        held = {item["MainDicomTags"]["SOPInstanceUID"]: item["ID"] for item in orthanc.instances()}
-        with (out / "predictions.csv").open() as handle:
-            row = next(csv.DictReader(handle))
-        seg = pydicom.dcmread(out / row["seg"], stop_before_pixels=True)
-        assert set(held) == {
-            source.SOPInstanceUID,
-            seg.SOPInstanceUID,
-            pydicom.dcmread(out / row["report"]).SOPInstanceUID,
-        }
-        (tmp_path / "back").mkdir()
-        (tmp_path / "back" / row["seg"]).write_bytes(orthanc.file(held[seg.SOPInstanceUID]))
-    assert_segmentation_over(dicom, tmp_path / "back", row, fractional=False, masks=out)
+        printed, runs = refused.stdout + refused.stderr, []
+        for index, header in enumerate(headers):
+            local = ["--out", str(kept), "--keep-local"] if index == len(headers) - 1 else []
+            started = system.dispatch(
+                "predict", "--pacs", orthanc.dicomweb, "--study", header.StudyInstanceUID, "--store", *local, "--json"
+            )
+            printed += started.stdout + started.stderr
+            assert started.returncode == 0, started.stderr
+            runs.append(json.loads(started.stdout))
+        for position, run in enumerate(runs):
+            runs[position] = wait_for(lambda run=run: finished(system, run), timeout=600, what=f"{run['ref']} to end")
+        printed += system.dispatch("jobs", "--all").stdout
+        seg_of = _segmentations_held(orthanc)
+        for run, header, syntax in zip(runs, headers, PACS_STUDIES, strict=True):
+            printed += json.dumps(run)
+            assert run["state"] == "succeeded", f"{syntax}: {run['error']}"
+            assert run["metrics"]["stored"] == 2 and run["metrics"]["pacs"] == orthanc.dicomweb, syntax
+            out = Path(run["artifacts"]["out"])
+            with (out / "predictions.csv").open() as handle:
+                row = next(csv.DictReader(handle))
+            back = tmp_path / "back" / run["ref"]
+            back.mkdir(parents=True)
+            (back / row["seg"]).write_bytes(seg_of[header.SOPInstanceUID])
+            assert_segmentation_over(planted[headers.index(header)], back, row, fractional=False, masks=out)
+            private_copies = system.data_root / "private" / "predictions" / run["ref"]
+            if out == kept:
+                assert (kept / row["seg"]).is_file() and (kept / row["report"]).is_file(), "--keep-local keeps them"
+            else:
+                assert not private_copies.exists(), f"{syntax}: the local SEG and report removed once stored"
+                assert not list(out.glob("*.dcm")), "no DICOM output outside the private folder"
+            mlflow_run_of(system, run)  # what the run's jobs send to MLflow has arrived
+        assert len(seg_of) == len(headers), "a SEG for each study, nothing else sent"
 
     private = system.data_root / "private"
     assert not (private / "pacs").exists() or not any((private / "pacs").iterdir()), "the fetched copies removed"
-    secrets = [*PATIENT.values(), source.StudyInstanceUID, source.SeriesInstanceUID, source.SOPInstanceUID]
-    shown = system.dispatch("show", run["ref"], "--json").stdout + system.dispatch("jobs", "--all").stdout
+    secrets = [*PATIENT.values(), *(f"{PATIENT['PatientID']}-{index}" for index in range(len(headers)))]
+    secrets += [str(header[key].value) for header in headers for key in ("StudyInstanceUID", "SeriesInstanceUID")]
+    secrets += [str(header.SOPInstanceUID) for header in headers]
     written = [path for path in system.data_root.rglob("*") if path.is_file() and private not in path.parents]
     for value in secrets:
-        assert value not in shown + predicted.stdout, f"{value} in dispatch's output"
+        assert value not in printed, f"{value} in dispatch's output"
         leaks = [path for path in written if value.encode() in path.read_bytes()]
         assert not leaks, f"{value} in {leaks[:3]}"
     assert not [path for path in written if PACS_PASSWORD.encode() in path.read_bytes()]
+
+
+def finished(system: Stack, run: dict) -> dict | None:
+    shown = json.loads(system.dispatch("show", run["ref"], "--json").stdout)
+    return shown if shown["state"] in ("succeeded", "failed", "cancelled") else None
+
+
+def _segmentations_held(orthanc: object) -> dict[str, bytes]:
+    """The PACS's SEGs by the SOP instance each is on."""
+    held = {}
+    for item in orthanc.instances():  # type: ignore[attr-defined]
+        content = orthanc.file(item["ID"])  # type: ignore[attr-defined]
+        dataset = pydicom.dcmread(io.BytesIO(content), stop_before_pixels=True)
+        if dataset.Modality == "SEG":
+            on = dataset.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+            held[str(on)] = content
+    return held
 
 
 def assert_segmentation_over(

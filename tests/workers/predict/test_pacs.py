@@ -1,6 +1,8 @@
 """The worker's side of the PACS round trip (workers/predict/pacs.py) and the classifier's DICOM report
 (workers/predict/dicom_report.py), against a real Orthanc: the study's radiographs fetched under their
-pseudonyms into a folder of the owner's alone, and a report stored back into the same study."""
+pseudonyms into a folder of the owner's alone, a JPEG 2000 study as stored (Orthanc as Debian ships it cannot
+transcode it, and says so with an HTTP 500 that reaches the user in the PACS's own words), and a report
+stored back into the same study."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 import pydicom
+import pytest
 from conftest import PACS_PASSWORD, PACS_USERNAME
 from dicom_files import PATIENT, dicom_from
 from orthanc import running_orthanc
+from pydicom.uid import JPEG2000Lossless
 
-from shared.dicomweb import StudyRequest
+from shared.dicomweb import PacsError, StudyRequest, answered, connect
 from shared.settings import Settings
 from workers.imaging.pseudonyms import picture_pseudonym
 from workers.predict.dicom_report import FRACTURE, write_report
@@ -48,6 +52,26 @@ def test_fetch_report_and_store_back(tmp_path: Path) -> None:
     absent = pydicom.dcmread(write_report(files[0], 0.2, 0.5, CLASSIFIER, tmp_path / "absent.dcm"))
     assert_report(absent, source, probability=0.2, present=False)
     assert absent.PatientName == PATIENT["PatientName"], "the report is the study's: its patient is the source's"
+
+
+def test_a_jpeg_2000_study_comes_as_stored_and_a_failing_pacs_speaks_for_itself(tmp_path: Path) -> None:
+    grey = np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))
+    path = dicom_from(grey, tmp_path / "j2k.dcm", codec="jpeg2000")
+    source = pydicom.dcmread(path, stop_before_pixels=True)
+    study, series = source.StudyInstanceUID, source.SeriesInstanceUID
+    with running_orthanc(tmp_path / "pacs") as orthanc:
+        orthanc.upload(path)
+        client = connect(orthanc.dicomweb, LOGIN)
+        with pytest.raises(PacsError) as failed:  # the default syntax: Orthanc would have to decode JPEG 2000
+            answered(orthanc.dicomweb, lambda: client.retrieve_series(study, series))
+        said = str(failed.value)
+        assert said.startswith(f"the PACS at {orthanc.dicomweb} failed (HTTP 500: ") and "its own log" in said
+        assert len(said) > len(f"the PACS at {orthanc.dicomweb} failed (HTTP 500: ); its own log says more")
+        assert study not in said and series not in said and source.SOPInstanceUID not in said
+        files = fetch_radiographs(LOGIN, orthanc.dicomweb, StudyRequest(study), KEY, tmp_path / "fetched")
+    fetched = pydicom.dcmread(files[0])
+    assert fetched.file_meta.TransferSyntaxUID == JPEG2000Lossless, "as the PACS stores it"
+    assert np.array_equal(fetched.pixel_array, pydicom.dcmread(path).pixel_array)
 
 
 def assert_report(dataset: pydicom.Dataset, source: pydicom.Dataset, probability: float, present: bool) -> None:
