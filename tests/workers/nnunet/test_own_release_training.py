@@ -96,6 +96,7 @@ def assert_pacs_round_trips(system: Stack, pictures: list[Path], tmp_path: Path)
     value or UID of the planted files anywhere outside the data root's private folder: files, logs, the job
     table, MLflow's stores, what dispatch printed."""
     planted = []
+    (tmp_path / "pacs-in").mkdir()
     for index, (picture, options) in enumerate(zip(pictures, PACS_STUDIES.values(), strict=True)):
         with Image.open(picture) as image:
             grey = np.asarray(ImageOps.exif_transpose(image).convert("L"))
