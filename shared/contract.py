@@ -456,6 +456,18 @@ class PacsSource(BaseModel):
     keep_local: bool = False  # with store: keep the local copies once the PACS took them
 
 
+class ExportRequest(Request):
+    """A trained model as a bundle another site installs: a training run's folds and, where given, a
+    classifier whose map (for image+seg) came from those folds."""
+
+    seg_run: int
+    dataset_id: DatasetId
+    classifier_run: int | None = None
+    input: Literal["image", "image+seg"] | None = None
+    checkpoint: str | None = None
+    out: str  # the bundle's .zip, written whole or not at all
+
+
 class PredictRequest(Request):
     files: list[str] = Field(default_factory=list)  # or, with `pacs`, the study's radiographs
     pacs: PacsSource | None = None

@@ -11,6 +11,7 @@ from typing import Any
 
 from shared.contract import (
     ClassifyRequest,
+    ExportRequest,
     PipelineRequest,
     SuperResRequest,
     SweepRequest,
@@ -30,6 +31,7 @@ from shared.tasknames import (
     NNUNET_EVALUATE,
     NNUNET_PREPROCESS,
     NNUNET_TRAIN_FOLD,
+    PREDICT_EXPORT,
     SUPERRES_TRAIN,
     SWEEP_FINISH,
     SWEEP_TRIAL,
@@ -104,6 +106,11 @@ def pipeline(request: PipelineRequest) -> list[JobSpec]:
         inputs = [IMAGE_SEG] if covers_every_fold(request.folds) else [IMAGE]
         specs += classify(inputs, request.backbone, first=next_stage(specs), job_params=classifier.job_params())
     return specs
+
+
+def export(request: ExportRequest) -> list[JobSpec]:
+    with_classifier = f" and r{request.classifier_run}'s classifier" if request.classifier_run else ""
+    return [JobSpec("export", f"export r{request.seg_run}'s folds{with_classifier}", PREDICT_EXPORT)]
 
 
 def predict(what: str) -> list[JobSpec]:

@@ -9,6 +9,7 @@ NNUNET_EVALUATE = "nnunet.evaluate"
 CLASSIFY_CHANNEL = "classify.segmentation_channel"
 CLASSIFY_TRAIN = "classify.train"
 CLASSIFY_PREDICT = "classify.predict"
+PREDICT_EXPORT = "predict.export"
 SWEEP_TRIAL = "sweep.trial"
 SWEEP_FINISH = "sweep.finish"
 SUPERRES_TRAIN = "superres.train"
@@ -24,6 +25,7 @@ QUEUE_OF = {
     CLASSIFY_CHANNEL: "gpu",
     CLASSIFY_TRAIN: "gpu",
     CLASSIFY_PREDICT: "gpu",
+    PREDICT_EXPORT: "gpu",  # torch makes the ONNX file
     SWEEP_TRIAL: "gpu",
     SWEEP_FINISH: "gpu",
     SUPERRES_TRAIN: "gpu",

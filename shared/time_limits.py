@@ -18,6 +18,7 @@ from shared.tasknames import (
     NNUNET_EVALUATE,
     NNUNET_PREPROCESS,
     NNUNET_TRAIN_FOLD,
+    PREDICT_EXPORT,
     REAP,
     SUPERRES_TRAIN,
     SWEEP_FINISH,
@@ -37,6 +38,7 @@ SOFT_LIMIT_S = {
     CLASSIFY_CHANNEL: 1 * DAY,
     CLASSIFY_TRAIN: 3 * DAY,
     CLASSIFY_PREDICT: 6 * HOUR,
+    PREDICT_EXPORT: 1 * HOUR,  # zipping five folds and a classifier
     SWEEP_TRIAL: 3 * DAY,  # one classifier training, as CLASSIFY_TRAIN
     SWEEP_FINISH: 6 * HOUR,
     SUPERRES_TRAIN: 3 * DAY,  # one scale's network, as CLASSIFY_TRAIN

@@ -262,6 +262,48 @@ def predict(
 
 @main.command()
 @click.argument("ref")
+@click.option("--classifier", "classifier_ref", help="The classify run (r12) whose classifier goes with the folds.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The bundle to write (bundle.zip); an existing file is not replaced.",
+)
+@options.wait
+@options.as_json
+def export(ref: str, classifier_ref: str | None, out: Path, wait: bool, as_json: bool) -> None:
+    """A training run's folds (nnU-Net's own export) and a classifier as one bundle for another site: its
+    weights and ONNX, the facts of its input, a model card and every file's SHA-256."""
+    from shared import plans
+    from shared.contract import ExportRequest
+    from shared.read_model import classifier_for_prediction, segmentation_run
+
+    seg_run = run_number(ref, "REF")
+    assert seg_run is not None
+    dataset_id = inputs.dataset_of(seg_run)
+    segmentation = segmentation_run(seg_run, dataset_id)
+    assert segmentation is not None
+    classifier = classifier_for_prediction(run_number(classifier_ref, "--classifier")) if classifier_ref else None
+    if classifier is not None:
+        if int(classifier.run["params"]["dataset_id"]) != dataset_id:
+            raise click.BadParameter(f"{classifier_ref} trained on another dataset than r{seg_run}", "--classifier")
+        if classifier.input == IMAGE_SEG and classifier.seg_run != seg_run:
+            raise click.BadParameter(
+                f"{classifier_ref} reads the map of r{classifier.seg_run}'s folds, not r{seg_run}'s", "--classifier"
+            )
+    request = ExportRequest.build(
+        seg_run=seg_run,
+        dataset_id=dataset_id,
+        classifier_run=classifier.run["id"] if classifier else None,
+        input=classifier.input if classifier else None,
+        checkpoint=classifier.checkpoint if classifier else None,
+        out=str(inputs.new_file(out, ".zip")),
+    )
+    start("export", request.params(), plans.export(request), wait, as_json)
+
+
+@main.command()
+@click.argument("ref")
 @options.as_json
 def retry(ref: str, as_json: bool) -> None:
     """Queue a failed or cancelled job again (a fold resumes from its newest checkpoint)."""

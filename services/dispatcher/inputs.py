@@ -183,6 +183,24 @@ def pacs_study(url: str, study: str, series: str | None, store: bool, keep_local
     return PacsSource(url=url, request=request, store=store, keep_local=keep_local)
 
 
+def new_file(path: Path, suffix: str) -> Path:
+    """--out for a file the worker writes: absolute, with its suffix, not there yet, in a writable folder."""
+    path = path.expanduser().resolve()
+    if path.suffix != suffix:
+        raise click.BadParameter(f"{path} does not end in {suffix}", param_hint="--out")
+    if path.exists():
+        raise click.BadParameter(f"{path} exists already; it is not replaced: choose another name", param_hint="--out")
+    writable_folder(path.parent)
+    return path
+
+
+def dataset_of(run_id: int) -> int:
+    """The dataset a run trained on."""
+    from shared.read_model import get_run
+
+    return int(get_run(run_id)["params"]["dataset_id"])
+
+
 def writable_folder(out: Path) -> Path:
     """--out as the worker will use it: an existing writable folder, or a new one in a writable parent."""
     out = out.expanduser().resolve()

@@ -1,5 +1,6 @@
-"""Prediction as a Celery task on the gpu queue: new radiographs, given as files or as a PACS study. Its name
-stays `classify.predict`, so that messages queued before prediction had its own room still run.
+"""Prediction as Celery tasks on the gpu queue: new radiographs, given as files or as a PACS study (its name
+stays `classify.predict`, so that messages queued before prediction had its own room still run); and a
+trained model exported as a bundle for another site.
 
 Every worker imports this module (the app includes it): torch is imported inside the task, so that cpu
 workers never load it.
@@ -13,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.contract import PacsSource, PredictRequest
+from shared.contract import ExportRequest, PacsSource, PredictRequest
 from shared.model_registry import classifier_model_name, nnunet_model_name
-from shared.read_model import trained_segmentation
+from shared.read_model import get_run, latest_succeeded_run, trained_segmentation
 from shared.settings import get_settings
-from shared.tasknames import CLASSIFY_PREDICT
+from shared.tasknames import CLASSIFY_PREDICT, PREDICT_EXPORT
 from workers.runtime import JobContext, Outcome, job_task
 
 if TYPE_CHECKING:  # the module imports torch, which a cpu worker never loads
@@ -92,3 +93,26 @@ def _predict_study(
         metrics["kept_local"] = pacs.keep_local
     request_path(settings.layout.private_dir, pacs.request).unlink(missing_ok=True)
     return metrics, artifacts
+
+
+@job_task(PREDICT_EXPORT)
+def export(ctx: JobContext) -> Outcome:
+    """A training run's folds and a classifier as one bundle (workers/predict/bundle.py)."""
+    from workers.predict.bundle import ClassifierPart, Provenance, export_bundle
+
+    request = ExportRequest.parse(ctx.run_params)
+    experiment, folds = trained_segmentation(request.seg_run)
+    classifier = None
+    if request.checkpoint is not None and request.input is not None:
+        classifier = ClassifierPart(Path(request.checkpoint), request.input)
+    provenance = Provenance(
+        ingest=latest_succeeded_run(("ingest", "pipeline"), request.dataset_id),
+        segmentation=get_run(request.seg_run),
+        classifier=get_run(request.classifier_run) if request.classifier_run else None,
+    )
+    ctx.progress(0, None, f"exporting folds {folds} of r{request.seg_run}", force=True)
+    out = Path(request.out)
+    card = export_bundle(get_settings(), experiment, folds, classifier, provenance, out, ctx.tool_run("export"))
+    metrics = {"folds": folds, "files": len(card["files"]), "bytes": out.stat().st_size, "format": card["format"]}
+    artifacts = {"bundle": str(out)}
+    return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
