@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test test-tools chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
+.PHONY: help install test test-tools test-long chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
 
 help:  ## this list: every target, with the line beside it in the Makefile
 	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -55,7 +55,7 @@ lint: install  ## ruff check and ruff format --check
 
 test: install lint test-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
 	$(VENV)/bin/pytest -q -ra --durations=15
-	@echo "left out for their minutes: make chaos (the longer faults), make test-slurm (folds handed back at a SLURM time limit; CI runs it)"
+	@echo "left out for their minutes: make test-long and make test-slurm (CI runs both), make chaos (the longer faults)"
 
 GPUS ?=
 # LOCAL=1: the local stack even where a Docker engine answers. PUBLISH=ADDRESS: Redis and PostgreSQL
@@ -81,6 +81,9 @@ dispatch: install  ## dispatch against the running stack in either mode: make di
 
 worker-host: install  ## workers on this machine for another machine's stack (docs/deployment.md)
 	$(PY) -m services.launcher worker-host --gpus "$(GPUS)"
+
+test-long: install  ## the tests of minutes each, left out of make test (nnU-Net's residual-encoder presets and fine-tuning); CI runs it
+	$(VENV)/bin/pytest -q -ra -m long
 
 test-slurm: install slurm-tools  ## the SLURM workers' folds on a real one-node SLURM (job table on PostgreSQL), one handed back at its time limit; CI runs it
 	$(VENV)/bin/pytest -q -ra -m slurm tests/services/test_slurm_folds.py

@@ -13,7 +13,8 @@ from conftest import STALL_S, Stack, wait_for
 
 from workers.ingest.synthetic import make_synthetic_release
 
-pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+# Two minutes of planning and training: `make test-long`, which CI runs after `make test`.
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True), pytest.mark.long]
 DATASET, TARGET = 402, 403
 RESENC_M = "nnUNetResEncUNetMPlans"
 
