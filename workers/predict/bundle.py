@@ -133,8 +133,7 @@ def _classifier_files(part: ClassifierPart, folder: Path) -> dict[str, Any]:
     folder.mkdir(parents=True)
     shutil.copy(part.checkpoint, folder / "classifier.pt")
     classifier = load_classifier(part.checkpoint)
-    content = torch.load(part.checkpoint, map_location="cpu", weights_only=True)
-    channels = int(content["channels"])
+    channels = 2 if classifier.input == IMAGE_SEG else 1  # the radiograph, and nnU-Net's map with image+seg
     network = _probability_network(classifier.model.eval(), MEAN, STD)
     example = torch.zeros(2, channels, classifier.input_size, classifier.input_size)
     batch = torch.export.Dim("batch", min=1)
@@ -151,7 +150,7 @@ def _classifier_files(part: ClassifierPart, folder: Path) -> dict[str, Any]:
     return {
         "backbone": classifier.backbone,
         "input": classifier.input,
-        "channels": ["radiograph", *(["nnU-Net's fracture probability x 255"] if part.input == IMAGE_SEG else [])],
+        "channels": ["radiograph", *(["nnU-Net's fracture probability x 255"] if channels == 2 else [])],
         "input_size": classifier.input_size,
         "working_size": classifier.working_size,
         "square": classifier.square,
