@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test test-tools test-long chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
+.PHONY: help install test test-tools test-long chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking bench-export gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
 
 help:  ## this list: every target, with the line beside it in the Makefile
 	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -128,7 +128,7 @@ compose-check: install compose-tools  ## only the compose file tests
 demo: up  ## install, bring the stack up, run the demo pipeline (dispatch demo --wait)
 	$(LAUNCH) dispatch demo --wait
 
-bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking  ## every benchmark below, printing its figures
+bench: bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking bench-export  ## every benchmark below, printing its figures
 
 bench-ingest: install  ## the ingest through the job system against the sequential baseline (SOURCE, FULL_SIZE=1)
 	$(PY) -m bench.ingest --source "$(SOURCE)" $(if $(FULL_SIZE),--full-size)
@@ -166,6 +166,11 @@ bench-sr: install  ## the super-resolution network against bicubic and Lanczos (
 TRACKING_POSTGRES ?= postgresql://postgres@127.0.0.1/test
 bench-tracking: install  ## MLflow's lag per entry kind with a 5-fold run and a sweep at once
 	$(PY) -m bench.tracking --source "$(SOURCE)" --postgres "$(TRACKING_POSTGRES)"
+
+# A bundle of five folds and a classifier: its size, export and import time against nnU-Net's own commands.
+EXPORT_SIZE ?= 256
+bench-export: install  ## a bundle's size and its export and import time against nnU-Net's own commands (SOURCE, EXPORT_SIZE)
+	$(PY) -m bench.export $(if $(SOURCE),--source "$(SOURCE)") --size $(EXPORT_SIZE)
 
 # On a machine with an index: what bench/gpu_check.sh needs on an offline GPU server, in .gpu-kit/.
 gpu-kit: install  ## what bench/gpu_check.sh needs on an offline GPU server, in .gpu-kit/

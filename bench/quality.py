@@ -31,9 +31,10 @@ import click
 
 from bench.release_cache import ingest_in_process
 from bench.results import append as append_results
-from services.dispatcher.render import table, with_interval
+from services.dispatcher.render import table
 from shared.contract import ClassifyRequest
 from shared.defaults import CLASSIFY, INGEST
+from shared.results_table import with_interval
 from shared.settings import Settings
 from workers.classifier.fit import fit_classifier
 from workers.device import torch_device

@@ -64,6 +64,7 @@ app.conf.update(
         "workers.nnunet.tasks",
         "workers.classifier.tasks",
         "workers.predict.tasks",
+        "workers.evaluate.tasks",
         "workers.sweep.tasks",
         "workers.superres.tasks",
     ],

@@ -38,7 +38,7 @@ from shared.defaults import (
     UPSCALE_METHODS,
 )
 from shared.errors import InputError
-from shared.layout import DataRoot, dataset_name, find_dataset, training_name
+from shared.layout import DataRoot, dataset_name, existing_datasets, find_dataset, training_name
 from shared.search_space import SpaceError, choices, grid, normalise
 
 DatasetId = Annotated[int, Field(ge=1, le=999)]
@@ -207,7 +207,9 @@ class Experiment(Request):
         return folder
 
     def results(self, layout: DataRoot) -> Path:
-        name = self.preprocessed(layout).name
+        # An imported model has its results alone; before the first fold, the name is the preprocessed one's.
+        installed = existing_datasets(layout.nnunet_results, self.dataset_id)
+        name = installed[0].name if installed else self.preprocessed(layout).name
         return layout.nnunet_results / name / training_name(self.trainer, self.plans, self.configuration)
 
     def fold_folder(self, layout: DataRoot, fold: int | str) -> Path:
@@ -466,6 +468,42 @@ class ExportRequest(Request):
     input: Literal["image", "image+seg"] | None = None
     checkpoint: str | None = None
     out: str  # the bundle's .zip, written whole or not at all
+
+
+class ImportRequest(Experiment):
+    """A bundle from another site (`dispatch import`): its folds installed here under `dataset_id`, its
+    classifier kept in the data root; the run then serves `dispatch predict` as a training run and a
+    classifier run do."""
+
+    bundle: str  # the .zip, checked whole by the dispatcher and again by the worker
+    bundle_dataset_id: DatasetId  # the id the folds were trained under
+    folds: list[int]
+    classifier_input: Literal["image", "image+seg"] | None = None  # None: the bundle has no classifier
+
+
+class EvaluateRequest(Request):
+    """An external cohort scored by a trained model (`dispatch evaluate`): every picture of it a test case,
+    predicted by the folds of `seg_run` and the classifier of `classifier_run`, at the thresholds that
+    classifier's validation split chose."""
+
+    cohort: IngestRequest  # read as the ingest reads a release; its categories are the cohort's names
+    category_map: dict[str, str] = Field(default_factory=dict)  # a cohort category -> the model's, where renamed
+    strata: str | None = None  # a CSV of file_name and further columns (site, device) to report by
+    by: list[str] = Field(default_factory=list)  # category, region, or a column of `strata`
+    seg_run: int
+    classifier_run: int
+    input: Literal["image", "image+seg"]
+    checkpoint: str
+    dataset_id: DatasetId  # the model's
+    results: str | None = None  # a Markdown file (docs/results.md) the figures are appended to
+
+    @model_validator(mode="after")
+    def _strata_named(self) -> Self:
+        built_in = ("category", "region")
+        if any(name not in built_in for name in self.by) and self.strata is None:
+            unknown = next(name for name in self.by if name not in built_in)
+            raise BadOption(f"{unknown!r} is neither category nor region: name its CSV with --strata", "--by")
+        return self
 
 
 class PredictRequest(Request):

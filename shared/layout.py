@@ -13,6 +13,7 @@ the files of the classification cache. The one module that spells them (docs/des
       mlflow/                                    the local stack's MLflow server (stores, artifacts)
       tracking/spool/                            what jobs could not send to MLflow yet
       compose/                                   generated compose files (*.override.yml, worker-host.yml), secrets.env
+      imported/r<N>/                             a `dispatch import`'s classifier, picture hashes and model card
       private/                                   readable by its owner alone: the pseudonym key and, per
                                                  dataset, the map from DICOM pseudonyms to files and UIDs;
                                                  predictions/r<N>/, a prediction's DICOM SEGs and reports
@@ -138,6 +139,15 @@ class DataRoot:
     def private_predictions(self, run_id: int) -> Path:
         """A prediction's DICOM outputs where the user named no --out: patient data, so kept private."""
         return self.private_dir / "predictions" / f"r{run_id}"
+
+    def imported(self, run_id: int) -> Path:
+        """What `dispatch import` keeps of a bundle beside the folds it installs: classifier and model card."""
+        return self.root / "imported" / f"r{run_id}"
+
+    def nnunet_datasets(self, dataset_id: int) -> list[Path]:
+        """Every folder of `dataset_id` under nnU-Net's three roots."""
+        roots = (self.nnunet_raw, self.nnunet_preprocessed, self.nnunet_results)
+        return [folder for root in roots for folder in existing_datasets(root, dataset_id)]
 
     def pseudonym_map(self, dataset_id: int) -> Path:
         return self.private_dir / dataset_name(dataset_id) / "pseudonyms.csv"

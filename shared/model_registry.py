@@ -27,6 +27,10 @@ def classifier_model_name(dataset_id: int) -> str:
     return f"{dataset_name(dataset_id)}-classifier"
 
 
+def bundle_model_name(dataset_id: int) -> str:
+    return f"{dataset_name(dataset_id)}-bundle"
+
+
 def superres_model_name(dataset_id: int, scale: int) -> str:
     return f"{dataset_name(dataset_id)}-superres-x{scale}"
 

@@ -7,11 +7,14 @@ it has read the release, so a plan that follows an ingest leaves INGEST_STAGES s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from shared.contract import (
     ClassifyRequest,
+    EvaluateRequest,
     ExportRequest,
+    ImportRequest,
     PipelineRequest,
     SuperResRequest,
     SweepRequest,
@@ -25,6 +28,7 @@ from shared.tasknames import (
     CLASSIFY_CHANNEL,
     CLASSIFY_PREDICT,
     CLASSIFY_TRAIN,
+    EVALUATE_COHORT,
     INGEST_ASSEMBLE,
     INGEST_CONVERT,
     INGEST_PLAN,
@@ -32,6 +36,7 @@ from shared.tasknames import (
     NNUNET_PREPROCESS,
     NNUNET_TRAIN_FOLD,
     PREDICT_EXPORT,
+    PREDICT_IMPORT,
     SUPERRES_TRAIN,
     SWEEP_FINISH,
     SWEEP_TRIAL,
@@ -111,6 +116,16 @@ def pipeline(request: PipelineRequest) -> list[JobSpec]:
 def export(request: ExportRequest) -> list[JobSpec]:
     with_classifier = f" and r{request.classifier_run}'s classifier" if request.classifier_run else ""
     return [JobSpec("export", f"export r{request.seg_run}'s folds{with_classifier}", PREDICT_EXPORT)]
+
+
+def import_bundle(request: ImportRequest) -> list[JobSpec]:
+    name = f"import {Path(request.bundle).name} as dataset {request.dataset_id}"
+    return [JobSpec("import", name, PREDICT_IMPORT)]
+
+
+def evaluate(request: EvaluateRequest) -> list[JobSpec]:
+    name = f"r{request.seg_run} and r{request.classifier_run} on {Path(request.cohort.source).name}"
+    return [JobSpec("evaluate", name, EVALUATE_COHORT)]
 
 
 def predict(what: str) -> list[JobSpec]:

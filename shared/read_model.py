@@ -120,12 +120,16 @@ def list_jobs(run_id: int | None = None, include_finished_runs: bool = False, li
         return [job_dict(job) for job in session.scalars(query)]
 
 
-SEGMENTATION_RUN_KINDS = ("train", "pipeline")
+IMPORT_KIND = "import"  # `dispatch import`: another site's folds and classifier, installed here
+SEGMENTATION_RUN_KINDS = ("train", "pipeline", IMPORT_KIND)
 
 
 def trained_folds(run_id: int) -> list[int]:
-    """The folds that finished training in a run."""
+    """The folds that finished training in a run (an import's: those its bundle installed)."""
     with session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is not None and run.kind == IMPORT_KIND:
+            return sorted(run.metrics.get("folds", [])) if run.state == State.SUCCEEDED else []
         jobs = session.scalars(select(Job).where(Job.run_id == run_id, Job.kind == "fold"))
         return sorted(int(job.params["fold"]) for job in jobs if job.state == State.SUCCEEDED)
 
@@ -173,7 +177,7 @@ def segmentation_run(run_id: int | None, dataset_id: int) -> Segmentation | None
         run = latest_succeeded_run(SEGMENTATION_RUN_KINDS, dataset_id)
         return Segmentation(run["id"], trained_folds(run["id"])) if run else None
     if get_run(run_id)["kind"] not in SEGMENTATION_RUN_KINDS:
-        raise BadOption(f"r{run_id} is not an nnU-Net training run (dispatch train or pipeline)", "--seg-run")
+        raise BadOption(f"r{run_id} is not an nnU-Net training run (dispatch train, pipeline or import)", "--seg-run")
     folds = trained_folds(run_id)
     if not folds:
         raise BadOption(f"no fold of r{run_id} finished training", "--seg-run")
@@ -195,7 +199,8 @@ def classifier_inputs(requested: str, compare: bool, segmentation: Segmentation 
     return [IMAGE_SEG] if segmentation and segmentation.complete else [IMAGE]
 
 
-CLASSIFIER_RUN_KINDS = ("classify", "pipeline", "sweep")  # a sweep's classifier: its best trial
+# A sweep's classifier: its best trial; an import's: the bundle's.
+CLASSIFIER_RUN_KINDS = ("classify", "pipeline", "sweep", IMPORT_KIND)
 CHECKPOINT_PREFIX = "checkpoint "  # a run's artifact "checkpoint <input>": a classifier it trained
 
 
@@ -255,6 +260,6 @@ def classifier_for_prediction(run_id: int | None, input: str | None = None) -> C
     if input is not None and input not in inputs:
         raise BadOption(f"r{run['id']} trained no classifier on {input}", "--model")
     best = input or max(inputs, key=lambda mode: run["metrics"][f"classifier {mode}"]["best_val_auc"] or 0)
-    # A pipeline's classifier took its map from the pipeline's own folds.
-    seg_run = run["params"].get("seg_run") or (run["id"] if run["kind"] == "pipeline" else None)
+    # A pipeline's classifier took its map from the pipeline's own folds, an imported one from the bundle's.
+    seg_run = run["params"].get("seg_run") or (run["id"] if run["kind"] in ("pipeline", IMPORT_KIND) else None)
     return Classifier(run, best, run["artifacts"][CHECKPOINT_PREFIX + best], seg_run)

@@ -10,6 +10,8 @@ CLASSIFY_CHANNEL = "classify.segmentation_channel"
 CLASSIFY_TRAIN = "classify.train"
 CLASSIFY_PREDICT = "classify.predict"
 PREDICT_EXPORT = "predict.export"
+PREDICT_IMPORT = "predict.import"
+EVALUATE_COHORT = "evaluate.cohort"
 SWEEP_TRIAL = "sweep.trial"
 SWEEP_FINISH = "sweep.finish"
 SUPERRES_TRAIN = "superres.train"
@@ -26,6 +28,8 @@ QUEUE_OF = {
     CLASSIFY_TRAIN: "gpu",
     CLASSIFY_PREDICT: "gpu",
     PREDICT_EXPORT: "gpu",  # torch makes the ONNX file
+    PREDICT_IMPORT: "cpu",  # unpacking and nnU-Net's install: no torch
+    EVALUATE_COHORT: "gpu",
     SWEEP_TRIAL: "gpu",
     SWEEP_FINISH: "gpu",
     SUPERRES_TRAIN: "gpu",

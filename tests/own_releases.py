@@ -9,16 +9,21 @@ set or a synthetic one): what a radiology group brings from CVAT or Label Studio
   listed twice (two annotators).
 - `two_category_export`: polygons of two categories (a fracture and a plate over part of it) with a groups
   CSV of patients holding several pictures each.
+- `external_cohort`: another hospital's export to validate a model on: PNG and DICOM pictures, three of them
+  the training release's own.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dicom_files import PATIENT, dicom_from
+from PIL import Image, ImageOps
 from pycocotools import mask as mask_utils
 
 from workers.imaging.pictures import upright_size
@@ -161,3 +166,52 @@ def two_category_export(release: Path, out: Path, fractured: int, negatives: int
 def _write_coco(path: Path, images: list, annotations: list, categories: list) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+
+
+def _readable(pictures: list[dict[str, Any]], fractured: int, negatives: int) -> list[dict[str, Any]]:
+    """The first `fractured` and `negatives` of `pictures` that decode whole (a synthetic release holds a
+    truncated JPEG on purpose), each with its upright grey pixels."""
+    chosen: list[dict[str, Any]] = []
+    for picture in pictures:
+        wanted = fractured if picture["folder"] == FRACTURED else negatives
+        if sum(1 for c in chosen if c["folder"] == picture["folder"]) == wanted:
+            continue
+        try:
+            with Image.open(picture["file"]) as image:
+                chosen.append({**picture, "grey": np.asarray(ImageOps.exif_transpose(image).convert("L"))})
+        except OSError:
+            continue
+    return chosen
+
+
+def external_cohort(training: Path, other: Path, out: Path) -> Path:
+    """Another hospital's COCO export: 8 fractured and 6 other pictures of `other` (every fourth as DICOM, two
+    per made-up patient; `other` needs a few more of each) and two fractured and one other of `training`
+    (images/seen-0.jpg to seen-2.jpg, its very files), the category named 'Break', and strata.csv (file_name,
+    site)."""
+    images, annotations = [], []
+    (out / "images").mkdir(parents=True)
+    pictures = _readable(fracatlas_pictures(other, fractured=10, negatives=8), 8, 6)
+    shared = _readable(fracatlas_pictures(training, fractured=4, negatives=3), 2, 1)
+    for index, picture in enumerate(pictures + shared):
+        if index >= len(pictures):  # the training release's own file, as another site's archive may hold it
+            name = f"images/seen-{index - len(pictures)}.jpg"
+            shutil.copyfile(picture["file"], out / name)
+        elif index % 4 == 1:
+            name = f"images/scan-{index:02d}.dcm"
+            patient = {**PATIENT, "PatientID": f"{PATIENT['PatientID']}-{index // 8}"}
+            dicom_from(picture["grey"], out / name, patient=patient)
+        else:
+            name = f"images/new-{index:02d}.png"
+            Image.fromarray(picture["grey"]).save(out / name)
+        width, height = picture["size"]
+        images.append({"id": index + 1, "file_name": name, "width": width, "height": height})
+        if picture["polygons"]:
+            annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": 1,
+                                "segmentation": picture["polygons"], "iscrowd": 0})  # fmt: skip
+    content = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "Break"}]}
+    (out / "annotations.json").write_text(json.dumps(content))
+    sites = [[image["file_name"], f"site-{image['id'] % 2}"] for image in images]
+    with (out / "strata.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["file_name", "site"], *sites])
+    return out

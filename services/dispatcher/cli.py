@@ -194,6 +194,7 @@ def sr_train(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 )
 @click.option("--classifier", "classifier_ref", help="The classify run (r12) [default: the newest that succeeded].")
 @click.option("--model", help="A registered classifier in MLflow: NAME, NAME@ALIAS or NAME/VERSION.")
+@options.segmentation
 @click.option(
     "--probabilities", is_flag=True, help="DICOM inputs: a FRACTIONAL SEG (each category's probability), not BINARY."
 )
@@ -211,6 +212,7 @@ def predict(
     out: Path | None,
     classifier_ref: str | None,
     model: str | None,
+    seg_ref: str | None,
     probabilities: bool,
     pacs_url: str | None,
     study: str | None,
@@ -225,26 +227,13 @@ def predict(
     or, without it, in the data root's private folder (they carry the patient's header)."""
     from shared import plans
     from shared.contract import PredictRequest
-    from shared.read_model import classifier_for_prediction, segmentation_run
 
     inputs.one_source(paths, pacs_url, study, series, store, keep_local)
     files = inputs.radiograph_files(paths) if paths else []
     out = inputs.writable_folder(out) if out else None
-    if model and classifier_ref:
-        raise click.BadParameter("name the classifier by its run or by its model, not both", param_hint="--model")
-    if model:
-        from shared.model_registry import find_version
-
-        version = find_version(model)
-        classifier = classifier_for_prediction(version.run_id, version.input)
-    else:
-        classifier = classifier_for_prediction(run_number(classifier_ref, "--classifier"))
+    classifier = inputs.chosen_classifier(model, classifier_ref)
     dataset_id = int(classifier.run["params"]["dataset_id"])
-    segmentation = segmentation_run(classifier.seg_run if classifier.input == IMAGE_SEG else None, dataset_id)
-    if segmentation is None:
-        raise click.ClickException(
-            f"no trained nnU-Net run on dataset {dataset_id} gives the masks; run `dispatch train` first"
-        )
+    segmentation = inputs.chosen_segmentation(classifier, seg_ref)
     request = PredictRequest.build(
         files=files,
         pacs=inputs.pacs_study(pacs_url, study, series, store, keep_local) if pacs_url else None,
@@ -258,6 +247,67 @@ def predict(
     )
     what = f"{len(files)} file(s)" if files else f"a study at {request.pacs.url}"
     start("predict", request.params(), plans.predict(what), wait, as_json)
+
+
+@main.command()
+@options.cohort
+@options.segmentation
+@click.option("--classifier", "classifier_ref", help="The classify run (r12) [default: the newest that succeeded].")
+@click.option("--model", help="A registered classifier in MLflow: NAME, NAME@ALIAS or NAME/VERSION.")
+@click.option(
+    "--by",
+    multiple=True,
+    help="Figures per stratum too: category, region (FracAtlas's body region), or a column of --strata; repeat it.",
+)
+@click.option(
+    "--strata",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A CSV of file_name and columns to report by (site, device), named with --by.",
+)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append the table of figures to this Markdown file (docs/results.md) in its format.",
+)
+@options.wait
+@options.as_json
+def evaluate(
+    seg_ref: str | None,
+    classifier_ref: str | None,
+    model: str | None,
+    by: tuple[str, ...],
+    strata: Path | None,
+    results: Path | None,
+    wait: bool,
+    as_json: bool,
+    **cohort: Any,
+) -> None:
+    """An external cohort (another hospital's radiographs, read as the ingest reads a release) scored by a
+    trained model at the thresholds its validation chose: Dice per category, false positives on negatives,
+    discrimination and calibration, each with a bootstrap 95% interval; pictures the model's dataset holds
+    are named and left out."""
+    from shared import plans
+    from shared.contract import EvaluateRequest, IngestRequest
+
+    if cohort.get("source") == SYNTHETIC:
+        raise click.BadParameter("an external cohort is real radiographs from elsewhere", param_hint="--source")
+    classifier = inputs.chosen_classifier(model, classifier_ref)
+    dataset_id = int(classifier.run["params"]["dataset_id"])
+    segmentation = inputs.chosen_segmentation(classifier, seg_ref)
+    names, renamed = inputs.category_map(cohort.pop("categories"))
+    request = EvaluateRequest.build(
+        cohort=IngestRequest.build(**inputs.release_paths(cohort), categories=names),
+        category_map=renamed,
+        strata=str(inputs.existing_file(strata, "--strata")) if strata else None,
+        by=list(by),
+        seg_run=segmentation.run_id,
+        classifier_run=classifier.run["id"],
+        input=classifier.input,
+        checkpoint=classifier.checkpoint,
+        dataset_id=dataset_id,
+        results=str(inputs.appendable_file(results)) if results else None,
+    )
+    start("evaluate", request.params(), plans.evaluate(request), wait, as_json)
 
 
 @main.command()
@@ -300,6 +350,47 @@ def export(ref: str, classifier_ref: str | None, out: Path, wait: bool, as_json:
         out=str(inputs.new_file(out, ".zip")),
     )
     start("export", request.params(), plans.export(request), wait, as_json)
+
+
+@main.command(name="import")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--dataset-id",
+    type=int,
+    help="Install the folds under this dataset id, one this data root does not have [default: the id they were "
+    "trained under].",
+)
+@options.wait
+@options.as_json
+def import_(bundle: Path, dataset_id: int | None, wait: bool, as_json: bool) -> None:
+    """A bundle from `dispatch export` at another site: every file checked against its SHA-256, the folds
+    installed by nnU-Net's own nnUNetv2_install_pretrained_model_from_zip, the classifier kept; `dispatch
+    predict` then uses it. Bundles hold pickled checkpoints: import only those from people you trust."""
+    from shared import plans
+    from shared.bundles import checked_card
+    from shared.contract import ImportRequest
+    from shared.settings import get_settings
+
+    bundle = bundle.expanduser().resolve()
+    card = checked_card(bundle)
+    segmentation, classifier = card["segmentation"], card.get("classifier")
+    request = ImportRequest.build(
+        bundle=str(bundle),
+        dataset_id=dataset_id if dataset_id is not None else card["data"]["dataset_id"],
+        bundle_dataset_id=card["data"]["dataset_id"],
+        configuration=segmentation["configuration"],
+        trainer=segmentation["trainer"],
+        plans=segmentation["plans"],
+        folds=segmentation["folds"],
+        classifier_input=classifier["input"] if classifier else None,
+    )
+    taken = get_settings().layout.nnunet_datasets(request.dataset_id)
+    if taken:
+        raise click.BadParameter(
+            f"dataset {request.dataset_id} is in this data root already ({taken[0]}); choose a free id",
+            param_hint="--dataset-id",
+        )
+    start("import", request.params(), plans.import_bundle(request), wait, as_json)
 
 
 @main.command()

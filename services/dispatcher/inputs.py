@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shared.defaults import IMAGENET_FILE, SYNTHETIC, is_radiograph_file
+from shared.defaults import IMAGE_SEG, IMAGENET_FILE, SYNTHETIC, is_radiograph_file
 
 if TYPE_CHECKING:
     from shared.contract import PacsSource
+    from shared.read_model import Classifier, Segmentation
 
 
 def release_folder(source: str) -> str:
@@ -231,3 +232,77 @@ def upscale_models(spec: str) -> dict[int, str]:
         return superres_models(find_version(named).run_id)
     except BadOption as error:
         raise BadOption(str(error), "--upscale") from None
+
+
+def chosen_classifier(model: str | None, classifier_ref: str | None) -> Classifier:
+    """The classifier a prediction or an evaluation uses: a registered version (--model), a run
+    (--classifier), else the newest that finished."""
+    from services.dispatcher.refs import run_number
+    from shared.read_model import classifier_for_prediction
+
+    if model and classifier_ref:
+        raise click.BadParameter("name the classifier by its run or by its model, not both", param_hint="--model")
+    if model:
+        from shared.model_registry import find_version
+
+        version = find_version(model)
+        return classifier_for_prediction(version.run_id, version.input)
+    return classifier_for_prediction(run_number(classifier_ref, "--classifier"))
+
+
+def category_map(text: str | None) -> tuple[list[str] | None, dict[str, str]]:
+    """evaluate's --categories: 'A,Break=fracture' -> the cohort's categories to read, and those renamed
+    onto the model's."""
+    if not text:
+        return None, {}
+    names, renamed = [], {}
+    for part in (part.strip() for part in text.split(",")):
+        if not part:
+            continue
+        cohort, _, model = (side.strip() for side in part.partition("="))
+        if not cohort or (_ and not model):
+            raise click.BadParameter(f"{part!r}: write NAME or COHORT_NAME=MODEL_NAME", param_hint="--categories")
+        names.append(cohort)
+        if model:
+            renamed[cohort] = model
+    return names, renamed
+
+
+def existing_file(path: Path, option: str) -> Path:
+    path = path.expanduser()
+    if not path.is_file():
+        raise click.BadParameter(f"{path} is not a file", param_hint=option)
+    return path.resolve()
+
+
+def appendable_file(path: Path) -> Path:
+    """--results: a Markdown file the worker appends to (made where it is not there yet)."""
+    path = path.expanduser().resolve()
+    if path.exists() and not (path.is_file() and os.access(path, os.W_OK)):
+        raise click.BadParameter(f"{path} is not a file this user can write", param_hint="--results")
+    writable_folder(path.parent)
+    return path
+
+
+def chosen_segmentation(classifier: Classifier, seg_ref: str | None) -> Segmentation:
+    """The folds that give the masks: --segmentation's run, else the one whose map an image+seg classifier
+    reads, else the newest training run of the classifier's dataset."""
+    from services.dispatcher.refs import run_number
+    from shared.read_model import segmentation_run
+
+    dataset_id = int(classifier.run["params"]["dataset_id"])
+    seg_run = run_number(seg_ref, "--segmentation")
+    if seg_run is not None and dataset_of(seg_run) != dataset_id:
+        raise click.BadParameter(f"{seg_ref} trained on another dataset than the classifier", "--segmentation")
+    if classifier.input == IMAGE_SEG:
+        if seg_run is not None and seg_run != classifier.seg_run:
+            raise click.BadParameter(
+                f"the classifier reads the map of r{classifier.seg_run}'s folds, not {seg_ref}'s", "--segmentation"
+            )
+        seg_run = classifier.seg_run
+    segmentation = segmentation_run(seg_run, dataset_id)
+    if segmentation is None:
+        raise click.ClickException(
+            f"no trained nnU-Net run on dataset {dataset_id} gives the masks; run `dispatch train` first"
+        )
+    return segmentation

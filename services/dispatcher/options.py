@@ -47,12 +47,12 @@ dataset = click.option(
 pictures = click.option(
     "--source", required=True, help="The release whose images/ folder holds the radiographs (FracAtlas or COCO)."
 )
-release = options(
-    click.option(
-        "--source",
-        help="The release: the unpacked FracAtlas archive, or a folder (or export zip) holding one COCO file and "
-        "its pictures (docs/own-data.md).",
-    ),
+_source = click.option(
+    "--source",
+    help="The release: the unpacked FracAtlas archive, or a folder (or export zip) holding one COCO file and "
+    "its pictures (docs/own-data.md).",
+)
+_release_files = options(
     click.option(
         "--format",
         default="auto",
@@ -62,9 +62,8 @@ release = options(
     ),
     click.option("--coco", type=click.Path(), help="The COCO file, where --source holds several or it lies elsewhere."),
     click.option("--images", type=click.Path(), help="The folder the COCO file's file_names are relative to."),
-    click.option(
-        "--categories", help="COCO: the categories that become nnU-Net's labels 1..K, in order (A,B); default: all."
-    ),
+)
+_labels_and_groups = options(
     click.option(
         "--positive", help="COCO: the categories that make a picture positive for the classifier; default: all chosen."
     ),
@@ -74,6 +73,34 @@ release = options(
     click.option(
         "--groups", type=click.Path(), help="A CSV of file_name,group (a patient or study id): each group on one side."
     ),
+)
+release = options(
+    _source,
+    _release_files,
+    click.option(
+        "--categories", help="COCO: the categories that become nnU-Net's labels 1..K, in order (A,B); default: all."
+    ),
+    _labels_and_groups,
+)
+cohort = options(
+    click.option(
+        "--source",
+        help="The external cohort, read as the ingest reads a release: a FracAtlas archive, or a folder (or export "
+        "zip) holding one COCO file and its pictures (DICOM among them under pseudonyms).",
+    ),
+    _release_files,
+    click.option(
+        "--categories",
+        help="COCO: the cohort's categories to score, each by the model's name or mapped onto it (Break=fracture); "
+        "default: all with masks, each a category the model knows.",
+    ),
+    _labels_and_groups,
+)
+segmentation = click.option(
+    "--segmentation",
+    "seg_ref",
+    help="The training run whose folds give the masks (r12, or an import) [default: the one whose map the "
+    "classifier reads, else the newest on its dataset].",
 )
 configuration = click.option(
     "--config",

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from shared.results_table import with_interval
+
 STATE_COLOURS = {
     "succeeded": "green",
     "failed": "red",
@@ -119,14 +121,6 @@ def _dice(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def with_interval(value: float | None, bounds: dict[str, float] | None, digits: int = 3) -> str:
-    """0.912 [0.874, 0.948]: a figure and its 95% bootstrap interval."""
-    if value is None:
-        return "-"
-    text = f"{value:.{digits}f}"
-    return f"{text} [{bounds['low']:.{digits}f}, {bounds['high']:.{digits}f}]" if bounds else text
-
-
 SEGMENTATION_TEST_ROWS = (
     ("Dice on fractured cases", "dice_fractured"),
     ("non-fractured cases with a false positive", "false_positive_share"),
@@ -226,8 +220,44 @@ def classification_table(metrics: dict[str, Any]) -> list[str]:
         "backbone": lambda m: m.get("backbone", "resnet18"),
         "weights": lambda m: m.get("weights", "-"),
     }
-    rows += [[label, *(cell(m) for m in modes.values())] for label, cell in extra.items()]
+    rows += [[label, *(_cell(cell, m) for m in modes.values())] for label, cell in extra.items()]
     return ["", table(rows, ["TEST SPLIT [95% CI]", *modes]), ""]
+
+
+def _cell(cell: Any, metrics: dict[str, Any]) -> str:
+    """A cell of a classifier the run did not train itself (an import's): what its bundle did not carry is -."""
+    try:
+        return cell(metrics)
+    except (KeyError, TypeError):
+        return "-"
+
+
+STRATUM_COLUMNS = (
+    ("ROC AUC", "classifier", "roc_auc"),
+    ("SENSITIVITY", "classifier", "sensitivity"),
+    ("SPECIFICITY", "classifier", "specificity"),
+    ("DICE (FRACTURED)", "segmentation", "dice_fractured"),
+)
+
+
+def evaluation_tables(metrics: dict[str, Any]) -> list[str]:
+    """An external cohort's figures beside the internal test split's, as `dispatch evaluate` computed them,
+    then each --by stratum's headline figures (every figure is in `dispatch show --json`)."""
+    content = metrics.pop("table")
+    lines = ["", table(content["rows"], content["header"]), ""]
+    for name, values in metrics.pop("strata", {}).items():
+        rows = []
+        for value, figures in values.items():
+            cells = []
+            for _label, part, key in STRATUM_COLUMNS:
+                found = figures.get(part) or {}
+                cells.append(with_interval(found.get(key), (found.get("intervals") or {}).get(key)))
+            rows.append([value, str(figures["pictures"]), *cells])
+        header = [f"BY {name.upper()}", "PICTURES", *(label for label, _part, _key in STRATUM_COLUMNS)]
+        lines += [table(rows, header), ""]
+    for key in ("classifier", "segmentation"):  # in the table above
+        metrics.pop(key, None)
+    return lines
 
 
 def _setting(value: Any) -> str:
@@ -291,7 +321,9 @@ def show_run(run: dict[str, Any]) -> str:
     if run["error"]:
         lines.append(click.style(f"error: {run['error']}", fg="red"))
     metrics = dict(run["metrics"])
-    if "folds" in metrics:
+    if run["kind"] == "evaluate" and "table" in metrics:
+        lines += evaluation_tables(metrics)
+    if isinstance(metrics.get("folds"), dict):  # a training run's, by fold (an import's is a list)
         lines += segmentation_table(metrics)
         for key in [*SEGMENTATION_KEYS, *(key for key in list(metrics) if key.startswith("test_"))]:
             metrics.pop(key, None)

@@ -128,10 +128,12 @@ def binary_metrics(
     threshold: float,
     specificity_threshold: float | None = None,
     with_intervals: bool = False,
+    groups: list[str] | None = None,
 ) -> dict[str, Any]:
     """Every metric of the report at `threshold` (score >= threshold is fractured). `specificity_threshold`:
     the validation split's cut for 90% specificity, at which the sensitivity is reported too;
-    `with_intervals`: each headline metric's 95% bootstrap interval, under "intervals"."""
+    `with_intervals`: each headline metric's 95% bootstrap interval, under "intervals" (drawing whole
+    `groups`, a patient or study per image, where given)."""
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     matrix = confusion(labels, scores >= threshold)
     tp, fn, fp, tn = matrix["tp"], matrix["fn"], matrix["fp"], matrix["tn"]
@@ -165,5 +167,7 @@ def binary_metrics(
         statistics["sensitivity_at_90_specificity"] = lambda y, s: _sensitivity(y, s, specificity_threshold)
     if with_intervals:
         strata = labels.astype(int)
-        metrics["intervals"] = {name: interval(f, (labels, scores), strata) for name, f in statistics.items()}
+        metrics["intervals"] = {
+            name: interval(f, (labels, scores), strata, groups=groups) for name, f in statistics.items()
+        }
     return metrics

@@ -1,4 +1,5 @@
-"""The test split's ROC and precision-recall curves and its confusion matrix as PNG files."""
+"""The test split's ROC and precision-recall curves, its confusion matrix, and an external cohort's reliability
+diagram, as PNG files."""
 
 from __future__ import annotations
 
@@ -51,6 +52,26 @@ def confusion_png(path: Path, matrix: dict[str, int], threshold: float, title: s
     axes.set_xticks([0, 1], ["no fracture", "fracture"])
     axes.set_yticks([0, 1], ["no fracture", "fracture"])
     axes.set(xlabel=f"predicted (threshold {threshold:.3f})", ylabel="true", title=title)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def reliability_png(path: Path, bins: list[dict[str, float]], ece: float | None, title: str) -> Path:
+    """The reliability diagram: each bin's share of fractured images against its mean probability, the
+    marker's area by the bin's images; the diagonal is perfect calibration."""
+    figure, axes = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    axes.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+    if bins:
+        mean = [b["mean_probability"] for b in bins]
+        share = [b["fractured_share"] for b in bins]
+        sizes = np.array([b["images"] for b in bins], dtype=float)
+        axes.plot(mean, share, lw=1.5, c="tab:blue")
+        label = f"bins (ECE {ece:.3f})" if ece is not None else "bins"
+        axes.scatter(mean, share, s=20 + 180 * sizes / sizes.max(), c="tab:blue", zorder=3, label=label)
+    axes.set(xlabel="mean predicted probability", ylabel="share fractured", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    axes.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -19,6 +19,7 @@ from typing import Any
 from pycocotools.coco import COCO
 
 from shared.errors import InputError
+from shared.settings import Settings
 
 # Polygons come from a drawing tool: a point may sit a hair outside the picture's edge.
 EDGE_TOLERANCE_PX = 2.0
@@ -39,6 +40,17 @@ class InputCaps:
     points_per_polygon: int = 20_000
     pixels_per_picture: int = 64_000_000  # the release's largest radiograph: 6.6 million
     archive_bytes: int = 64 * 2**30  # an export zip, unpacked
+
+    @classmethod
+    def of(cls, settings: Settings) -> InputCaps:
+        return cls(
+            coco_bytes=settings.ingest_max_coco_mb * 2**20,
+            coco_depth=settings.ingest_max_coco_depth,
+            polygons_per_image=settings.ingest_max_polygons_per_image,
+            points_per_polygon=settings.ingest_max_points_per_polygon,
+            pixels_per_picture=settings.ingest_max_pixels,
+            archive_bytes=settings.ingest_max_archive_gb * 2**30,
+        )
 
 
 DEFAULT_CAPS = InputCaps()

@@ -73,3 +73,23 @@ def group_pictures(exact: list[str], perceptual: list[str], max_bits: int = NEAR
     for i, j, _ in hamming_pairs(perceptual, max_bits):
         join(i, j)
     return [root(i) for i in range(len(exact))]
+
+
+def seen_before(
+    exact: list[str],
+    perceptual: list[str],
+    known_exact: set[str],
+    known_perceptual: list[str],
+    max_bits: int = NEAR_BITS,
+) -> list[bool]:
+    """For each picture (its two hashes): whether it is identical or near-identical to a known one (another
+    release's pictures: what a model was trained on, when an external cohort is scored)."""
+    if not known_perceptual:
+        return [digest in known_exact for digest in exact]
+    known = np.frombuffer(bytes.fromhex("".join(known_perceptual)), dtype=np.uint8).reshape(len(known_perceptual), -1)
+    seen = []
+    for digest, near in zip(exact, perceptual, strict=True):
+        query = np.frombuffer(bytes.fromhex(near), dtype=np.uint8)
+        distance = int(np.bitwise_count(known ^ query).sum(axis=1).min())
+        seen.append(digest in known_exact or distance <= max_bits)
+    return seen

@@ -410,11 +410,12 @@ class Decoded:
 
 
 def _write_manifest(path: Path, decoded: Decoded) -> None:
-    """One row per picture: nnU-Net's case or not, its side, its group, its size before and after."""
+    """One row per picture: nnU-Net's case or not, its side, its group, its size before and after, and its
+    hashes at the working size (`dispatch evaluate` leaves a cohort's copies of these pictures out)."""
     header = [
         "case_id", "source_file", "label", "width", "height", "working_width", "working_height",
         "masks", "foreground_pixels", "contested_pixels", "box_only", "split", "group", "excluded", "upscaled",
-        "spacing_mm", "warning",
+        "spacing_mm", "exact_hash", "perceptual_hash", "warning",
     ]  # fmt: skip
     items, records, selection, warnings = decoded.items, decoded.records, decoded.selection, decoded.warnings
     rows = []
@@ -439,6 +440,8 @@ def _write_manifest(path: Path, decoded: Decoded) -> None:
                 selection.excluded.get(case, ""),
                 record.upscaled,
                 "x".join(f"{value:g}" for value in record.spacing_mm or ()),
+                record.exact_hash,
+                record.perceptual_hash,
                 warnings.get(item.file_name, ""),
             ]
         )

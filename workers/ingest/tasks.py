@@ -36,14 +36,7 @@ def ingest_plan(ctx: JobContext) -> Outcome:
     metrics: dict = {}
     chunks: list[list[int]] = []
     if not jobs.has_job(ctx.run_id, "convert"):  # a re-delivered plan only sends what it made again
-        caps = InputCaps(
-            coco_bytes=settings.ingest_max_coco_mb * 2**20,
-            coco_depth=settings.ingest_max_coco_depth,
-            polygons_per_image=settings.ingest_max_polygons_per_image,
-            points_per_polygon=settings.ingest_max_points_per_polygon,
-            pixels_per_picture=settings.ingest_max_pixels,
-            archive_bytes=settings.ingest_max_archive_gb * 2**30,
-        )
+        caps = InputCaps.of(settings)
         layout = settings.layout
         release = Path(request.source) if request.source != SYNTHETIC else synthetic_release(layout.synthetic_release)
         derived = (layout.nnunet_preprocessed, layout.nnunet_results)

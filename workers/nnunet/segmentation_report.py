@@ -8,7 +8,8 @@ Reported here instead, each with its 95% bootstrap interval (workers/bootstrap.p
 - the share of non-fractured test cases with any predicted fracture pixel;
 - per picture, "the mask is not empty" as a fracture detector: its sensitivity and specificity;
 - Dice per label (a category of the release) on the test cases that hold it, and the mean over the labels.
-Any label counts as "fractured" in the first three.
+Any label counts as "fractured" in the first three. With `groups` (case -> patient or study), the intervals
+draw whole groups.
 """
 
 from __future__ import annotations
@@ -54,15 +55,19 @@ def _share(flags: np.ndarray) -> float | None:
     return float(flags.mean()) if len(flags) else None
 
 
-def report(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    fractured = [f for f in figures.values() if f["fractured"]]
-    negatives = [f for f in figures.values() if not f["fractured"]]
-    dice = np.array([f["dice"] for f in fractured], dtype=float)
-    found = np.array([f["predicted_pixels"] > 0 for f in fractured])
-    false_alarm = np.array([f["predicted_pixels"] > 0 for f in negatives])
+def report(figures: dict[str, dict[str, Any]], groups: dict[str, str] | None = None) -> dict[str, Any]:
+    fractured = [case for case, f in figures.items() if f["fractured"]]
+    negatives = [case for case, f in figures.items() if not f["fractured"]]
+    dice = np.array([figures[case]["dice"] for case in fractured], dtype=float)
+    found = np.array([figures[case]["predicted_pixels"] > 0 for case in fractured])
+    false_alarm = np.array([figures[case]["predicted_pixels"] > 0 for case in negatives])
     specificity = None if not len(false_alarm) else 1 - float(false_alarm.mean())
-    fp_interval = interval(_share, (false_alarm,))
-    by_label = _by_label(figures)
+
+    def of(cases: list[str]) -> list[str] | None:
+        return [groups[case] for case in cases] if groups is not None else None
+
+    fp_interval = interval(_share, (false_alarm,), groups=of(negatives))
+    by_label = _by_label(figures, of(list(figures)))
     return {
         **by_label,
         "fractured_cases": len(fractured),
@@ -72,9 +77,9 @@ def report(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "detection_sensitivity": _share(found),
         "detection_specificity": specificity,
         "intervals": {
-            "dice_fractured": mean_interval(dice),
+            "dice_fractured": mean_interval(dice, of(fractured)),
             "false_positive_share": fp_interval,
-            "detection_sensitivity": interval(_share, (found,)),
+            "detection_sensitivity": interval(_share, (found,), groups=of(fractured)),
             "detection_specificity": None
             if fp_interval is None
             else {"low": 1 - fp_interval["high"], "high": 1 - fp_interval["low"]},
@@ -89,19 +94,23 @@ def _label_mean(table: np.ndarray) -> float | None:
     return float(np.mean(means)) if means else None
 
 
-def _by_label(figures: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _by_label(figures: dict[str, dict[str, Any]], groups: list[str] | None) -> dict[str, Any]:
     """Dice per category (a label; on the cases that hold it) and their mean, each with its interval."""
     names = list(next(iter(figures.values()))["per_label"]) if figures else []
     rows = [[f["per_label"][name] for name in names] for f in figures.values()]
     table = np.array(rows, dtype=float).reshape(len(figures), len(names))  # None becomes NaN
     per_label, intervals = {}, {}
     for index, name in enumerate(names):
-        column = table[:, index][~np.isnan(table[:, index])]
+        held = ~np.isnan(table[:, index])
+        column = table[:, index][held]
         per_label[name] = float(column.mean()) if len(column) else None
-        intervals[name] = mean_interval(column)
+        intervals[name] = mean_interval(column, None if groups is None else list(np.asarray(groups)[held]))
     return {
         "dice_per_category": per_label,
         "cases_per_category": {name: int((~np.isnan(table[:, i])).sum()) for i, name in enumerate(names)},
         "dice_category_mean": _label_mean(table),
-        "label_intervals": {"dice_per_category": intervals, "dice_category_mean": interval(_label_mean, (table,))},
+        "label_intervals": {
+            "dice_per_category": intervals,
+            "dice_category_mean": interval(_label_mean, (table,), groups=groups),
+        },
     }

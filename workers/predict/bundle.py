@@ -11,13 +11,14 @@ leaves nothing behind.
       nnunet/trainers/*.py            the project's trainer, for nnUNet_extTrainer (trusted code: it is pickled)
       classifier/classifier.pt        the classifier's checkpoint, as this project loads it
       classifier/classifier.onnx      pictures (N, C, S, S) float32 0..255 -> fracture_probability (N,)
+      data/picture_hashes.csv         the training release's pictures as two hashes each, nothing else
       model_card.json, MODEL_CARD.md  what it was trained on and how, its figures, its intended use
       SHA256SUMS                      every other file's SHA-256 (`sha256sum -c SHA256SUMS`)
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
 import json
 import platform
 import shutil
@@ -29,6 +30,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from shared.bundles import (
+    CARD,
+    CARD_MARKDOWN,
+    CHECKSUMS,
+    CLASSIFIER_FOLDER,
+    FORMAT,
+    HASH_COLUMNS,
+    NNUNET_FOLDER,
+    PICTURE_HASHES,
+    sha256,
+)
 from shared.contract import Experiment
 from shared.defaults import BACKBONE_NAMES, IMAGE_SEG, JOBS_TRAINER
 from shared.errors import InputError
@@ -37,8 +49,6 @@ from shared.settings import Settings
 from workers.child import ToolRun
 from workers.nnunet.commands import TRAINERS_DIR, environment, run_tool, tool
 
-FORMAT = "fracatlas-jobs-bundle/1"
-CHECKSUMS = "SHA256SUMS"
 INTENDED_USE = (
     "Research on fracture segmentation and fracture classification in musculoskeletal radiographs. Not a "
     "medical device: not for diagnosis or treatment decisions. Its figures come from the internal test split: "
@@ -76,7 +86,7 @@ def export_bundle(
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=".export-"))
     try:
         staged = work / "bundle"
-        nnunet = staged / "nnunet"
+        nnunet = staged / NNUNET_FOLDER
         nnunet.mkdir(parents=True)
         name = dataset_name(experiment.dataset_id)
         command = [
@@ -88,12 +98,13 @@ def export_bundle(
         run_tool("nnUNetv2_export_model_to_zip", command, environment(settings), run)
         if experiment.trainer == JOBS_TRAINER:  # not one of nnU-Net's own: the receiving side needs its class
             shutil.copytree(TRAINERS_DIR, nnunet / "trainers", ignore=shutil.ignore_patterns("__pycache__"))
-        facts = _classifier_files(classifier, staged / "classifier") if classifier else None
+        facts = _classifier_files(classifier, staged / CLASSIFIER_FOLDER) if classifier else None
         card = _card(experiment, folds, facts, provenance, name)
+        card["data"]["picture_hashes"] = _picture_hashes(settings, experiment, staged / PICTURE_HASHES)
         made = sorted(path for path in staged.rglob("*") if path.is_file())
         card["files"] = {str(path.relative_to(staged)): _sha256(path) for path in made}
-        (staged / "model_card.json").write_text(json.dumps(card, indent=1))
-        (staged / "MODEL_CARD.md").write_text(model_card_markdown(card))
+        (staged / CARD).write_text(json.dumps(card, indent=1))
+        (staged / CARD_MARKDOWN).write_text(model_card_markdown(card))
         files = sorted(path for path in staged.rglob("*") if path.is_file())
         sums = "".join(f"{_sha256(path)}  {path.relative_to(staged)}\n" for path in files)
         (staged / CHECKSUMS).write_text(sums)
@@ -120,6 +131,24 @@ def _check_folds(settings: Settings, experiment: Experiment, folds: list[int]) -
                     f"fold {fold} has no {needed} in {folder}; train it to its end (dispatch retry its job) or "
                     "export the other folds"
                 )
+
+
+def _picture_hashes(settings: Settings, experiment: Experiment, target: Path) -> int | None:
+    """The training dataset's manifest's hashes (every picture the ingest read), where this data root has it."""
+    try:
+        manifest = experiment.raw(settings.layout) / "manifest.csv"
+    except InputError:
+        return None  # an imported model's: its own bundle's hashes stay with its import
+    with manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or any(column not in rows[0] for column in HASH_COLUMNS):
+        return None  # ingested before the manifest kept hashes
+    target.parent.mkdir(parents=True)
+    with target.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HASH_COLUMNS)
+        writer.writerows([row[column] for column in HASH_COLUMNS] for row in rows)
+    return len(rows)
 
 
 def _classifier_files(part: ClassifierPart, folder: Path) -> dict[str, Any]:
@@ -222,7 +251,7 @@ def _card(
             "epochs": segmentation["params"].get("epochs"),
             "iterations": segmentation["params"].get("iterations"),
             "wall_time_s": _wall_time(segmentation),
-            "figures": _figures(segmentation["metrics"], ("cv_dice_mean", "test_dice", "test_intervals", "folds")),
+            "figures": _segmentation_figures(segmentation["metrics"]),
             "install": f"nnUNetv2_install_pretrained_model_from_zip nnunet/{name}.zip",
         },
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "gpu": _gpu()},
@@ -244,8 +273,15 @@ def _card(
     return card
 
 
-def _figures(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: metrics[key] for key in keys if key in metrics}
+def _segmentation_figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Validation Dice per fold and the internal test split's figures (`dispatch evaluate` sets an external
+    cohort's beside them), without the per-case table."""
+    kept = ("folds", "cv_dice_mean")
+    return {
+        key: value
+        for key, value in metrics.items()
+        if key in kept or (key.startswith("test_") and key != "test_dice_per_case")
+    }
 
 
 def _wall_time(run: dict[str, Any]) -> float | None:
@@ -269,11 +305,8 @@ def _version(package: str) -> str | None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256(handle)
 
 
 def model_card_markdown(card: dict[str, Any]) -> str:

@@ -18,21 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from shared.contract import Experiment
-from shared.defaults import IMAGE_SEG
 from shared.errors import InputError
 from shared.settings import Settings
 from workers.child import ToolRun
-from workers.classifier.input_size import resized as at_input_size
+from workers.classifier.apply import fracture_scores
 from workers.classifier.model import Classifier
-from workers.classifier.train import predict_scores
-from workers.device import torch_device
 from workers.files import replacing
 from workers.imaging.dicom import read_identity
-from workers.imaging.geometry import letterbox
 from workers.imaging.pseudonyms import picture_pseudonym
 from workers.imaging.radiographs import Radiograph, read_radiograph
 from workers.nnunet.dataset_labels import label_names
@@ -87,7 +82,7 @@ def predict_files(predictor: Predictor, files: list[Path], out: Path, run: ToolR
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    scores = _classify(classifier, [working[i.stem] for i in inputs], [maps[i.stem] for i in inputs])
+    scores = fracture_scores(classifier, [working[i.stem] for i in inputs], [maps[i.stem].fracture for i in inputs])
     names = label_names(
         predictor.experiment.results(predictor.settings.layout) / "dataset.json"
     )  # as nnU-Net copied it
@@ -138,18 +133,6 @@ def _numbered(names: list[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         numbered.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
     return numbered
-
-
-def _classify(classifier: Classifier, working: list[np.ndarray], maps: list[EnsembleMaps]) -> np.ndarray:
-    """Each picture's fracture probability: its working picture (and nnU-Net's map, where the classifier reads
-    one) letterboxed onto the cache's square, as in training."""
-    channels = [np.stack([letterbox(pixels, classifier.working_size) for pixels in working])]
-    if classifier.input == IMAGE_SEG:
-        probabilities = [np.rint(m.fracture * 255).astype(np.uint8) for m in maps]
-        channels.append(np.stack([letterbox(p, classifier.working_size) for p in probabilities]))
-    device = torch_device()
-    batch = at_input_size(torch.from_numpy(np.stack(channels, 1)).to(device), classifier.input_size)
-    return predict_scores(classifier.model.to(device), batch, device)
 
 
 def _write_outputs(

@@ -1,6 +1,6 @@
-"""Prediction as Celery tasks on the gpu queue: new radiographs, given as files or as a PACS study (its name
-stays `classify.predict`, so that messages queued before prediction had its own room still run); and a
-trained model exported as a bundle for another site.
+"""Prediction as Celery tasks: new radiographs, given as files or as a PACS study (its name stays
+`classify.predict`, so that messages queued before prediction had its own room still run); a trained model
+exported as a bundle for another site; and another site's bundle imported here.
 
 Every worker imports this module (the app includes it): torch is imported inside the task, so that cpu
 workers never load it.
@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.contract import ExportRequest, PacsSource, PredictRequest
+from shared.contract import ExportRequest, ImportRequest, PacsSource, PredictRequest
 from shared.model_registry import classifier_model_name, nnunet_model_name
 from shared.read_model import get_run, latest_succeeded_run, trained_segmentation
 from shared.settings import get_settings
-from shared.tasknames import CLASSIFY_PREDICT, PREDICT_EXPORT
+from shared.tasknames import CLASSIFY_PREDICT, PREDICT_EXPORT, PREDICT_IMPORT
 from workers.runtime import JobContext, Outcome, job_task
 
 if TYPE_CHECKING:  # the module imports torch, which a cpu worker never loads
@@ -99,6 +99,7 @@ def _predict_study(
 def export(ctx: JobContext) -> Outcome:
     """A training run's folds and a classifier as one bundle (workers/predict/bundle.py)."""
     from workers.predict.bundle import ClassifierPart, Provenance, export_bundle
+    from workers.predict.publish import publish_export
 
     request = ExportRequest.parse(ctx.run_params)
     experiment, folds = trained_segmentation(request.seg_run)
@@ -113,6 +114,47 @@ def export(ctx: JobContext) -> Outcome:
     ctx.progress(0, None, f"exporting folds {folds} of r{request.seg_run}", force=True)
     out = Path(request.out)
     card = export_bundle(get_settings(), experiment, folds, classifier, provenance, out, ctx.tool_run("export"))
+    publish_export(ctx.tracking, ctx.run_id, request.dataset_id, out, card)
     metrics = {"folds": folds, "files": len(card["files"]), "bytes": out.stat().st_size, "format": card["format"]}
     artifacts = {"bundle": str(out)}
+    return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
+
+
+@job_task(PREDICT_IMPORT)
+def import_bundle(ctx: JobContext) -> Outcome:
+    """Another site's bundle installed (workers/predict/install.py); the run is then a training run and a
+    classifier run that `dispatch predict` uses."""
+    from shared.bundles import CARD_MARKDOWN, CLASSIFIER_FOLDER
+    from shared.read_model import CHECKPOINT_PREFIX
+    from workers.predict.install import install_bundle
+    from workers.predict.publish import publish_import
+
+    request = ImportRequest.parse(ctx.run_params)
+    settings = get_settings()
+    keep = settings.layout.imported(ctx.run_id)
+    ctx.progress(0, None, f"installing {Path(request.bundle).name} as dataset {request.dataset_id}", force=True)
+    card = install_bundle(settings, request, keep, ctx.tool_run("import"))
+    publish_import(ctx.tracking, ctx.run_id, request.dataset_id, keep, card)
+    segmentation = card["segmentation"]
+    metrics: dict = {
+        "folds": request.folds,
+        "bundle": card["name"],
+        "exported": card["created"],
+        "trained_as": segmentation["run"],
+        "figures": segmentation.get("figures", {}),
+    }
+    artifacts = {"results": str(request.results(settings.layout)), "model_card": str(keep / CARD_MARKDOWN)}
+    if request.classifier_input is not None:
+        classifier = card["classifier"]
+        metrics[f"classifier {request.classifier_input}"] = {
+            "best_val_auc": classifier["figures"].get("best_val_auc"),
+            "best_epoch": classifier.get("best_epoch"),
+            "test": classifier["figures"].get("test") or {},
+            "backbone": classifier["backbone"],
+            "weights": classifier.get("weights"),
+            "threshold": classifier["threshold"],
+        }
+        folder = keep / CLASSIFIER_FOLDER
+        artifacts[CHECKPOINT_PREFIX + request.classifier_input] = str(folder / "classifier.pt")
+        artifacts["onnx"] = str(folder / "classifier.onnx")
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)

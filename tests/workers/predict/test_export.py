@@ -1,7 +1,9 @@
 """`dispatch export`: dataset 400's five folds (trained at a token budget) and a classifier as one bundle; its
 checksums hold; in a process that cannot import this project, nnU-Net's own install and plain
 `nnUNetv2_predict` give the very masks and probabilities the folds give here, and onnxruntime the classifier's
-probabilities; the model card says what the model is."""
+probabilities; the model card says what the model is. `dispatch import` on a second stack with a data root of
+its own: a changed bundle refused with nothing installed, the whole one installed under another dataset id,
+and `dispatch predict` there (by the registered model's name) gives what it gives here."""
 
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_TRAINER, TRAINING_DATASET, Stack, preprocess_training_dataset
+from conftest import REDIS_PASSWORD, TRAINING_DATASET, Stack, free_port, local_stack, run_json, tiny_model
+from own_releases import external_cohort
+from PIL import Image
+from tracking_reads import mlflow_client, wait_for_mlflow
 
-pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+# Alone (not after the classifier's tests, whose runs it takes), it trains five folds first.
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True), pytest.mark.timeout(1500)]
 
 # Run before a script: the project's own packages made unimportable, as on a machine that has only the bundle.
 WITHOUT_THE_PROJECT = """
@@ -46,13 +52,6 @@ np.save(sys.argv[3], session.run(None, {"pictures": pictures})[0])
 """
 
 
-def run_json(system: Stack, *args: str) -> dict:
-    result = system.dispatch(*args, "--wait", "--json", timeout=600)
-    run = json.loads(result.stdout)
-    assert result.returncode == 0, run.get("error") or result.stderr
-    return run
-
-
 def isolated(script: str, *args: str, env: dict[str, str], cwd: Path) -> None:
     """`script` in a fresh interpreter that cannot import this project (-I: no PYTHONPATH, no cwd)."""
     command = [sys.executable, "-I", "-c", WITHOUT_THE_PROJECT + script, *args]
@@ -60,7 +59,7 @@ def isolated(script: str, *args: str, env: dict[str, str], cwd: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
-def test_a_bundle_leaves_the_machine_and_predicts_the_same_without_the_project(system: Stack, tmp_path: Path) -> None:
+def test_a_bundle_leaves_the_machine_and_predicts_the_same_elsewhere(system: Stack, tmp_path: Path) -> None:
     import torch
 
     from shared.contract import Experiment
@@ -74,10 +73,7 @@ def test_a_bundle_leaves_the_machine_and_predicts_the_same_without_the_project(s
     from workers.nnunet.folds import predict_command
     from workers.nnunet.nifti import read_case
 
-    preprocess_training_dataset(system, tmp_path / "train-release")
-    trained = run_json(system, "train", "--dataset-id", str(TRAINING_DATASET), "--folds", "all", *TINY_TRAINER)
-    classified = run_json(system, "classify", "--dataset-id", str(TRAINING_DATASET), "--input", "image",
-                          "--epochs", "1", "--batch-size", "8", "--weights", "none")  # fmt: skip
+    trained, classified = tiny_model(system, tmp_path / "train-release")
     bundle = tmp_path / "bundle.zip"
     exported = run_json(system, "export", trained["ref"], "--classifier", classified["ref"], "--out", str(bundle))
     assert exported["metrics"]["folds"] == [0, 1, 2, 3, 4] and bundle.is_file()
@@ -139,3 +135,72 @@ def test_a_bundle_leaves_the_machine_and_predicts_the_same_without_the_project(s
     isolated(RUN_ONNX, str(unpacked / "classifier" / "classifier.onnx"), str(tmp_path / "pictures.npy"),
              str(tmp_path / "scores.npy"), env=env, cwd=tmp_path)  # fmt: skip
     assert np.abs(np.load(tmp_path / "scores.npy") - expected).max() < 1e-4, "ONNX gives the classifier's answer"
+
+    imported_elsewhere_predicts_the_same(system, bundle, trained, classified, classifier.threshold, tmp_path)
+
+
+def imported_elsewhere_predicts_the_same(
+    system: Stack, bundle: Path, trained: dict, classified: dict, classifier_threshold: float, tmp_path: Path
+) -> None:
+    """The bundle imported at another site: a stack of its own, with its own data root, job table and broker."""
+    import csv
+
+    from workers.ingest.synthetic import make_synthetic_release
+
+    # The export is a version of the bundle model in this stack's MLflow.
+    name = f"Dataset{TRAINING_DATASET}_FracAtlas-bundle"
+    wait_for_mlflow(system, lambda: mlflow_client(system).search_model_versions(f"name='{name}'"), "the bundle")
+
+    pictures = sorted((make_synthetic_release(tmp_path / "new", 4, 2, seed=11) / "images").rglob("*.jpg"))[:3]
+    here = run_json(system, "predict", *map(str, pictures), "--classifier", classified["ref"],
+                    "--segmentation", trained["ref"], "--out", str(tmp_path / "here"))  # fmt: skip
+    broker = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"
+    with local_stack(tmp_path / "site-b", "sqlite", {"BROKER_URL": broker}) as elsewhere:
+        changed = tmp_path / "changed.zip"
+        with zipfile.ZipFile(bundle) as source, zipfile.ZipFile(changed, "w") as target:
+            for info in source.infolist():
+                content = source.read(info)
+                if info.filename == "classifier/classifier.pt":
+                    content = content[:-1] + bytes([content[-1] ^ 1])
+                target.writestr(info, content)
+        refused = elsewhere.dispatch("import", str(changed))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "classifier/classifier.pt does not match its SHA-256 in SHA256SUMS" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not (elsewhere.data_root / "nnUNet_results").exists(), "nothing installed"
+        no_such_id = elsewhere.dispatch("import", str(bundle), "--dataset-id", "0")
+        assert no_such_id.returncode == 2 and "--dataset-id" in no_such_id.stderr
+
+        imported = run_json(elsewhere, "import", str(bundle), "--dataset-id", "401")
+        assert imported["metrics"]["folds"] == [0, 1, 2, 3, 4]
+        installed = elsewhere.data_root / "nnUNet_results" / "Dataset401_FracAtlas"
+        assert len(list(installed.glob("*/fold_*/checkpoint_final.pth"))) == 5
+        again = elsewhere.dispatch("import", str(bundle), "--dataset-id", "401")
+        assert again.returncode == 2 and "dataset 401 is in this data root already" in again.stderr
+
+        model = "Dataset401_FracAtlas-classifier"
+        wait_for_mlflow(elsewhere, lambda: mlflow_client(elsewhere).search_model_versions(f"name='{model}'"), model)
+        there = run_json(elsewhere, "predict", *map(str, pictures), "--model", model, "--out", str(tmp_path / "there"))
+        assert there["params"]["seg_run"] == imported["id"] == there["params"]["classifier_run"]
+        # The training pictures' hashes came with the bundle: an evaluation there leaves them out too.
+        training = make_synthetic_release(tmp_path / "training", fractured=20, non_fractured=16)  # dataset 400's
+        cohort = external_cohort(training, make_synthetic_release(tmp_path / "other", 10, 8, seed=7), tmp_path / "c")
+        evaluated = run_json(elsewhere, "evaluate", "--source", str(cohort), "--categories", "Break=fracture")
+        assert evaluated["params"]["seg_run"] == imported["id"] and evaluated["metrics"]["left_out"]["pictures"] == 3
+        assert evaluated["metrics"]["classifier"]["threshold"] == classifier_threshold
+
+    def rows(out: Path) -> list[dict[str, str]]:
+        with (out / "predictions.csv").open() as handle:
+            return list(csv.DictReader(handle))
+
+    mine, theirs = rows(Path(here["artifacts"]["out"])), rows(Path(there["artifacts"]["out"]))
+    assert [row["name"] for row in mine] == [row["name"] for row in theirs] and len(mine) == 3
+    for ours, other in zip(mine, theirs, strict=True):
+        # predictions.csv keeps four decimals: the probabilities agree to its last one.
+        assert abs(float(ours["fracture_probability"]) - float(other["fracture_probability"])) <= 1e-4, ours["name"]
+        assert ours["fracture_area_px"] == other["fracture_area_px"], ours["name"]
+        mask = ours["mask"]
+        same = np.array_equal(
+            np.asarray(Image.open(tmp_path / "here" / mask)), np.asarray(Image.open(tmp_path / "there" / mask))
+        )
+        assert same, f"{mask}: the same mask at both sites"
