@@ -23,8 +23,12 @@ from tracking_reads import artifact_paths, mlflow_run_of
 
 from workers.ingest.synthetic import make_synthetic_release
 
-# Alone (not after the classifier's tests, whose runs it takes), it trains five folds first.
-pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True), pytest.mark.timeout(1500)]
+# In make test-long (CI runs it): alone, it trains five folds first; after the classifier's tests it takes theirs.
+pytestmark = [
+    pytest.mark.parametrize("stack", ["sqlite"], indirect=True),
+    pytest.mark.timeout(1500),
+    pytest.mark.long,
+]
 
 
 def test_an_external_cohort_is_scored_honestly(system: Stack, tmp_path: Path) -> None:
