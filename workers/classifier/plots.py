@@ -4,6 +4,7 @@ diagram, as PNG files."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -14,6 +15,13 @@ import numpy as np  # noqa: E402
 from workers.classifier.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 
+def _saved(figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def roc_png(path: Path, labels: np.ndarray, scores: np.ndarray, auc: float | None, title: str) -> Path:
     fpr, tpr, _ = roc_curve(labels, scores)
     figure, axes = plt.subplots(figsize=(4.5, 4.5), dpi=120)
@@ -21,10 +29,7 @@ def roc_png(path: Path, labels: np.ndarray, scores: np.ndarray, auc: float | Non
     axes.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
     axes.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def pr_png(path: Path, labels: np.ndarray, scores: np.ndarray, average_precision: float | None, title: str) -> Path:
@@ -36,10 +41,7 @@ def pr_png(path: Path, labels: np.ndarray, scores: np.ndarray, average_precision
         axes.axhline(float(np.mean(labels)), ls="--", c="grey", lw=1, label="prevalence")
         axes.legend(loc="lower left")
     axes.set(xlabel="recall (sensitivity)", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def confusion_png(path: Path, matrix: dict[str, int], threshold: float, title: str) -> Path:
@@ -52,10 +54,7 @@ def confusion_png(path: Path, matrix: dict[str, int], threshold: float, title: s
     axes.set_xticks([0, 1], ["no fracture", "fracture"])
     axes.set_yticks([0, 1], ["no fracture", "fracture"])
     axes.set(xlabel=f"predicted (threshold {threshold:.3f})", ylabel="true", title=title)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
 
 
 def reliability_png(path: Path, bins: list[dict[str, float]], ece: float | None, title: str) -> Path:
@@ -72,7 +71,4 @@ def reliability_png(path: Path, bins: list[dict[str, float]], ece: float | None,
         axes.scatter(mean, share, s=20 + 180 * sizes / sizes.max(), c="tab:blue", zorder=3, label=label)
     axes.set(xlabel="mean predicted probability", ylabel="share fractured", title=title, xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _saved(figure, path)
