@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test test-tools test-long chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking bench-export gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
+.PHONY: help install test test-tools annotator-tools test-long chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking bench-export gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
 
 help:  ## this list: every target, with the line beside it in the Makefile
 	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -53,7 +53,7 @@ lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check services workers shared tests bench
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
-test: install lint test-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
+test: install lint test-tools annotator-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
 	$(VENV)/bin/pytest -q -ra --durations=15
 	@echo "left out for their minutes: make test-long and make test-slurm (CI runs both), make chaos (the longer faults)"
 
@@ -90,6 +90,26 @@ test-slurm: install slurm-tools  ## the SLURM workers' folds on a real one-node 
 
 chaos: install  ## the longer fault tests: a fold through a Redis kill -9, minutes without Redis and PostgreSQL
 	$(VENV)/bin/pytest -q -ra -m chaos tests/services/test_chaos.py
+
+# The annotation tools the round-trip tests run for real, each in a virtual environment of its own (their pins are
+# not ours, nor each other's: Label Studio wants pyarrow 24, Datumaro 25).
+TOOLS := .tools
+LABEL_STUDIO_PIN := label-studio==1.23.2
+# Its pins admit sentry-sdk 3, whose options it does not know: it then fails at start.
+LABEL_STUDIO_SENTRY := "sentry-sdk<3"
+DATUMARO_PIN := datumaro==1.13.12
+
+$(TOOLS)/label-studio/.installed:
+	rm -rf $(TOOLS)/label-studio && $(PYTHON) -m venv $(TOOLS)/label-studio
+	$(TOOLS)/label-studio/bin/pip install -q $(LABEL_STUDIO_PIN) $(LABEL_STUDIO_SENTRY)
+	touch $@
+
+$(TOOLS)/datumaro/.installed:
+	rm -rf $(TOOLS)/datumaro && $(PYTHON) -m venv $(TOOLS)/datumaro
+	$(TOOLS)/datumaro/bin/pip install -q $(DATUMARO_PIN)
+	touch $@
+
+annotator-tools: $(TOOLS)/label-studio/.installed $(TOOLS)/datumaro/.installed  ## Label Studio and Datumaro (CVAT's format library) in .tools/, for the annotators' round trip (tests/workers/predict/test_annotators.py)
 
 # The Debian packages of each group of tests: as root installed where missing, else one line says what to install.
 DEBIAN_TOOLS := bash tests/debian_tools.sh

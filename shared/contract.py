@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.defaults import (
+    ANNOTATION_TOOLS,
     BACKBONES,
     CLASSIFY,
     CONFIGURATION,
@@ -25,10 +26,12 @@ from shared.defaults import (
     IMAGE_SEG,
     INGEST,
     JOBS_TRAINER,
+    LABEL_STUDIO_FILES,
     NEGATIVES,
     PLANNERS,
     PLANS,
     PRUNERS,
+    RANK_BY,
     RELEASE_FORMATS,
     SAMPLERS,
     SUPERRES,
@@ -88,6 +91,15 @@ class Request(BaseModel):
 PictureSize = Annotated[int, Field(ge=32, le=2048)]
 
 
+class PreviousRound(BaseModel):
+    """--previous rN: what the last round left, found by the dispatcher (workers/ingest/previous_round.py)."""
+
+    model_config = ConfigDict(frozen=True)
+    run: int
+    manifest: str | None = None  # the last round's dataset's manifest.csv: each picture's side and hashes
+    predictions: str | None = None  # a predict run's folder: its masks were the pre-annotations
+
+
 class IngestRequest(Request):
     source: str  # the release's folder or export zip, or SYNTHETIC
     format: Literal[RELEASE_FORMATS] = "auto"  # type: ignore[valid-type]
@@ -108,6 +120,13 @@ class IngestRequest(Request):
     upscale: str = "bicubic"  # pictures below the working size: bicubic, or sr / sr:MODEL (a super-resolution run)
     upscale_models: dict[int, str] = Field(default_factory=dict)  # sr: the dispatcher's choice, scale -> weights
     overwrite: bool = False
+    previous: PreviousRound | None = None  # --previous: the last round's sides kept, its pre-annotations compared
+
+    @model_validator(mode="after")
+    def _previous_split(self) -> Self:
+        if self.previous is not None and self.split == "official":
+            raise ValueError("--previous keeps the last round's sides; --split official takes the release's own")
+        return self
 
     @field_validator("upscale", mode="before")
     @classmethod
@@ -516,9 +535,28 @@ class PredictRequest(Request):
     seg_run: int  # the training run whose folds give the masks (and the map, for image+seg)
     dataset_id: DatasetId
     probabilities: bool = False  # DICOM inputs: a FRACTIONAL SEG (each category's probability), not BINARY
+    annotations: Literal[ANNOTATION_TOOLS] | None = None  # type: ignore[valid-type]  # also as the tool imports them
+    image_url: str = LABEL_STUDIO_FILES  # Label Studio: a task's image is this + the picture's file name
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
         if bool(self.files) == (self.pacs is not None):
             raise ValueError("give radiograph files or a PACS study (--pacs with --study), one of the two")
         return self
+
+
+class RankRequest(Request):
+    """`dispatch rank`: unlabelled pictures ordered by the model's doubt (workers/predict/rank.py)."""
+
+    files: list[str]
+    out: str | None = None  # default: the run's folder
+    classifier_run: int
+    input: Literal["image", "image+seg"]
+    checkpoint: str
+    seg_run: int
+    dataset_id: DatasetId
+    top: Positive = 20  # the pictures the contact sheet and the annotation files hold
+    by: Literal[RANK_BY] = "both"  # type: ignore[valid-type]
+    seed: int = 0  # --by random's
+    annotations: Literal[ANNOTATION_TOOLS] | None = None  # type: ignore[valid-type]
+    image_url: str = LABEL_STUDIO_FILES

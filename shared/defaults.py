@@ -83,6 +83,13 @@ PRUNERS = ("median", "halving", "none")
 # torchvision's ImageNet weights for ResNet18, as torch.hub caches them (TORCH_HOME/hub/checkpoints)
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 
+# Where predictions go back to the annotators (--annotations), and Label Studio's own file serving
+# (LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED): a task's image is this + its path below the document root.
+ANNOTATION_TOOLS = ("cvat", "label-studio")
+LABEL_STUDIO_FILES = "/data/local-files/?d="
+# What `dispatch rank` orders the pictures by: the folds' disagreement, the classifier's doubt, both, or none.
+RANK_BY = ("both", "folds", "classifier", "random")
+
 # What `dispatch predict` takes: pictures as the release has them, or nnU-Net's 2D cases.
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

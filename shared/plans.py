@@ -37,6 +37,7 @@ from shared.tasknames import (
     NNUNET_TRAIN_FOLD,
     PREDICT_EXPORT,
     PREDICT_IMPORT,
+    PREDICT_RANK,
     SUPERRES_TRAIN,
     SWEEP_FINISH,
     SWEEP_TRIAL,
@@ -126,6 +127,10 @@ def import_bundle(request: ImportRequest) -> list[JobSpec]:
 def evaluate(request: EvaluateRequest) -> list[JobSpec]:
     name = f"r{request.seg_run} and r{request.classifier_run} on {Path(request.cohort.source).name}"
     return [JobSpec("evaluate", name, EVALUATE_COHORT)]
+
+
+def rank(count: int) -> list[JobSpec]:
+    return [JobSpec("rank", f"rank {count} picture(s)", PREDICT_RANK)]
 
 
 def predict(what: str) -> list[JobSpec]:

@@ -11,6 +11,7 @@ CLASSIFY_TRAIN = "classify.train"
 CLASSIFY_PREDICT = "classify.predict"
 PREDICT_EXPORT = "predict.export"
 PREDICT_IMPORT = "predict.import"
+PREDICT_RANK = "predict.rank"
 EVALUATE_COHORT = "evaluate.cohort"
 SWEEP_TRIAL = "sweep.trial"
 SWEEP_FINISH = "sweep.finish"
@@ -29,6 +30,7 @@ QUEUE_OF = {
     CLASSIFY_PREDICT: "gpu",
     PREDICT_EXPORT: "gpu",  # torch makes the ONNX file
     PREDICT_IMPORT: "cpu",  # unpacking and nnU-Net's install: no torch
+    PREDICT_RANK: "gpu",
     EVALUATE_COHORT: "gpu",
     SWEEP_TRIAL: "gpu",
     SWEEP_FINISH: "gpu",

@@ -21,6 +21,7 @@ from shared.tasknames import (
     NNUNET_TRAIN_FOLD,
     PREDICT_EXPORT,
     PREDICT_IMPORT,
+    PREDICT_RANK,
     REAP,
     SUPERRES_TRAIN,
     SWEEP_FINISH,
@@ -42,6 +43,7 @@ SOFT_LIMIT_S = {
     CLASSIFY_PREDICT: 6 * HOUR,
     PREDICT_EXPORT: 1 * HOUR,  # zipping five folds and a classifier
     PREDICT_IMPORT: 1 * HOUR,  # checking and unpacking them
+    PREDICT_RANK: 1 * DAY,  # each fold alone over thousands of unlabelled pictures
     EVALUATE_COHORT: 1 * DAY,  # a cohort of thousands through the ensemble and 2000 bootstrap draws per figure
     SWEEP_TRIAL: 3 * DAY,  # one classifier training, as CLASSIFY_TRAIN
     SWEEP_FINISH: 6 * HOUR,

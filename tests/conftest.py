@@ -67,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # The domains' tests run in the order the data flows, not by folder name: the classifier's tests use the
 # folds that tests/workers/nnunet trained (docs/testing.md); within a domain, modules run in name order.
-DOMAIN_ORDER = ("ingest", "nnunet", "classifier", "predict", "evaluate", "superres", "sweep", "tracking")
+DOMAIN_ORDER = ("ingest", "nnunet", "classifier", "predict", "annotate", "evaluate", "superres", "sweep", "tracking")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest groups the tests by stack, which keeps this order within each

@@ -16,7 +16,7 @@ from services.dispatcher.launch import start
 from services.dispatcher.refs import parse_ref, run_number
 from services.dispatcher.sweeps import sweep, sweep_finish
 from services.dispatcher.worker_commands import workers
-from shared.defaults import ALL_FOLDS, IMAGE_SEG, SYNTHETIC
+from shared.defaults import ALL_FOLDS, IMAGE_SEG, RANK_BY, SYNTHETIC
 
 
 @click.group(cls=DispatchGroup)
@@ -36,13 +36,20 @@ def main() -> None:
 @options.release
 @options.dataset
 @options.ingest
+@click.option(
+    "--previous",
+    help="The last round (r12: its predict --annotations run, or its ingest or training run): its pictures keep "
+    "their sides, and each pre-annotated picture's correction is measured (IoU).",
+)
 @options.wait
 @options.as_json
-def ingest(wait: bool, as_json: bool, **params: Any) -> None:
+def ingest(wait: bool, as_json: bool, previous: str | None, **params: Any) -> None:
     """Convert a release (FracAtlas, or any COCO export) into an nnU-Net raw dataset and a classification cache."""
     from shared import plans
     from shared.contract import IngestRequest
 
+    if previous:
+        params["previous"] = inputs.previous_round(previous)
     request = IngestRequest.build(**inputs.release_paths(params))
     request = request.model_copy(update={"upscale_models": inputs.upscale_models(request.upscale)})
     start("ingest", request.params(), plans.ingest(), wait, as_json)
@@ -198,6 +205,7 @@ def sr_train(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 @click.option(
     "--probabilities", is_flag=True, help="DICOM inputs: a FRACTIONAL SEG (each category's probability), not BINARY."
 )
+@options.annotations
 @click.option("--pacs", "pacs_url", help="A PACS's DICOMweb URL (http://pacs:8042/dicom-web): predict --study there.")
 @click.option("--study", help="With --pacs: the Study Instance UID whose radiographs (DX, CR, MG) are predicted.")
 @click.option("--series", help="With --pacs: only this series of the study.")
@@ -214,6 +222,8 @@ def predict(
     model: str | None,
     seg_ref: str | None,
     probabilities: bool,
+    annotations: str | None,
+    image_url: str,
     pacs_url: str | None,
     study: str | None,
     series: str | None,
@@ -244,9 +254,64 @@ def predict(
         seg_run=segmentation.run_id,
         dataset_id=dataset_id,
         probabilities=probabilities,
+        annotations=annotations,
+        image_url=image_url,
     )
     what = f"{len(files)} file(s)" if files else f"a study at {request.pacs.url}"
     start("predict", request.params(), plans.predict(what), wait, as_json)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="[default: DATA_ROOT/runs/r<N>/rank]")
+@click.option(
+    "--top", default=20, show_default=True, type=int, help="The pictures to label next: the sheet's and files'."
+)
+@click.option(
+    "--by",
+    type=click.Choice(RANK_BY),
+    default="both",
+    show_default=True,
+    help="The folds' disagreement, the classifier's doubt, both (their mean rank), or random (the baseline).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="--by random's seed.")
+@click.option("--classifier", "classifier_ref", help="The classify run (r12) [default: the newest that succeeded].")
+@click.option("--model", help="A registered classifier in MLflow: NAME, NAME@ALIAS or NAME/VERSION.")
+@options.segmentation
+@options.annotations
+@options.wait
+@options.as_json
+def rank(
+    paths: tuple[Path, ...],
+    out: Path | None,
+    classifier_ref: str | None,
+    model: str | None,
+    seg_ref: str | None,
+    wait: bool,
+    as_json: bool,
+    **params: Any,
+) -> None:
+    """Unlabelled radiographs (files or folders) in the order to label them: where the folds disagree and the
+    classifier doubts most. rank.csv, a contact sheet of the top N and, with --annotations, the top N as the
+    tool imports them."""
+    from shared import plans
+    from shared.contract import RankRequest
+
+    files = inputs.radiograph_files(paths)
+    out = inputs.writable_folder(out) if out else None
+    classifier = inputs.chosen_classifier(model, classifier_ref)
+    segmentation = inputs.chosen_segmentation(classifier, seg_ref)
+    request = RankRequest.build(
+        files=files,
+        out=str(out) if out else None,
+        classifier_run=classifier.run["id"],
+        input=classifier.input,
+        checkpoint=classifier.checkpoint,
+        seg_run=segmentation.run_id,
+        dataset_id=int(classifier.run["params"]["dataset_id"]),
+        **params,
+    )
+    start("rank", request.params(), plans.rank(len(files)), wait, as_json)
 
 
 @main.command()

@@ -61,6 +61,44 @@ def plans_source(ref: str) -> dict[str, Any]:
     return {"plans_from_dataset": experiment.dataset_id, "plans_from": experiment.plans}
 
 
+def previous_round(ref: str) -> dict[str, Any]:
+    """--previous rN: the last round's dataset manifest (from an ingest run, a training run, or the training
+    run whose folds a predict run used) and, for a `predict --annotations` run, its folder of masks."""
+    from services.dispatcher.refs import run_number
+    from shared.layout import existing_datasets
+    from shared.read_model import SEGMENTATION_RUN_KINDS, get_run
+    from shared.settings import get_settings
+
+    run_id = run_number(ref, "--previous")
+    assert run_id is not None
+    run = get_run(run_id)
+    if run["state"] != "succeeded" or run["kind"] not in ("ingest", "predict", *SEGMENTATION_RUN_KINDS):
+        raise click.BadParameter(
+            f"r{run_id} is a {run['state']} {run['kind']} run; give the last round's predict --annotations run "
+            "(or its ingest or training run) that succeeded",
+            param_hint="--previous",
+        )
+    predictions = None
+    source = run
+    if run["kind"] == "predict":
+        if not run["params"].get("annotations"):
+            raise click.BadParameter(
+                f"r{run_id} predicted without --annotations: nothing of it went to the annotators",
+                param_hint="--previous",
+            )
+        predictions = run["artifacts"]["out"]
+        if not (Path(predictions) / "predictions.csv").is_file():
+            raise click.BadParameter(f"{predictions}/predictions.csv is gone", param_hint="--previous")
+        source = get_run(int(run["params"]["seg_run"]))
+    found = existing_datasets(get_settings().layout.nnunet_raw, int(source["params"]["dataset_id"]))
+    manifest = found[0] / "manifest.csv" if found else None
+    return {
+        "run": run_id,
+        "manifest": str(manifest) if manifest and manifest.is_file() else None,
+        "predictions": predictions,
+    }
+
+
 def pretrained_checkpoint(ref: str) -> str:
     """--pretrained: r12 (its first trained fold), r12:3 (fold 3) or a checkpoint file, as an absolute path."""
     from shared.contract import Experiment

@@ -11,6 +11,7 @@ import click
 
 from shared.defaults import (
     ALL_FOLDS,
+    ANNOTATION_TOOLS,
     BACKBONES,
     CLASSIFIER_INPUTS,
     CLASSIFY,
@@ -18,6 +19,7 @@ from shared.defaults import (
     CONFLICTS,
     DEFAULT_DATASET_ID,
     INGEST,
+    LABEL_STUDIO_FILES,
     PLANNERS,
     PLANS,
     RELEASE_FORMATS,
@@ -101,6 +103,21 @@ segmentation = click.option(
     "seg_ref",
     help="The training run whose folds give the masks (r12, or an import) [default: the one whose map the "
     "classifier reads, else the newest on its dataset].",
+)
+annotations = options(
+    click.option(
+        "--annotations",
+        type=click.Choice(ANNOTATION_TOOLS),
+        help="The masks also as the tool imports them: cvat (a COCO 1.0 zip) or label-studio (tasks with their "
+        "predictions, and the labelling config), and pictures/ as the tool is to show them.",
+    ),
+    click.option(
+        "--image-url",
+        default=LABEL_STUDIO_FILES,
+        show_default=True,
+        help="label-studio: a task's image is this + the picture's name in --out's pictures/ (the default: Label "
+        "Studio's local files, with pictures/ its document root).",
+    ),
 )
 configuration = click.option(
     "--config",

@@ -315,6 +315,16 @@ def predictions_table(path: Path) -> list[str]:
     return ["", table(body, ["FILE", "P(FRACTURE)", "PREDICTED", "AREA PX", "OVERLAY"]), ""]
 
 
+def rank_table(path: Path, top: int) -> list[str]:
+    """`dispatch show` of a rank run: its top pictures, to label first."""
+    if not path.is_file():
+        return [f"({path} is gone)"]
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))[:top]
+    body = [[r["rank"], r["name"], r["score"], r["fold_disagreement"], r["fracture_probability"]] for r in rows]
+    return ["", table(body, ["RANK", "NAME", "SCORE", "FOLDS DISAGREE", "P(FRACTURE)"]), ""]
+
+
 def show_run(run: dict[str, Any]) -> str:
     lines = [f"run {run['ref']}  {run['kind']}  {state(run['state'])}  created {run['created_at']}"]
     lines += _mapping("parameters", run["params"])
@@ -334,6 +344,8 @@ def show_run(run: dict[str, Any]) -> str:
         lines += classification_table(classifiers)
     if run["kind"] == "predict" and "predictions" in run["artifacts"]:
         lines += predictions_table(Path(run["artifacts"]["predictions"]))
+    if run["kind"] == "rank" and "rank" in run["artifacts"]:
+        lines += rank_table(Path(run["artifacts"]["rank"]), len(metrics.get("top", [])))
     lines += _mapping("metrics", metrics)
     lines += _mapping("artifacts", run["artifacts"])
     lines += ["", jobs_table(run["jobs"])]

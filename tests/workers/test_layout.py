@@ -47,7 +47,8 @@ def domain_edges() -> dict[tuple[str, str], str]:
 
 def test_the_domains_are_the_folders_the_design_names() -> None:
     assert DOMAINS == [
-        "classifier", "evaluate", "imaging", "ingest", "nnunet", "predict", "superres", "sweep", "tracking"
+        "annotate", "classifier", "evaluate", "imaging", "ingest", "nnunet", "predict", "superres", "sweep",
+        "tracking",
     ]  # fmt: skip
     design = (PROJECT / "docs" / "design.md").read_text()
     unsaid = [domain for domain in DOMAINS if not re.search(rf"^  {domain}/ +\w", design, re.MULTILINE)]

@@ -17,7 +17,7 @@ from shared.defaults import NIFTI_SUFFIXES
 from shared.errors import InputError
 from workers.files import read_regular_file
 from workers.imaging.dicom import is_dicom, read_dicom
-from workers.imaging.pictures import at_working_size
+from workers.imaging.pictures import EXIF_ORIENTATION, at_working_size
 
 MAX_PIXELS = 64_000_000  # as the ingest's cap; the release's largest radiograph has 6.6 million
 NIFTI_HEADER_BYTES = 352
@@ -27,6 +27,8 @@ NIFTI_HEADER_BYTES = 352
 class Radiograph:
     pixels: np.ndarray  # (rows, columns) uint8, upright, at full resolution: what masks and overlays are drawn on
     depth: np.ndarray | None = None  # a DICOM picture's float [0, 1] pixels: its full depth, for the resize
+    # A JPEG or PNG without an EXIF turn: its file shows these very pixels (an annotation tool can take it as it is).
+    as_stored: bool = False
 
     def at_working_size(self, working_size: int, square: bool) -> np.ndarray:
         """The picture as the ingest made its cases: (rows, columns) uint8 at `working_size`."""
@@ -50,7 +52,8 @@ def read_radiograph(path: Path, max_pixels: int = MAX_PIXELS) -> Radiograph:
             if image.width * image.height > max_pixels:
                 raise InputError(f"{path} is {image.width}x{image.height} pixels, over the cap of {max_pixels:,}")
             image.load()
-            return Radiograph(np.asarray(ImageOps.exif_transpose(image).convert("L")))
+            turned = image.getexif().get(EXIF_ORIENTATION, 1) != 1
+            return Radiograph(np.asarray(ImageOps.exif_transpose(image).convert("L")), as_stored=not turned)
     except Image.DecompressionBombError:
         raise InputError(f"{path} declares more pixels than Pillow will decode (a decompression bomb)") from None
     except (OSError, UnidentifiedImageError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as error:

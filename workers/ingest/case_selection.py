@@ -22,7 +22,7 @@ from shared.contract import IngestRequest
 from shared.errors import InputError
 from workers.ingest.duplicates import group_pictures
 from workers.ingest.records import PlanItem
-from workers.ingest.split import TEST, TRAIN, grouped_split, official_split
+from workers.ingest.split import TEST, TRAIN, grouped_split, kept_split, official_split
 
 CONFLICT = "duplicate of a picture with the other label"
 NOT_FRACTURED_COPY = "non-fractured copy of a fractured picture (--conflicts keep-fractured)"
@@ -45,9 +45,14 @@ class Selection:
 
 
 def select_cases(
-    request: IngestRequest, items: list[PlanItem], hashes: dict[str, tuple[str, str]], release_split: dict
+    request: IngestRequest,
+    items: list[PlanItem],
+    hashes: dict[str, tuple[str, str]],
+    release_split: dict,
+    earlier: dict[str, str] | None = None,
 ) -> Selection:
-    """`items`: the plan's pictures; `hashes`: file name -> (exact, perceptual) from the convert jobs."""
+    """`items`: the plan's pictures; `hashes`: file name -> (exact, perceptual) from the convert jobs;
+    `earlier`: case -> its side in the last round (--previous), which its unit keeps."""
     names = [item.case_id for item in items]
     numbers = group_pictures([hashes[item.file_name][0] for item in items],
                              [hashes[item.file_name][1] for item in items])  # fmt: skip
@@ -74,6 +79,9 @@ def select_cases(
         if negative_groups:
             negative_strata = {group: strata[group] for group in negative_groups}
             split |= grouped_split(negative_groups, negative_strata, request.test_fraction, request.seed)
+    elif earlier is not None:
+        members = selection.members(positives + negatives)
+        split = kept_split(members, strata, request.test_fraction, request.seed, earlier)
     else:
         split = grouped_split(selection.members(positives + negatives), strata, request.test_fraction, request.seed)
     selection.split = split
@@ -93,6 +101,12 @@ def select_cases(
         "train_groups": len({group_of[case] for case, side in split.items() if side == TRAIN}),
         "test_groups": len({group_of[case] for case, side in split.items() if side == TEST}),
     }
+    if earlier is not None:
+        selection.counts |= {
+            "kept_test": sum(1 for case, side in split.items() if earlier.get(case) == TEST),
+            "kept_train": sum(1 for case, side in split.items() if earlier.get(case) == TRAIN),
+            "new_cases": sum(1 for case in split if case not in earlier),
+        }
     return selection
 
 

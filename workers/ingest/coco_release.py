@@ -10,7 +10,10 @@ What differs between the exporters, and is handled here:
 - masks as polygons, uncompressed RLE (`counts` a list: CVAT) or compressed RLE (a string); a box-only
   annotation (`segmentation: []`) is no mask: its picture stays for the classifier only;
 - every picture listed, annotated or not: one without an annotation is a negative;
-- one picture listed once per annotator (Label Studio): the entries are merged, their masks unioned.
+- one picture listed once per annotator (Label Studio): the entries are merged, their masks unioned;
+- Label Studio's local files (a task's image `/data/local-files/?d=...`) are named by a path from its export
+  folder (`../../pictures/a.jpg`): with --images (its document root, or a folder above the pictures), the
+  longest tail of that path found there is the picture, named by its path under --images.
 Image-level labels come from the annotations of the --positive categories, or from a --labels CSV.
 """
 
@@ -48,11 +51,17 @@ def read_coco_release(root: Path, request: IngestRequest, caps: InputCaps, key: 
     chosen = _chosen(categories, masked, request.categories, coco_path, warnings)
     label_of = {category_id: label for label, category_id in enumerate(chosen, start=1)}
     positive = set(_named(categories, request.positive, "--positive", coco_path)) if request.positive else set(chosen)
-    entries = _merged_entries(coco, coco_path, warnings)
+    entries = _merged_entries(coco, coco_path, warnings, outside_allowed=request.images is not None)
     base = Path(request.images).resolve() if request.images else _images_base(root, coco_path, list(entries))
     images = []
     for name, (info, annotation_list) in entries.items():
-        image = ImageEntry(name, _picture_path(base, name, f"{coco_path}: image id {info['id']}"), False)
+        where = f"{coco_path}: image id {info['id']}"
+        if name.startswith("../"):  # Label Studio's local file: named from here on by its path under --images
+            path = _local_file(base, name, where)
+            name = path.relative_to(base).as_posix()
+        else:
+            path = _picture_path(base, name, where)
+        image = ImageEntry(name, path, False)
         image.coco_id, image.coco_size = info["id"], picture_size(info, coco_path)
         boxes = False
         for annotation in annotation_list:
@@ -181,12 +190,15 @@ def _chosen(
     return [category_id for category_id in categories if category_id in masked]
 
 
-def _merged_entries(coco: COCO, coco_path: Path, warnings: list[str]) -> dict[str, tuple[dict[str, Any], list]]:
-    """file_name -> (its first image entry, the annotations of every entry naming it)."""
+def _merged_entries(
+    coco: COCO, coco_path: Path, warnings: list[str], outside_allowed: bool = False
+) -> dict[str, tuple[dict[str, Any], list]]:
+    """file_name -> (its first image entry, the annotations of every entry naming it). `outside_allowed`
+    (--images given): a name that starts by leaving the export (Label Studio's local files) is kept."""
     entries: dict[str, tuple[dict[str, Any], list]] = {}
     repeated = []
     for image_id, info in coco.imgs.items():
-        name = _checked_name(info.get("file_name"), f"{coco_path}: image id {image_id}")
+        name = _checked_name(info.get("file_name"), f"{coco_path}: image id {image_id}", outside_allowed)
         annotations = coco.imgToAnns.get(image_id, [])
         if name not in entries:
             entries[name] = (info, list(annotations))
@@ -207,15 +219,33 @@ def _merged_entries(coco: COCO, coco_path: Path, warnings: list[str]) -> dict[st
     return entries
 
 
-def _checked_name(name: Any, where: str) -> str:
-    """A file_name as a clean relative path; refused where it is empty or would leave the images folder."""
+def _checked_name(name: Any, where: str, outside_allowed: bool = False) -> str:
+    """A file_name as a clean relative path; refused where it is empty or would leave the images folder, but
+    for leading `..`s where `outside_allowed` (resolved by _local_file, under --images only)."""
     parts = PurePosixPath(name).parts if isinstance(name, str) else ()
-    if not parts or "\\" in name or name.startswith("/") or ".." in parts or ":" in parts[0]:
+    inner = parts
+    while outside_allowed and inner[:1] == ("..",):
+        inner = inner[1:]
+    if not inner or "\\" in name or name.startswith("/") or ".." in inner or ":" in inner[0]:
+        hint = "" if outside_allowed else " (a Label Studio export of its local files: pass --images its document root)"
         raise InputError(
             f"{where} has file_name {name!r}, which leaves the release (or is empty); a file_name is a path "
-            "under the images folder: fix it"
+            f"under the images folder: fix it{hint}"
         )
     return str(PurePosixPath(*parts))
+
+
+def _local_file(base: Path, name: str, where: str) -> Path:
+    """A Label Studio local file, named from its export folder: the longest tail of `name` under `base`."""
+    parts = [part for part in PurePosixPath(name).parts if part != ".."]
+    for start in range(len(parts)):
+        path = base.joinpath(*parts[start:])
+        if os.path.lexists(path):
+            return inside_release(base, path)
+    raise InputError(
+        f"{where} names {name}, a file outside the export; no tail of that path exists under {base}: pass "
+        "--images the folder Label Studio serves its local files from (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)"
+    )
 
 
 def _images_base(root: Path, coco_path: Path, names: list[str]) -> Path:

@@ -86,10 +86,20 @@ def seen_before(
     release's pictures: what a model was trained on, when an external cohort is scored)."""
     if not known_perceptual:
         return [digest in known_exact for digest in exact]
+    return [
+        digest in known_exact or match is not None
+        for digest, match in zip(exact, known_matches(perceptual, known_perceptual, max_bits), strict=True)
+    ]
+
+
+def known_matches(perceptual: list[str], known_perceptual: list[str], max_bits: int = NEAR_BITS) -> list[int | None]:
+    """For each perceptual hash: the index of the nearest known one within `max_bits`, else None."""
+    if not known_perceptual:
+        return [None] * len(perceptual)
     known = np.frombuffer(bytes.fromhex("".join(known_perceptual)), dtype=np.uint8).reshape(len(known_perceptual), -1)
-    seen = []
-    for digest, near in zip(exact, perceptual, strict=True):
-        query = np.frombuffer(bytes.fromhex(near), dtype=np.uint8)
-        distance = int(np.bitwise_count(known ^ query).sum(axis=1).min())
-        seen.append(digest in known_exact or distance <= max_bits)
-    return seen
+    matches: list[int | None] = []
+    for near in perceptual:
+        distances = np.bitwise_count(known ^ np.frombuffer(bytes.fromhex(near), dtype=np.uint8)).sum(axis=1)
+        nearest = int(distances.argmin())
+        matches.append(nearest if distances[nearest] <= max_bits else None)
+    return matches

@@ -51,6 +51,29 @@ def grouped_split(
     return {case: sides[group] for group, cases in members.items() for case in cases}
 
 
+def kept_split(
+    members: dict[str, list[str]],
+    strata: dict[str, str],
+    test_fraction: float,
+    seed: int,
+    earlier: dict[str, str],
+) -> dict[str, str]:
+    """grouped_split for the units no earlier round split; a unit with a case of an earlier round (case ->
+    its side then) stays on that side, in test where any of its cases was."""
+    kept: dict[str, str] = {}
+    for group, cases in members.items():
+        sides = {earlier[case] for case in cases if case in earlier}
+        if sides:
+            kept[group] = TEST if TEST in sides else TRAIN
+    split = {case: kept[group] for group, cases in members.items() if group in kept for case in cases}
+    new = {group: cases for group, cases in members.items() if group not in kept}
+    if len(new) >= 2:
+        split |= grouped_split(new, {group: strata[group] for group in new}, test_fraction, seed)
+    else:  # one new unit cannot be split: it trains
+        split |= {case: TRAIN for cases in new.values() for case in cases}
+    return split
+
+
 def official_split(members: dict[str, list[str]], release_split: dict[str, str], warnings: list[str]) -> dict[str, str]:
     """The release's Utilities/Fracture Split for the fractured groups: train and valid train nnU-Net (it
     cross-validates), test is held out. A group with a member in test goes to test whole, so that no copy of

@@ -38,6 +38,14 @@ from workers.ingest.coco import DEFAULT_CAPS, InputCaps
 from workers.ingest.duplicates import NEAR_BITS, exact_hash, perceptual_hash
 from workers.ingest.fracatlas import REGIONS
 from workers.ingest.masks import label_mask
+from workers.ingest.previous_round import (
+    CORRECTIONS_FILE,
+    EARLIER_MANIFEST,
+    corrections,
+    earlier_sides,
+    summary,
+    write_corrections,
+)
 from workers.ingest.reader import read_release
 from workers.ingest.records import Converted, PlanItem, StagedPlan
 from workers.ingest.release import FRACATLAS_LAYOUT
@@ -119,6 +127,9 @@ def plan(
     for folder in (*FOLDERS[TRAIN], *FOLDERS[TEST], CASES):
         (staging / request.dataset_name / folder).mkdir(parents=True)
     (staging / CLASSIFICATION).mkdir()
+    if request.previous is not None and request.previous.manifest is not None:
+        # Copied now: with the same --dataset-id, the assemble job replaces the dataset it lies in.
+        shutil.copyfile(request.previous.manifest, staging / EARLIER_MANIFEST)
     working_size = request.working_size
     # The cache is one array file from the start: each convert job fills its own rows in place.
     np.lib.format.open_memmap(
@@ -250,9 +261,12 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
         records.extend(Converted.from_json(record) for record in json.loads(_chunk_file(staging, start).read_text()))
     by_name = {record.file_name: record for record in records}
     hashes = {name: (record.exact_hash, record.perceptual_hash) for name, record in by_name.items()}
-    selection = select_cases(request, items, hashes, staged.official_split)
+    earlier_manifest = staging / EARLIER_MANIFEST
+    earlier = earlier_sides(earlier_manifest, items, hashes) if earlier_manifest.is_file() else None
+    selection = select_cases(request, items, hashes, staged.official_split, earlier)
     dataset = staging / request.dataset_name
     _place_cases(dataset, selection.split)
+    round_metrics = _compare_corrections(request, items, by_name, selection, dataset)
     train = sorted(case for case, side in selection.split.items() if side == TRAIN)
     test = sorted(case for case, side in selection.split.items() if side == TEST)
     _write_json(dataset / "dataset.json", _dataset_json(request, staged, len(train)))
@@ -307,6 +321,7 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
         "square": request.square is not None,
         "upscaled_pictures": upscaled,
         "upscale": request.upscale,
+        **round_metrics,
         "warnings": staged.warnings
         + selection.warnings
         + sorted(f"{record.shown}: {record.warning}" for record in records if record.warning)
@@ -318,11 +333,25 @@ def assemble(request: IngestRequest, staging: Path, layout: DataRoot) -> tuple[d
         "manifest": str(targets["dataset"] / "manifest.csv"),
         "split": str(targets["dataset"] / "split.json"),
         "groups": str(targets["dataset"] / GROUPS_FILE),
+        **({"corrections": str(targets["dataset"] / CORRECTIONS_FILE)} if "pre_annotated" in round_metrics else {}),
         "classification_images": str(targets["classification"] / CACHE_IMAGES),
         "classification_labels": str(targets["classification"] / CACHE_LABELS),
     }
     shutil.rmtree(staging, ignore_errors=True)
     return metrics, artifacts
+
+
+def _compare_corrections(
+    request: IngestRequest, items: list[PlanItem], records: dict[str, Converted], selection: Selection, dataset: Path
+) -> dict[str, Any]:
+    """--previous with a predict run: each pre-annotated picture against its correction, in corrections.csv."""
+    previous = request.previous
+    if previous is None or previous.predictions is None:
+        return {}
+    sizes = {name: (record.width, record.height) for name, record in records.items()}
+    found = corrections(previous, items, sizes)
+    write_corrections(dataset / CORRECTIONS_FILE, found, selection.split)
+    return summary(found, previous.run)
 
 
 def _dataset_json(request: IngestRequest, staged: StagedPlan, training_cases: int) -> dict[str, Any]:
@@ -403,7 +432,7 @@ class Decoded:
         DICOM picture, the private map (its file's name may say who it shows)."""
         if item.uids is not None:
             return PRIVATE_MAP
-        if self.unpacked is None:
+        if self.unpacked is None or not Path(item.path).is_relative_to(self.unpacked[0]):  # --images: elsewhere
             return item.path
         folder, archive = self.unpacked
         return f"{archive}!/{Path(item.path).relative_to(folder)}"

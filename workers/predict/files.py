@@ -3,6 +3,10 @@
 Per picture: a mask PNG per category of the dataset (one `_mask.png` where it has one), an overlay PNG (each
 category in its colour, with a legend where there are several) at the picture's own size, and a row of
 predictions.csv; per DICOM picture also a DICOM SEG of the masks and a DICOM SR of the classifier's answer.
+With `annotations`, the masks also as CVAT or Label Studio import them (workers/annotate/tools.py), and
+`pictures/` the pictures as the tool is to show them: a JPEG or PNG copied as it is, one with an EXIF turn
+written upright as PNG (the tools measure a picture as stored, the browser shows it turned: its shapes would
+not fit), a DICOM picture as `<pseudonym>.png`, its pixels without its header.
 A file that cannot be read is reported by name and skipped; the others go on. Each picture takes the path
 of the training data: brought to the ingest's working size by the ingest's own resize (workers/imaging) for
 nnU-Net, letterboxed onto the cache's square, then brought to the classifier's input size.
@@ -11,10 +15,11 @@ nnU-Net, letterboxed onto the cache's square, then brought to the classifier's i
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -23,6 +28,8 @@ from PIL import Image
 from shared.contract import Experiment
 from shared.errors import InputError
 from shared.settings import Settings
+from workers.annotate.shapes import traced_shapes
+from workers.annotate.tools import AnnotatedPicture, Tool, write_for
 from workers.child import ToolRun
 from workers.classifier.apply import fracture_scores
 from workers.classifier.model import Classifier
@@ -34,7 +41,7 @@ from workers.nnunet.dataset_labels import label_names
 from workers.nnunet.ensemble import EnsembleMaps, predict_probabilities
 from workers.predict.dicom_report import write_report
 from workers.predict.dicom_seg import Algorithm, write_segmentation
-from workers.predict.overlays import mask_files, overlay
+from workers.predict.overlays import hex_colours, mask_files, overlay
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,18 @@ class DicomOutput:
     fractional: bool  # --probabilities: each category's probability, not the predicted labels
 
 
+PICTURES = "pictures"  # --annotations: the pictures as the tool is to show them
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """--annotations: the predictions for an annotation tool too."""
+
+    tool: Tool
+    model_version: str  # the runs that predicted, as the tool shows them
+    image_url: str  # Label Studio: a task's image is this + the picture's file name
+
+
 @dataclass(frozen=True)
 class Predictor:
     """The models a prediction runs: a run's finished nnU-Net folds and a classifier."""
@@ -58,6 +77,7 @@ class Predictor:
     experiment: Experiment
     folds: list[int]
     dicom: DicomOutput
+    annotations: Annotations | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +90,7 @@ class Input:
 
 def predict_files(predictor: Predictor, files: list[Path], out: Path, run: ToolRun) -> tuple[dict[str, Any], dict]:
     """Predict `files` into `out`; returns the run's metrics and artifacts."""
-    inputs, skipped = _read_inputs(files, predictor.dicom.key)
+    inputs, skipped = read_inputs(files, predictor.dicom.key)
     classifier = predictor.classifier
     working = {i.stem: i.radiograph.at_working_size(classifier.working_size, classifier.square) for i in inputs}
     out.mkdir(parents=True, exist_ok=True)
@@ -86,10 +106,13 @@ def predict_files(predictor: Predictor, files: list[Path], out: Path, run: ToolR
     names = label_names(
         predictor.experiment.results(predictor.settings.layout) / "dataset.json"
     )  # as nnU-Net copied it
-    rows = [
-        _write_outputs(i, maps[i.stem], float(score), names, out, predictor)
-        for i, score in zip(inputs, scores, strict=True)
-    ]
+    rows, annotated = [], []
+    for picture, score, file_name in zip(inputs, scores, tool_names(inputs), strict=True):
+        labels = full_size(maps[picture.stem].labels, picture.radiograph.pixels.shape)
+        rows.append(_write_outputs(picture, maps[picture.stem], labels, float(score), names, out, predictor))
+        if predictor.annotations is not None:
+            threshold = predictor.classifier.threshold
+            annotated.append(annotated_picture(picture, file_name, labels, float(score), threshold, names, out))
     table = out / "predictions.csv"
     with replacing(table, text=True) as handle:
         writer = csv.DictWriter(handle, list(rows[0]))
@@ -102,12 +125,25 @@ def predict_files(predictor: Predictor, files: list[Path], out: Path, run: ToolR
         "threshold": classifier.threshold,
     }
     artifacts = {"predictions": str(table), "out": str(out)}
+    if predictor.annotations is not None:
+        artifacts["annotations"] = write_annotations(predictor.annotations, out, annotated, names)
+        metrics["annotations"] = predictor.annotations.tool
     if any(row["seg"] for row in rows):
         artifacts["dicom"] = str(predictor.dicom.folder)
     return metrics, artifacts
 
 
-def _read_inputs(files: list[Path], key: bytes) -> tuple[list[Input], dict[str, str]]:
+def write_annotations(
+    annotations: Annotations, out: Path, pictures: list[AnnotatedPicture], names: list[str]
+) -> list[str]:
+    """The tool's files in `out`; returns their paths."""
+    extra: dict[str, Any] = {}
+    if annotations.tool == "label-studio":
+        extra = {"image_url": annotations.image_url, "colours": hex_colours(len(names))}
+    return [str(path) for path in write_for(annotations.tool, out, pictures, names, annotations.model_version, **extra)]
+
+
+def read_inputs(files: list[Path], key: bytes) -> tuple[list[Input], dict[str, str]]:
     """The files that read as radiographs, and why each other one does not (file -> message)."""
     inputs: list[Input] = []
     skipped: dict[str, str] = {}
@@ -135,14 +171,55 @@ def _numbered(names: list[str]) -> list[str]:
     return numbered
 
 
+def full_size(labels: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """nnU-Net's label map (at the working size) brought to the picture's own (rows, columns)."""
+    assert labels is not None  # asked with segmentations=True
+    small = Image.fromarray(labels.astype(np.uint8))
+    return np.asarray(small.resize(shape[::-1], Image.Resampling.NEAREST))
+
+
+def tool_names(inputs: list[Input]) -> list[str]:
+    """Each picture's name in an annotation tool's task, and below `pictures/`: its path below the folder all
+    the files share (`.png` where it is written anew); a DICOM picture's pseudonym."""
+    files = [i.path.resolve() for i in inputs if not i.is_dicom]
+    shared = Path(os.path.commonpath([f.parent for f in files])) if files else Path("/")
+    names = []
+    for picture in inputs:
+        below = PurePosixPath(picture.path.resolve().relative_to(shared).as_posix()) if not picture.is_dicom else None
+        if below is None:
+            names.append(f"{picture.stem}.png")
+        else:
+            names.append(str(below if picture.radiograph.as_stored else below.with_suffix(".png")))
+    return names
+
+
+def annotated_picture(
+    picture: Input, file_name: str, labels: np.ndarray, score: float, threshold: float, names: list[str], out: Path
+) -> AnnotatedPicture:
+    rows, columns = labels.shape
+    target = out / PICTURES / file_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if picture.radiograph.as_stored:
+        with replacing(target) as handle:
+            handle.write(picture.path.read_bytes())
+    else:
+        with replacing(target) as handle:
+            Image.fromarray(picture.radiograph.pixels).save(handle, format="PNG")
+    return AnnotatedPicture(file_name, columns, rows, traced_shapes(labels, names), score, score >= threshold)
+
+
 def _write_outputs(
-    picture: Input, maps: EnsembleMaps, score: float, names: list[str], out: Path, predictor: Predictor
+    picture: Input,
+    maps: EnsembleMaps,
+    labels: np.ndarray,
+    score: float,
+    names: list[str],
+    out: Path,
+    predictor: Predictor,
 ) -> dict[str, Any]:
     """The picture's masks and overlay (and for DICOM its SEG and report); returns its predictions.csv row."""
-    assert maps.labels is not None and maps.per_label is not None  # asked with segmentations=True
+    assert maps.per_label is not None  # asked with segmentations=True
     pixels, stem, threshold = picture.radiograph.pixels, picture.stem, predictor.classifier.threshold
-    small = Image.fromarray(maps.labels.astype(np.uint8))
-    labels = np.asarray(small.resize(pixels.shape[::-1], Image.Resampling.NEAREST))
     masks, overlay_file = mask_files(stem, names), out / f"{stem}_overlay.png"
     # Replaced, never written through: a link planted at one of these names is itself replaced.
     for index, mask_name in enumerate(masks.values(), start=1):

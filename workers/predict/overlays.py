@@ -41,6 +41,12 @@ def _draw_legend(picture: Image.Image, names: list[str]) -> None:
         draw.text((8 + line, top), name, fill=(255, 255, 255), font=font)
 
 
+def hex_colours(count: int) -> list[str]:
+    """The first `count` categories' colours as #rrggbb, as an annotation tool's labels take them."""
+    rows = [OVERLAY_COLOURS[index % len(OVERLAY_COLOURS)] for index in range(count)]
+    return ["#" + "".join(f"{int(value):02x}" for value in row) for row in rows]
+
+
 def mask_files(stem: str, names: list[str]) -> dict[str, str]:
     """category -> its mask's file name: `<stem>_mask.png` for one category, `<stem>_mask_<name>.png` each for
     several."""

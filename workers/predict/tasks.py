@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.contract import ExportRequest, ImportRequest, PacsSource, PredictRequest
+from shared.contract import ExportRequest, ImportRequest, PacsSource, PredictRequest, RankRequest
 from shared.model_registry import classifier_model_name, nnunet_model_name
 from shared.read_model import get_run, latest_succeeded_run, trained_segmentation
 from shared.settings import get_settings
-from shared.tasknames import CLASSIFY_PREDICT, PREDICT_EXPORT, PREDICT_IMPORT
+from shared.tasknames import CLASSIFY_PREDICT, PREDICT_EXPORT, PREDICT_IMPORT, PREDICT_RANK
 from workers.runtime import JobContext, Outcome, job_task
 
 if TYPE_CHECKING:  # the module imports torch, which a cpu worker never loads
-    from workers.predict.files import DicomOutput
+    from workers.predict.files import Annotations, DicomOutput, Predictor
 
 Predict = Callable[[list[Path]], tuple[dict, dict]]
 
@@ -30,33 +30,61 @@ Predict = Callable[[list[Path]], tuple[dict, dict]]
 @job_task(CLASSIFY_PREDICT)
 def predict(ctx: JobContext) -> Outcome:
     """Masks, overlays and fracture probabilities for new radiographs, given as files or as a PACS study."""
-    from workers.classifier.model import load_classifier
-    from workers.imaging.pseudonyms import private_key
-    from workers.predict.dicom_seg import Algorithm
-    from workers.predict.files import DicomOutput, Predictor, predict_files
+    from workers.predict.files import Annotations, predict_files
 
     request = PredictRequest.parse(ctx.run_params)
-    settings = get_settings()
-    experiment, folds = trained_segmentation(request.seg_run)
     out = Path(request.out) if request.out else ctx.folder / "predictions"
-    dicom = DicomOutput(
-        out if request.out else settings.layout.private_predictions(ctx.run_id),
-        private_key(settings.layout.private_dir),
-        Algorithm(nnunet_model_name(request.dataset_id), f"r{request.seg_run}"),
-        Algorithm(classifier_model_name(request.dataset_id), f"r{request.classifier_run}"),
-        request.probabilities,
-    )
-    predictor = Predictor(settings, load_classifier(Path(request.checkpoint)), experiment, folds, dicom)
+    # The tool shows this as the predictions' model version; `dispatch ingest --previous` takes this run.
+    annotations = Annotations(request.annotations, f"r{ctx.run_id}", request.image_url) if request.annotations else None
+    private = get_settings().layout.private_predictions(ctx.run_id)
+    predictor = _predictor(request, out if request.out else private, annotations)
 
     def predict_these(files: list[Path]) -> tuple[dict, dict]:
-        ctx.progress(0, None, f"{len(files)} file(s): nnU-Net folds {folds} and the classifier", force=True)
+        ctx.progress(0, None, f"{len(files)} file(s): nnU-Net folds {predictor.folds} and the classifier", force=True)
         return predict_files(predictor, files, out, ctx.tool_run("predict"))
 
     if request.pacs is None:
         metrics, artifacts = predict_these([Path(name) for name in request.files])
     else:
-        metrics, artifacts = _predict_study(ctx, request.pacs, dicom, out, predict_these)
+        metrics, artifacts = _predict_study(ctx, request.pacs, predictor.dicom, out, predict_these)
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
+
+
+@job_task(PREDICT_RANK)
+def rank(ctx: JobContext) -> Outcome:
+    """Unlabelled radiographs ordered by the model's doubt, the top N as an annotation tool imports them."""
+    from workers.predict.ranking import rank_files
+
+    request = RankRequest.parse(ctx.run_params)
+    out = Path(request.out) if request.out else ctx.folder / "rank"
+    # Ranking writes no DICOM: of its DICOM output, only the pseudonym key is used, to name DICOM pictures.
+    predictor = _predictor(request, get_settings().layout.private_dir)
+    ctx.progress(0, None, f"{len(request.files)} file(s): each of nnU-Net's folds {predictor.folds} alone", force=True)
+    metrics, artifacts = rank_files(predictor, request, [Path(f) for f in request.files], out, ctx.tool_run("rank"),
+                                    f"r{ctx.run_id}")  # fmt: skip
+    return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
+
+
+def _predictor(
+    request: PredictRequest | RankRequest, dicom_folder: Path, annotations: Annotations | None = None
+) -> Predictor:
+    """The run's folds and classifier; DICOM pictures' SEGs and reports go to `dicom_folder`, named by the data
+    root's pseudonym key."""
+    from workers.classifier.model import load_classifier
+    from workers.imaging.pseudonyms import private_key
+    from workers.predict.dicom_seg import Algorithm
+    from workers.predict.files import DicomOutput, Predictor
+
+    settings = get_settings()
+    experiment, folds = trained_segmentation(request.seg_run)
+    dicom = DicomOutput(
+        dicom_folder,
+        private_key(settings.layout.private_dir),
+        Algorithm(nnunet_model_name(request.dataset_id), f"r{request.seg_run}"),
+        Algorithm(classifier_model_name(request.dataset_id), f"r{request.classifier_run}"),
+        isinstance(request, PredictRequest) and request.probabilities,
+    )
+    return Predictor(settings, load_classifier(Path(request.checkpoint)), experiment, folds, dicom, annotations)
 
 
 def _predict_study(
