@@ -99,17 +99,18 @@ LABEL_STUDIO_PIN := label-studio==1.23.2
 LABEL_STUDIO_SENTRY := "sentry-sdk<3"
 DATUMARO_PIN := datumaro==1.13.12
 
-$(TOOLS)/label-studio/.installed:
+# Each marked installed by its pin, so that a new pin makes its environment again.
+$(TOOLS)/label-studio/.$(LABEL_STUDIO_PIN):
 	rm -rf $(TOOLS)/label-studio && $(PYTHON) -m venv $(TOOLS)/label-studio
 	$(TOOLS)/label-studio/bin/pip install -q $(LABEL_STUDIO_PIN) $(LABEL_STUDIO_SENTRY)
 	touch $@
 
-$(TOOLS)/datumaro/.installed:
+$(TOOLS)/datumaro/.$(DATUMARO_PIN):
 	rm -rf $(TOOLS)/datumaro && $(PYTHON) -m venv $(TOOLS)/datumaro
 	$(TOOLS)/datumaro/bin/pip install -q $(DATUMARO_PIN)
 	touch $@
 
-annotator-tools: $(TOOLS)/label-studio/.installed $(TOOLS)/datumaro/.installed  ## Label Studio and Datumaro (CVAT's format library) in .tools/, for the annotators' round trip (tests/workers/predict/test_annotators.py)
+annotator-tools: $(TOOLS)/label-studio/.$(LABEL_STUDIO_PIN) $(TOOLS)/datumaro/.$(DATUMARO_PIN)  ## Label Studio and Datumaro (CVAT's format library) in .tools/, for the annotators' round trip (tests/workers/predict/test_annotators.py)
 
 # The Debian packages of each group of tests: as root installed where missing, else one line says what to install.
 DEBIAN_TOOLS := bash tests/debian_tools.sh

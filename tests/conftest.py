@@ -365,7 +365,11 @@ def tiny_model(stack: Stack, scratch: Path) -> tuple[dict[str, Any], dict[str, A
     classified = latest_succeeded_run(
         ("classify",),
         TRAINING_DATASET,
-        having=lambda run: "checkpoint image" in run["artifacts"] and run["params"].get("backbone") == "resnet18",
+        # image alone: a run that trained both inputs exports the better one by validation AUC, either of them
+        having=lambda run: (
+            [key for key in run["artifacts"] if key.startswith("checkpoint ")] == ["checkpoint image"]
+            and run["params"].get("backbone") == "resnet18"
+        ),
     )
     if classified is None:
         classified = run_json(stack, "classify", "--dataset-id", str(TRAINING_DATASET), "--input", "image",
