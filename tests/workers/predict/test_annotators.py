@@ -25,8 +25,12 @@ from pycocotools.coco import COCO
 from workers.imaging.pictures import EXIF_ORIENTATION
 from workers.ingest.synthetic import make_synthetic_release
 
-# Alone (not after the classifier's tests, whose runs it takes), it trains five folds first.
-pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True), pytest.mark.timeout(1500)]
+# The first model test of a session (make test-long) trains five tiny folds and a classifier; the others take them.
+pytestmark = [
+    pytest.mark.parametrize("stack", ["sqlite"], indirect=True),
+    pytest.mark.timeout(1500),
+    pytest.mark.long,  # make test-long: one tiny model there serves this, the export and the external validation
+]
 ROUND_TWO = 402
 
 

@@ -21,8 +21,12 @@ from own_releases import external_cohort
 from PIL import Image
 from tracking_reads import mlflow_client, wait_for_mlflow
 
-# Alone (not after the classifier's tests, whose runs it takes), it trains five folds first.
-pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True), pytest.mark.timeout(1500)]
+# The first model test of a session (make test-long) trains five tiny folds and a classifier; the others take them.
+pytestmark = [
+    pytest.mark.parametrize("stack", ["sqlite"], indirect=True),
+    pytest.mark.timeout(1500),
+    pytest.mark.long,  # make test-long: one tiny model there serves this, the export and the external validation
+]
 
 # Run before a script: the project's own packages made unimportable, as on a machine that has only the bundle.
 WITHOUT_THE_PROJECT = """
