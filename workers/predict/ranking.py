@@ -43,24 +43,25 @@ def rank_files(
     names = label_names(predictor.experiment.results(predictor.settings.layout) / "dataset.json")
     out.mkdir(parents=True, exist_ok=True)
     scored, labels = [], {}
-    for start in range(0, len(inputs), BATCH):
-        batch = inputs[start : start + BATCH]
-        working = {i.stem: i.radiograph.at_working_size(classifier.working_size, classifier.square) for i in batch}
-        maps = {i.stem: FoldMaps() for i in batch}
-        for fold in predictor.folds:
-            work = Path(tempfile.mkdtemp(dir=out, prefix=".rank-work-"))
-            try:
-                settings, experiment = predictor.settings, predictor.experiment
+    settings, experiment = predictor.settings, predictor.experiment
+    # One folder of its own for every fold's run (each call empties it), removed here: nothing else under --out goes.
+    work = Path(tempfile.mkdtemp(dir=out, prefix=".rank-work-"))
+    try:
+        for start in range(0, len(inputs), BATCH):
+            batch = inputs[start : start + BATCH]
+            working = {i.stem: i.radiograph.at_working_size(classifier.working_size, classifier.square) for i in batch}
+            maps = {i.stem: FoldMaps() for i in batch}
+            for fold in predictor.folds:
                 alone = predict_probabilities(settings, experiment, [fold], working.items(), work, run, True)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            for stem, fold_maps in alone.items():
-                maps[stem].add(fold_maps)
-        means = [maps[i.stem].mean_fracture() for i in batch]
-        scores = fracture_scores(classifier, [working[i.stem] for i in batch], means)
-        for picture, score in zip(batch, scores, strict=True):
-            scored.append(Scored(picture.stem, maps[picture.stem].disagreement(), float(score)))
-            labels[picture.stem] = maps[picture.stem].labels()
+                for stem, fold_maps in alone.items():
+                    maps[stem].add(fold_maps)
+            means = [maps[i.stem].mean_fracture() for i in batch]
+            scores = fracture_scores(classifier, [working[i.stem] for i in batch], means)
+            for picture, score in zip(batch, scores, strict=True):
+                scored.append(Scored(picture.stem, maps[picture.stem].disagreement(), float(score)))
+                labels[picture.stem] = maps[picture.stem].labels()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     order = ranked(scored, request.by, request.seed)
     by_stem = {i.stem: i for i in inputs}
     file_names = dict(zip([i.stem for i in inputs], tool_names(inputs), strict=True))
