@@ -2,7 +2,7 @@
 
 CVAT: a COCO 1.0 zip as CVAT exports and imports it (annotations/instances_default.json, read through
 Datumaro): category ids from 1 (CVAT mistakes an id 0), `file_name`s as the task's frames are named, each
-region a polygon or, where a polygon would lose it, RLE with `iscrowd` 1.
+region a polygon (workers/annotate/shapes.py).
 
 Label Studio: a tasks JSON, each task the picture's URL and its `predictions` (`model_version` the run,
 `score` the fracture probability, which sorts the Data Manager; each region a `polygonlabels` result in
@@ -65,10 +65,10 @@ def write_cvat(path: Path, pictures: list[AnnotatedPicture], categories: list[st
                     "id": len(annotations) + 1,
                     "image_id": image_id,
                     "category_id": category_id[shape.category],
-                    "segmentation": [shape.polygon] if shape.polygon is not None else shape.rle,
+                    "segmentation": [shape.polygon],
                     "area": shape.area,
                     "bbox": list(shape.bbox),
-                    "iscrowd": 0 if shape.polygon is not None else 1,
+                    "iscrowd": 0,
                     "attributes": {"occluded": False},
                 }
             )

@@ -1,6 +1,6 @@
-"""A predicted mask as CVAT and Label Studio take it: traced polygons that hold exactly the mask's pixels
-(RLE where a polygon cannot: a ring), CVAT's COCO zip read back by pycocotools and by Datumaro as CVAT reads
-it, Label Studio's percent polygons and labelling config."""
+"""A predicted mask as CVAT and Label Studio take it: traced polygons that hold exactly the mask's pixels (a
+ring and a speckle of hundreds of regions too), CVAT's COCO zip read back by pycocotools and by Datumaro as
+CVAT reads it, Label Studio's percent polygons and labelling config."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from xml.etree import ElementTree
 import numpy as np
 from annotation_tools import datumaro_masks
 from pycocotools.coco import COCO
+from scipy import ndimage
 
-from workers.annotate.shapes import rasterised, traced_shapes
+from workers.annotate.shapes import MAX_SHAPES_PER_PICTURE, rasterised, traced_shapes
 from workers.annotate.tools import (
     CVAT_INSTANCES,
     AnnotatedPicture,
@@ -21,10 +22,11 @@ from workers.annotate.tools import (
     write_cvat,
     write_label_studio,
 )
+from workers.ingest.coco import DEFAULT_CAPS
 
 
 def label_map() -> np.ndarray:
-    """A disc and a thin crack of 'fracture', a ring (a hole: no polygon holds it) and a lone pixel of 'metal'."""
+    """A disc and a thin crack of 'fracture', a ring (a hole) and a lone pixel of 'metal'."""
     rows, columns = np.mgrid[:90, :120]
     labels = np.zeros((90, 120), np.uint8)
     labels[(rows - 30) ** 2 + (columns - 40) ** 2 < 120] = 1
@@ -43,14 +45,27 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_traced_shapes_hold_exactly_the_masks_pixels() -> None:
     labels = label_map()
     shapes = traced_shapes(labels, ["fracture", "metal"])
-    assert sorted((s.category, s.polygon is None) for s in shapes) == [
-        ("fracture", False), ("fracture", False), ("metal", False), ("metal", True),
-    ], "one shape per region; only the ring goes as RLE"  # fmt: skip
+    assert sorted(s.category for s in shapes) == ["fracture", "fracture", "metal", "metal"], "one per region"
     for index, name in enumerate(["fracture", "metal"], start=1):
         assert np.array_equal(rasterised(shapes, name, *labels.shape), labels == index)
-    ring = next(s for s in shapes if s.polygon is None)
-    assert len(ring.points()) >= 8, "a tool without RLE still gets the ring's outline"
     assert traced_shapes(np.zeros((10, 10), np.uint8), ["fracture"]) == []
+
+
+def test_a_speckle_of_hundreds_of_regions_goes_as_few_shapes_with_every_pixel() -> None:
+    """A weak model's speckle: past a category's share of MAX_SHAPES_PER_PICTURE, its smallest regions go as
+    one shape, so that the corrected export comes back under the ingest's cap."""
+    random = np.random.default_rng(7)
+    labels = (random.random((300, 400)) < 0.2).astype(np.uint8) + (random.random((300, 400)) < 0.05)
+    labels[50:150, 50:200] = 1
+    labels[80:100, 80:120] = 0  # a hole in the largest region
+    labels[200:260, 300:380] = 2
+    assert ndimage.label(labels == 1)[1] > DEFAULT_CAPS.polygons_per_image
+    shapes = traced_shapes(labels, ["fracture", "metal"])
+    share = MAX_SHAPES_PER_PICTURE // 2
+    assert [sum(s.category == name for s in shapes) for name in ("fracture", "metal")] == [share, share]
+    assert len(shapes) <= DEFAULT_CAPS.polygons_per_image
+    for index, name in enumerate(["fracture", "metal"], start=1):
+        assert np.array_equal(rasterised(shapes, name, *labels.shape), labels == index), name
 
 
 def pictures() -> list[AnnotatedPicture]:
