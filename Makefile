@@ -9,7 +9,7 @@ FULL_SIZE ?=
 # Pinned to the builds these machines carry on disk; see pyproject.toml.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help install test test-tools annotator-tools test-long chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking bench-export gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
+.PHONY: help install test test-tools annotator-tools viewer-tools test-long chaos lint browser-tools pacs-tools slurm-tools test-slurm demo up down status ps logs dispatch worker-host compose-e2e bench bench-ingest bench-dispatch bench-fold bench-classify bench-sweep bench-quality bench-sr bench-tracking bench-export gpu-kit gpu-check compose-tools compose-check docker-pins wheelhouse imagenet-weights clean
 
 help:  ## this list: every target, with the line beside it in the Makefile
 	@awk -F ':.*## ' '/^[a-z][a-z0-9 -]*:.*## / { printf "  make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -53,19 +53,21 @@ lint: install  ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check services workers shared tests bench
 	$(VENV)/bin/ruff format --check services workers shared tests bench
 
-test: install lint test-tools annotator-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
+test: install lint test-tools annotator-tools viewer-tools  ## install, lint, then the test suite (real Redis, workers, SQLite and PostgreSQL)
 	$(VENV)/bin/pytest -q -ra --durations=15
 	@echo "left out for their minutes: make test-long and make test-slurm (CI runs both), make chaos (the longer faults)"
 
 GPUS ?=
 # LOCAL=1: the local stack even where a Docker engine answers. PUBLISH=ADDRESS: Redis and PostgreSQL
-# published on that address for worker hosts (docs/deployment.md).
+# published on that address for worker hosts (docs/deployment.md). PACS=1: the stack's own PACS and viewer
+# (docs/viewer.md).
 LOCAL ?=
 PUBLISH ?=
+PACS ?=
 LAUNCH := $(PY) -m services.launcher $(if $(LOCAL),--local)
 
-up: install  ## the stack: compose with a Docker engine, else local supervisord (LOCAL=1, GPUS=0,1, PUBLISH=ADDRESS)
-	$(LAUNCH) up --gpus "$(GPUS)" $(if $(PUBLISH),--publish "$(PUBLISH)")
+up: install $(if $(PACS),viewer-tools)  ## the stack: compose with a Docker engine, else local supervisord (LOCAL=1, GPUS=0,1, PUBLISH=ADDRESS, PACS=1)
+	$(LAUNCH) up --gpus "$(GPUS)" $(if $(PUBLISH),--publish "$(PUBLISH)") $(if $(PACS),--pacs)
 
 down: install  ## stop the stack
 	$(LAUNCH) down
@@ -112,12 +114,24 @@ $(TOOLS)/datumaro/.$(DATUMARO_PIN):
 
 annotator-tools: $(TOOLS)/label-studio/.$(LABEL_STUDIO_PIN) $(TOOLS)/datumaro/.$(DATUMARO_PIN)  ## Label Studio and Datumaro (CVAT's format library) in .tools/, for the annotators' round trip (tests/workers/predict/test_annotators.py)
 
+# OHIF's built viewer, the npm package's dist/ alone (npm pack: no install of its build dependencies), for PACS=1.
+OHIF_VERSION := 3.13.2
+$(TOOLS)/ohif/.$(OHIF_VERSION):
+	@$(DEBIAN_TOOLS) "$(VIEWER_TOOLS)"
+	rm -rf $(TOOLS)/ohif && mkdir -p $(TOOLS)/ohif
+	cd $(TOOLS)/ohif && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null && tar xzf ohif-app-$(OHIF_VERSION).tgz && mv package/dist dist && rm -rf package ohif-app-$(OHIF_VERSION).tgz
+	touch $@
+
+viewer-tools: $(TOOLS)/ohif/.$(OHIF_VERSION)  ## the stack's own PACS and viewer (PACS=1): Debian's orthanc, orthanc-dicomweb, nginx and chromium (the viewer's test), OHIF in .tools/ohif
+	@$(DEBIAN_TOOLS) "$(VIEWER_TOOLS)"
+
 # The Debian packages of each group of tests: as root installed where missing, else one line says what to install.
 DEBIAN_TOOLS := bash tests/debian_tools.sh
 BROWSER_TOOLS := the browser test of the MLflow pages;command -v chromium;chromium
 PACS_TOOLS := the PACS tests;command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so;orthanc orthanc-dicomweb
 SLURM_TOOLS := the SLURM tests;command -v slurmctld && command -v munged;slurm-wlm munge
 COMPOSE_TOOLS := the compose file tests;command -v docker-compose;docker-compose
+VIEWER_TOOLS := the PACS and viewer of PACS=1;command -v nginx && command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so && command -v chromium && command -v npm;orthanc orthanc-dicomweb nginx-light chromium npm
 
 test-tools:  ## every Debian package the tests use, in one go (make test runs it): installed as root, else named in one line
 	@$(DEBIAN_TOOLS) "$(COMPOSE_TOOLS)" "$(BROWSER_TOOLS)" "$(PACS_TOOLS)" "$(SLURM_TOOLS)"

@@ -60,16 +60,22 @@ def _note_foreign_celery_variables() -> None:
 @cli.command()
 @click.option("--gpus", default="", help="GPU count (4) or ids (0,1,3); default: every visible GPU.")
 @click.option("--publish", default="", help="Publish Redis and PostgreSQL on this address for worker hosts.")
+@click.option("--pacs", is_flag=True, help="Also the stack's own PACS and viewer (Orthanc, OHIF behind nginx).")
 @click.pass_obj
-def up(local: bool, gpus: str, publish: str) -> None:
+def up(local: bool, gpus: str, publish: str, pacs: bool) -> None:
     settings = get_settings()
     _note_foreign_celery_variables()
     if local or not docker_engine():
         reason = "LOCAL=1" if local else "no Docker engine answers"
         click.echo(f"{reason}: starting the local stack (supervisord)")
         gpu_override_path(settings).unlink(missing_ok=True)
-        stack.up(settings)
+        stack.up(settings, pacs)
         return
+    if pacs:
+        raise click.ClickException(
+            "PACS=1 starts the PACS and the viewer with the local stack (make up LOCAL=1 PACS=1); the compose "
+            "stack has no pacs and viewer services yet (docs/viewer.md)"
+        )
     refused = refusal(settings)  # .env, as compose reads it
     if refused:
         raise click.ClickException(refused)

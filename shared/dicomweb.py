@@ -64,8 +64,7 @@ def connect(url: str, settings: Settings) -> Any:
 
     silence_dicom_libraries()
     session = requests.Session()
-    if settings.pacs_username:
-        session.auth = (settings.pacs_username, settings.pacs_password or "")
+    session.auth = settings.pacs_login(url)
     client = DICOMwebClient(url, session=session, timeout=settings.pacs_timeout_seconds)
     # Its default retries any failure 5 times over 30 s: a PACS that is down is then answered in 3 s.
     client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=500)
@@ -161,3 +160,32 @@ def read_request(private_dir: Path, name: str) -> StudyRequest:
     except (OSError, ValueError):
         raise InputError(f"the PACS request {path} is gone or damaged; run `dispatch predict --pacs` again") from None
     return StudyRequest(content["study"], content.get("series"))
+
+
+STOW_BATCH = 16  # instances per STOW-RS request: a folder of full-size radiographs goes in bounded requests
+
+
+def upload(settings: Settings, url: str, paths: list[Path]) -> dict[str, list[str]]:
+    """`dispatch pacs upload`: every file read first (one that is not DICOM refused by name, before anything is
+    sent), then stored with STOW-RS; returns each study's UID with its SEG series' UIDs."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    datasets = []
+    for path in paths:
+        try:
+            datasets.append(pydicom.dcmread(path))
+        except (InvalidDicomError, OSError) as error:
+            raise InputError(f"{path} is not a DICOM file ({error}); upload a folder of DICOM files only") from None
+        if "StudyInstanceUID" not in datasets[-1]:
+            raise InputError(f"{path} has no Study Instance UID; a PACS files every picture under its study")
+    client = connect(url, settings)
+    studies: dict[str, list[str]] = {}
+    for start in range(0, len(datasets), STOW_BATCH):
+        batch = datasets[start : start + STOW_BATCH]
+        answered(url, lambda batch=batch: client.store_instances(batch))
+    for dataset in datasets:
+        segs = studies.setdefault(dataset.StudyInstanceUID, [])
+        if dataset.get("Modality") == "SEG" and dataset.SeriesInstanceUID not in segs:
+            segs.append(dataset.SeriesInstanceUID)
+    return studies

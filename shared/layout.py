@@ -114,6 +114,16 @@ class DataRoot:
         return self.root / "compose"
 
     @property
+    def viewer_links(self) -> Path:
+        """The viewer's links to studies (shared/viewer_links.py): private, since each names a study's UIDs."""
+        return self.private_dir / "viewer-links"
+
+    @property
+    def pacs_dir(self) -> Path:
+        """The stack's own PACS (PACS=1): Orthanc's storage and index."""
+        return self.root / "pacs"
+
+    @property
     def mlflow_dir(self) -> Path:
         """The local stack's MLflow server: its SQLite stores and its artifacts."""
         return self.root / "mlflow"

@@ -19,6 +19,8 @@ from shared.tasknames import QUEUE_OF
 REDIS_PASSWORD_FILE = "redis_password"  # under the stack folder, mode 0600, when the local stack runs Redis
 # "url user password", mode 0600, when the local stack runs the MLflow server
 MLFLOW_SERVER_FILE = "mlflow_server"
+# "dicomweb-url viewer-url user password", mode 0600, when the local stack runs its own PACS and viewer (PACS=1)
+PACS_SERVER_FILE = "pacs_server"
 TRACKING_OFF = ("", "none", "off")
 
 
@@ -98,6 +100,12 @@ class Settings(BaseSettings):
     pacs_username: str | None = Field(default=None, alias="PACS_USERNAME")
     pacs_password: str | None = Field(default=None, alias="PACS_PASSWORD")
     pacs_timeout_seconds: float = Field(default=30.0, alias="PACS_TIMEOUT_SECONDS")
+    # The stack's own PACS (Orthanc) and viewer (OHIF behind nginx) with `make up PACS=1` (docs/viewer.md), on
+    # 127.0.0.1.
+    pacs_port: int = Field(default=8042, alias="PACS_PORT")
+    viewer_port: int = Field(default=3000, alias="VIEWER_PORT")
+    # The built OHIF that `make viewer-tools` fetches (the compose image has its own).
+    ohif_dist: Path = Field(default=Path(".tools/ohif/dist"), alias="OHIF_DIST")
 
     @field_validator("job_time_limits")
     @classmethod
@@ -169,6 +177,25 @@ class Settings(BaseSettings):
         kept = self.layout.stack_dir / MLFLOW_SERVER_FILE
         parts = kept.read_text().split() if kept.is_file() else []
         return parts if len(parts) == 3 else None
+
+    @property
+    def own_pacs(self) -> tuple[str, str] | None:
+        """The local stack's own PACS (PACS=1): its DICOMweb URL and its viewer's; None where it runs none."""
+        kept = self._local_pacs()
+        return (kept[0], kept[1]) if kept else None
+
+    def pacs_login(self, url: str) -> tuple[str, str] | None:
+        """The login for the PACS at `url`: PACS_USERNAME and PACS_PASSWORD, else, for the stack's own PACS
+        alone, the login generated for it (never sent to another)."""
+        if self.pacs_username:
+            return self.pacs_username, self.pacs_password or ""
+        kept = self._local_pacs()
+        return (kept[2], kept[3]) if kept and url.rstrip("/") == kept[0] else None
+
+    def _local_pacs(self) -> list[str] | None:
+        kept = self.layout.stack_dir / PACS_SERVER_FILE
+        parts = kept.read_text().split() if kept.is_file() else []
+        return parts if len(parts) == 4 else None
 
     @property
     def layout(self) -> DataRoot:

@@ -13,6 +13,7 @@ from services.dispatcher import inputs, options, render
 from services.dispatcher.errors import DispatchGroup
 from services.dispatcher.follow import emit_json
 from services.dispatcher.launch import start
+from services.dispatcher.pacs_commands import pacs
 from services.dispatcher.refs import parse_ref, run_number
 from services.dispatcher.sweeps import sweep, sweep_finish
 from services.dispatcher.worker_commands import workers
@@ -535,5 +536,6 @@ def cancel(ref: str, as_json: bool) -> None:
 
 
 main.add_command(sweep)
+main.add_command(pacs)
 main.add_command(workers)
 main.add_command(sweep_finish)

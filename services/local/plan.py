@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -24,8 +25,11 @@ from services.tracking_store import (
     on_postgres,
     sqlite_in_wal,
 )
+from services.viewer.nginx import htpasswd_line, nginx_binary, nginx_config
+from services.viewer.ohif import app_config, is_built
+from services.viewer.orthanc import DICOMWEB_ROOT, orthanc_binary, orthanc_config
 from shared.redact import redact_url
-from shared.settings import MLFLOW_SERVER_FILE, REDIS_PASSWORD_FILE, Settings
+from shared.settings import MLFLOW_SERVER_FILE, PACS_SERVER_FILE, REDIS_PASSWORD_FILE, Settings
 
 FLOWER_CONFIG = Path(__file__).resolve().parent.parent / "flower" / "flowerconfig.py"
 CELERY = [sys.executable, "-m", "celery", "-A", "shared.celery_app"]
@@ -174,7 +178,52 @@ def mlflow_stores(settings: Settings) -> tuple[str, str]:
     return sqlite_in_wal(store / "mlflow.db"), sqlite_in_wal(store / "basic_auth.db")
 
 
-def programs(settings: Settings, start_redis: bool) -> list[Program]:
+PACS_USER = "fracatlas"
+
+
+def pacs_programs(settings: Settings) -> list[Program]:
+    """The stack's own PACS and viewer (PACS=1): Orthanc, and nginx serving OHIF with Orthanc's /dicom-web on
+    one origin, both on 127.0.0.1. The login is generated once (DATA_ROOT/stack/pacs_server, 0600), where
+    dispatch and the workers find the PACS, its viewer and the login."""
+    orthanc, nginx = orthanc_binary(), nginx_binary()
+    dist = settings.ohif_dist.resolve()
+    missing = [name for name, found in (("orthanc-dicomweb", orthanc), ("nginx", nginx)) if not found]
+    if missing or not is_built(dist):
+        what = ", ".join([*missing, *([] if is_built(dist) else [f"OHIF in {dist}"])])
+        raise click.ClickException(f"PACS=1 needs {what}: `make viewer-tools` installs them (docs/viewer.md)")
+    stack = settings.layout.stack_dir
+    password = _kept_secret(stack / "pacs_password", secrets.token_urlsafe(18))
+    settings.layout.pacs_dir.mkdir(parents=True, exist_ok=True)
+    config = orthanc_config(settings.layout.pacs_dir, settings.pacs_port, PACS_USER, password)
+    orthanc_file = write_private(stack / "orthanc.json", json.dumps(config, indent=1))
+    folder = stack / "viewer"
+    for temporary in ("client-body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (folder / temporary).mkdir(parents=True, exist_ok=True)
+    write_private(folder / "htpasswd", htpasswd_line(PACS_USER, password))
+    served_config = folder / "app-config.js"
+    served_config.write_text(app_config())
+    nginx_file = folder / "nginx.conf"
+    nginx_file.write_text(
+        nginx_config(
+            folder,
+            "127.0.0.1",
+            settings.viewer_port,
+            dist,
+            served_config,
+            settings.layout.viewer_links,
+            settings.pacs_port,
+        )  # fmt: skip
+    )
+    dicomweb = f"http://127.0.0.1:{settings.pacs_port}{DICOMWEB_ROOT.rstrip('/')}"
+    viewer = f"http://127.0.0.1:{settings.viewer_port}"
+    write_private(stack / PACS_SERVER_FILE, f"{dicomweb} {viewer} {PACS_USER} {password}\n")
+    return [
+        Program("pacs", [orthanc, str(orthanc_file)], priority=TRACKER_PRIORITY),
+        Program("viewer", [nginx, "-c", str(nginx_file)], priority=WATCHER_PRIORITY),
+    ]
+
+
+def programs(settings: Settings, start_redis: bool, pacs: bool = False) -> list[Program]:
     gpus = visible_gpus()
     gpu_workers = settings.gpu_workers if settings.gpu_workers is not None else max(gpus, 1)
     cores = os.cpu_count() or 1
@@ -186,6 +235,10 @@ def programs(settings: Settings, start_redis: bool) -> list[Program]:
         result.append(mlflow_program(settings))
     else:
         (settings.layout.stack_dir / MLFLOW_SERVER_FILE).unlink(missing_ok=True)
+    if pacs:
+        result += pacs_programs(settings)
+    else:
+        (settings.layout.stack_dir / PACS_SERVER_FILE).unlink(missing_ok=True)
     result.append(
         Program(
             "cpu-worker",

@@ -27,7 +27,7 @@ from services.local.plan import (
 from shared.data_root import claim_data_root
 from shared.db.migrate import upgrade_to_head
 from shared.redact import redact_url
-from shared.settings import MLFLOW_SERVER_FILE, REDIS_PASSWORD_FILE, Settings, get_settings
+from shared.settings import MLFLOW_SERVER_FILE, PACS_SERVER_FILE, REDIS_PASSWORD_FILE, Settings, get_settings
 from shared.tracking_login import refused_login
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +114,7 @@ def is_up(settings: Settings) -> bool:
     return paths["conf"].exists() and _supervisorctl(settings, "pid").returncode == 0
 
 
-def up(settings: Settings) -> None:
+def up(settings: Settings, pacs: bool = False) -> None:
     settings.layout.stack_dir.mkdir(parents=True, exist_ok=True)
     settings.layout.stack_dir.chmod(0o700)
     if is_up(settings):
@@ -127,7 +127,7 @@ def up(settings: Settings) -> None:
         (settings.layout.stack_dir / REDIS_PASSWORD_FILE).unlink(missing_ok=True)
     _refuse_a_refused_login(settings)  # a server MLFLOW_TRACKING_URI names: before anything starts
     start_redis = not redis_answers(settings.broker)
-    stack = programs(settings, start_redis)
+    stack = programs(settings, start_redis, pacs)
     conf = write_config(settings, stack)
     click.echo(f"local stack (no Docker engine answers): {', '.join(p.name for p in stack)}")
     click.echo(
@@ -154,7 +154,30 @@ def up(settings: Settings) -> None:
         if settings.mlflow_username:
             click.echo("note: MLFLOW_TRACKING_USERNAME in your environment is not sent to the stack's own MLflow")
         _refuse_a_refused_login(settings, stop=True)
+    if pacs:
+        click.echo(_viewer_ready(settings))
     click.echo(f"logs: {_paths(settings)['logs']}   next: .venv/bin/dispatch demo --wait")
+
+
+def _viewer_ready(settings: Settings) -> str:
+    """Wait for the PACS to answer through the viewer's origin (nginx up, Orthanc up, the login taken)."""
+    import requests
+
+    own = settings.own_pacs
+    assert own is not None  # written by pacs_programs
+    dicomweb, viewer = own
+    login = settings.pacs_login(dicomweb)
+    kept = settings.layout.stack_dir / PACS_SERVER_FILE
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{viewer}/dicom-web/studies", auth=login, timeout=2).ok:
+                user = login[0] if login else ""
+                return f"Viewer: {viewer}  (user {user}; the password is in {kept})   PACS: {dicomweb}"
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    return f"Viewer: {viewer} is not answering yet (see `make logs`: pacs.log, viewer.log)"
 
 
 def _refuse_a_refused_login(settings: Settings, stop: bool = False) -> None:
@@ -249,8 +272,9 @@ def cli() -> None:
 
 
 @cli.command("up")
-def up_command() -> None:
-    up(get_settings())
+@click.option("--pacs", is_flag=True, help="Also the stack's own PACS and viewer (make up PACS=1).")
+def up_command(pacs: bool) -> None:
+    up(get_settings(), pacs)
 
 
 @cli.command("down")

@@ -12,9 +12,12 @@ from typing import Any
 import numpy as np
 
 from workers.files import replacing
+from workers.predict.overlays import OVERLAY_COLOURS
 
 SERIES_NUMBER = 901  # the system's SEG series in a study
 SOFTWARE = "fracatlas-jobs"
+# The picture's rows and columns as a plane (DICOM's ImageOrientationPatient: row then column direction).
+ROWS_AND_COLUMNS = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 # Type 2 attributes a SEG copies from its source: present (empty) where a source left them out.
 COPIED_TYPE_2 = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -83,6 +86,9 @@ def write_segmentation(
             segmented_property_type=hd.sr.CodedConcept(f"C{number}", "99FRACATLAS", name),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=identification,
+            display_color=hd.color.CIELabColor.from_rgb(
+                *(int(v) for v in OVERLAY_COLOURS[(number - 1) % len(OVERLAY_COLOURS)])
+            ),
         )
         for number, name in enumerate(categories, start=1)
     ]
@@ -97,10 +103,25 @@ def write_segmentation(
         pixel_array=pixels,
         segmentation_type=kind,
         segment_descriptions=descriptions,
+        pixel_measures=_pixel_measures(dataset),
         **new_instance(SERIES_NUMBER),
         manufacturer_model_name=algorithm.name,
         software_versions=SOFTWARE,
         device_serial_number="0",
         omit_empty_frames=False,
     )
+    if "PlaneOrientationSequence" not in segmentation.SharedFunctionalGroupsSequence[0]:
+        # A radiograph has no patient frame (highdicom then writes no plane): the SEG's plane is the picture's
+        # own rows and columns, which is what OHIF's SEG loader reads to lay it over the radiograph.
+        orientation = hd.PlaneOrientationSequence("PATIENT", ROWS_AND_COLUMNS)
+        segmentation.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = orientation
     return save(segmentation, out)
+
+
+def _pixel_measures(source: Any) -> Any:
+    """The source's pixel spacing (a projection radiograph's ImagerPixelSpacing where it has no PixelSpacing)
+    as the SEG's pixel measures: highdicom leaves them out for a DX, and OHIF's SEG viewport reads them."""
+    import highdicom as hd
+
+    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing") or [1.0, 1.0]
+    return hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in spacing], slice_thickness=1.0)

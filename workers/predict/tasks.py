@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from shared.contract import ExportRequest, ImportRequest, PacsSource, PredictRequest, RankRequest
 from shared.model_registry import classifier_model_name, nnunet_model_name
 from shared.read_model import get_run, latest_succeeded_run, trained_segmentation
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 from shared.tasknames import CLASSIFY_PREDICT, PREDICT_EXPORT, PREDICT_IMPORT, PREDICT_RANK
 from workers.runtime import JobContext, Outcome, job_task
 
@@ -112,6 +112,10 @@ def _predict_study(
         made = [dicom.folder / row[column] for row in rows for column in ("seg", "report") if row[column]]
         ctx.progress(0, None, f"storing {len(made)} SEG and report file(s) in the study at {pacs.url}", force=True)
         metrics["stored"] = store(settings, pacs.url, made)
+        link = _viewer_link(settings, pacs.url, study.study, [dicom.folder / row["seg"] for row in rows if row["seg"]])
+        if link:
+            metrics["viewer"] = link
+            ctx.tracking.params({"viewer": link})  # MLflow takes figures as metrics: the link as a parameter
         if not pacs.keep_local:
             for path in made:
                 path.unlink()
@@ -121,6 +125,16 @@ def _predict_study(
         metrics["kept_local"] = pacs.keep_local
     request_path(settings.layout.private_dir, pacs.request).unlink(missing_ok=True)
     return metrics, artifacts
+
+
+def _viewer_link(settings: Settings, url: str, study: str, segs: list[Path]) -> str | None:
+    """The stored study in the stack's own viewer, opened on the first SEG (a link that names no patient)."""
+    import pydicom
+
+    from shared.viewer_links import viewer_link
+
+    series = pydicom.dcmread(segs[0], stop_before_pixels=True).SeriesInstanceUID if segs else None
+    return viewer_link(settings, url, study, series)
 
 
 @job_task(PREDICT_EXPORT)
