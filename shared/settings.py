@@ -195,7 +195,10 @@ class Settings(BaseSettings):
 
     def _local_pacs(self) -> dict[str, str] | None:
         kept = self.layout.stack_dir / PACS_SERVER_FILE
-        return json.loads(kept.read_text()) if kept.is_file() else None
+        try:
+            return json.loads(kept.read_text()) if kept.is_file() else None
+        except ValueError:  # written by an older stack: `make up PACS=1` writes it again
+            return None
 
     @property
     def layout(self) -> DataRoot:

@@ -11,9 +11,23 @@ from services.dispatcher import options
 from services.dispatcher.follow import emit_json
 
 
-@click.group()
-def pacs() -> None:
-    """The PACS: the stack's own with `make up PACS=1` (Orthanc, with OHIF as its viewer)."""
+@click.group(invoke_without_command=True)
+@options.as_json
+@click.pass_context
+def pacs(ctx: click.Context, as_json: bool) -> None:
+    """The stack's own PACS (`make up PACS=1`: Orthanc, with OHIF as its viewer): where it and its viewer
+    answer; `dispatch pacs upload` puts DICOM files into it."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from shared.settings import get_settings
+
+    own = get_settings().own_pacs
+    if as_json:
+        emit_json({"pacs": own[0], "viewer": own[1]} if own else {"pacs": None, "viewer": None})
+    elif own:
+        click.echo(f"PACS (DICOMweb): {own[0]}\nviewer: {own[1]}")
+    else:
+        click.echo("the stack runs no PACS of its own: `make up PACS=1` starts Orthanc and OHIF (docs/viewer.md)")
 
 
 @pacs.command()
