@@ -537,11 +537,14 @@ class PredictRequest(Request):
     probabilities: bool = False  # DICOM inputs: a FRACTIONAL SEG (each category's probability), not BINARY
     annotations: Literal[ANNOTATION_TOOLS] | None = None  # type: ignore[valid-type]  # also as the tool imports them
     image_url: str = LABEL_STUDIO_FILES  # Label Studio: a task's image is this + the picture's file name
+    store_to: str | None = None  # files: a PACS's DICOMweb URL that the DICOM pictures' SEGs and reports go to
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
         if bool(self.files) == (self.pacs is not None):
             raise ValueError("give radiograph files or a PACS study (--pacs with --study), one of the two")
+        if self.store_to and self.pacs is not None:
+            raise ValueError("--store-to goes with files; a PACS study goes back with --store")
         return self
 
 

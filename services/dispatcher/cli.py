@@ -214,6 +214,12 @@ def sr_train(source: str, wait: bool, as_json: bool, **params: Any) -> None:
 @click.option(
     "--keep-local", is_flag=True, help="With --store: keep the local SEGs and reports once the PACS took them."
 )
+@click.option(
+    "--store-to",
+    "store_to",
+    help="Files: send the DICOM radiographs' SEGs and reports to this PACS's DICOMweb URL (STOW-RS), into their "
+    "studies there.",
+)
 @options.wait
 @options.as_json
 def predict(
@@ -230,6 +236,7 @@ def predict(
     series: str | None,
     store: bool,
     keep_local: bool,
+    store_to: str | None,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -241,6 +248,7 @@ def predict(
 
     inputs.one_source(paths, pacs_url, study, series, store, keep_local)
     files = inputs.radiograph_files(paths) if paths else []
+    store_to = inputs.store_to(store_to, files) if store_to else None
     out = inputs.writable_folder(out) if out else None
     classifier = inputs.chosen_classifier(model, classifier_ref)
     dataset_id = int(classifier.run["params"]["dataset_id"])
@@ -257,6 +265,7 @@ def predict(
         probabilities=probabilities,
         annotations=annotations,
         image_url=image_url,
+        store_to=store_to,
     )
     what = f"{len(files)} file(s)" if files else f"a study at {request.pacs.url}"
     start("predict", request.params(), plans.predict(what), wait, as_json)

@@ -208,6 +208,32 @@ def one_source(
         checked_url(pacs)
 
 
+def store_to(url: str, files: list[str]) -> str:
+    """--store-to: files to predict among which DICOM radiographs are, and a PACS that answers and takes the
+    login now (a QIDO-RS search for one study), before a run exists."""
+    from shared.dicomweb import answered, checked_url, connect
+    from shared.settings import get_settings
+
+    if not files:
+        raise click.BadParameter(
+            "--store-to goes with files; a PACS study goes back with --store", param_hint="--store-to"
+        )
+    if not any(Path(name).suffix.lower() in (".dcm", ".dicom") or _is_dicom(Path(name)) for name in files):
+        raise click.BadParameter(
+            "--store-to sends DICOM radiographs' SEGs and reports, and none of the files is DICOM",
+            param_hint="--store-to",
+        )
+    url = checked_url(url)
+    client = connect(url, get_settings())
+    answered(url, lambda: client.search_for_studies(limit=1))
+    return url
+
+
+def _is_dicom(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(132)[128:132] == b"DICM"
+
+
 def pacs_study(url: str, study: str, series: str | None, store: bool, keep_local: bool) -> PacsSource:
     """The study, checked at the PACS now (it answers, takes the login, holds a radiograph there), and its
     UIDs handed to the worker in a private request file: the run stores only the file's name."""

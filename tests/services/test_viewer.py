@@ -74,6 +74,13 @@ def test_a_seg_uploaded_shows_over_its_radiograph_in_the_viewer(system: Stack, t
     assert [item["0020000D"]["Value"][0] for item in found] == [study]
     assert requests.get(f"{viewer}/studies/not-a-token-of-ours", auth=LOGIN, timeout=10).status_code == 404
 
+    # predict --store-to: refused before a run where nothing could go (no DICOM file, a PACS that is down).
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "plain.png")
+    not_dicom = system.dispatch("predict", str(tmp_path / "plain.png"), "--store-to", own["dicomweb"])
+    assert not_dicom.returncode == 2 and "none of the files is DICOM" in not_dicom.stderr
+    down = system.dispatch("predict", str(radiograph), "--store-to", "http://127.0.0.1:9/dicom-web")
+    assert down.returncode == 1 and "cannot reach the PACS at http://127.0.0.1:9/dicom-web" in down.stderr
+
     with chromium() as page:
         page.open(link, LOGIN)
         shot = page.wait_for(lambda seen: red(seen).sum() > 2000, timeout=120)

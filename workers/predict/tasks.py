@@ -12,7 +12,7 @@ import csv
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.contract import ExportRequest, ImportRequest, PacsSource, PredictRequest, RankRequest
 from shared.model_registry import classifier_model_name, nnunet_model_name
@@ -45,6 +45,8 @@ def predict(ctx: JobContext) -> Outcome:
 
     if request.pacs is None:
         metrics, artifacts = predict_these([Path(name) for name in request.files])
+        if request.store_to:
+            metrics |= _store_to(ctx, request.store_to, predictor.dicom.folder, out)
     else:
         metrics, artifacts = _predict_study(ctx, request.pacs, predictor.dicom, out, predict_these)
     return Outcome(metrics=metrics, artifacts=artifacts, run_metrics=metrics, run_artifacts=artifacts)
@@ -125,6 +127,34 @@ def _predict_study(
         metrics["kept_local"] = pacs.keep_local
     request_path(settings.layout.private_dir, pacs.request).unlink(missing_ok=True)
     return metrics, artifacts
+
+
+def _store_to(ctx: JobContext, url: str, folder: Path, out: Path) -> dict[str, Any]:
+    """--store-to: the DICOM pictures' SEGs and reports sent to the PACS at `url`, each into its own study;
+    with the stack's own PACS, a viewer link per study (opened on its first SEG)."""
+    import pydicom
+
+    from workers.predict.pacs import store
+
+    settings = get_settings()
+    with (out / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    made = [folder / row[column] for row in rows for column in ("seg", "report") if row.get(column)]
+    if not made:
+        return {"pacs": url, "stored": 0}
+    ctx.progress(0, None, f"storing {len(made)} SEG and report file(s) at {url}", force=True)
+    stored = store(settings, url, made)
+    segs_by_study: dict[str, list[Path]] = {}
+    for row in rows:
+        if row.get("seg"):
+            seg = folder / row["seg"]
+            study = pydicom.dcmread(seg, stop_before_pixels=True).StudyInstanceUID
+            segs_by_study.setdefault(study, []).append(seg)
+    links = [_viewer_link(settings, url, study, segs) for study, segs in segs_by_study.items()]
+    found = [link for link in links if link]
+    if found:
+        ctx.tracking.params({"viewer": " ".join(found)})
+    return {"pacs": url, "stored": stored, **({"viewer": " ".join(found)} if found else {})}
 
 
 def _viewer_link(settings: Settings, url: str, study: str, segs: list[Path]) -> str | None:

@@ -59,6 +59,13 @@ def test_a_prediction_stored_in_the_stacks_own_pacs_is_linked_in_its_viewer(syst
     segs = [item[SERIES_UID]["Value"][0] for item in series if item[MODALITY]["Value"] == [SEG_MODALITY]]
     assert query["initialSeriesInstanceUID"] == segs, "opened on the SEG the run stored"
 
+    # predict on the DICOM file itself, --store-to the stack's PACS: its SEG and report into the same study.
+    model = ("--segmentation", trained["ref"], "--classifier", classified["ref"])
+    stored = run_json(system, "predict", str(radiograph), "--store-to", own["dicomweb"], *model)
+    assert stored["metrics"]["stored"] == 2 and stored["metrics"]["viewer"].startswith(f"{own['viewer']}/studies/")
+    series = requests.get(f"{own['viewer']}/dicom-web/studies/{study}/series", auth=LOGIN, timeout=10).json()
+    assert sum(item[MODALITY]["Value"] == [SEG_MODALITY] for item in series) == 2
+
     # MLflow: the link, as the job's parameter.
     mlflow_run_of(system, run)
     client = mlflow_client(system)
