@@ -120,8 +120,9 @@ class DataRoot:
 
     @property
     def pacs_dir(self) -> Path:
-        """The stack's own PACS (PACS=1): Orthanc's storage and index."""
-        return self.root / "pacs"
+        """The stack's own PACS (PACS=1): Orthanc's storage and index, in the private folder since every file
+        there is a patient's."""
+        return self.private_dir / "orthanc"
 
     @property
     def mlflow_dir(self) -> Path:

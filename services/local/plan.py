@@ -197,7 +197,9 @@ def pacs_programs(settings: Settings) -> list[Program]:
         user, password = settings.pacs_username, settings.pacs_password or ""
     else:
         user, password = PACS_USER, _kept_secret(stack / "pacs_password", secrets.token_urlsafe(18))
-    settings.layout.pacs_dir.mkdir(parents=True, exist_ok=True)
+    settings.layout.private_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(settings.layout.private_dir, 0o700)
+    settings.layout.pacs_dir.mkdir(mode=0o700, exist_ok=True)
     config = orthanc_config(settings.layout.pacs_dir, settings.pacs_port, user, password)
     orthanc_file = write_private(stack / "orthanc.json", json.dumps(config, indent=1))
     folder = stack / "viewer"
@@ -216,7 +218,7 @@ def pacs_programs(settings: Settings) -> list[Program]:
             served_config,
             settings.layout.viewer_links,
             settings.pacs_port,
-        )  # fmt: skip
+        )
     )
     dicomweb = f"http://127.0.0.1:{settings.pacs_port}{DICOMWEB_ROOT.rstrip('/')}"
     viewer = f"http://127.0.0.1:{settings.viewer_port}"

@@ -19,7 +19,7 @@ def nginx_binary() -> str | None:
 
 
 def htpasswd_line(user: str, password: str) -> str:
-    """`user:{SSHA}...`, a salted hash nginx checks (never the password itself on disk twice)."""
+    """`user:{SSHA}...`: a salted hash of the password, which nginx checks."""
     salt = os.urandom(8)
     digest = hashlib.sha1(password.encode() + salt).digest()
     return f"{user}:{{SSHA}}{base64.b64encode(digest + salt).decode()}\n"

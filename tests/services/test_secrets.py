@@ -29,6 +29,9 @@ SECRET_HOLDERS = {
     "mlflow_admin_password",
     "mlflow_secret_key",
     "mlflow-auth.ini",
+    "orthanc.json",  # the stack's own PACS (PACS=1): its login
+    "pacs_server",
+    "pacs_password",
 }
 # Pictures, labels and weights: searched by the tests of what writes them, not here.
 DATASETS = {"nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "classification", "staging", "synthetic"}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 import requests
 from browser import chromium
 from conftest import PACS_PASSWORD, PACS_USERNAME, Stack
@@ -19,6 +20,7 @@ from scipy import ndimage
 
 from workers.predict.dicom_seg import Algorithm, write_segmentation
 
+pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)  # the PACS is the same on either
 ROWS, COLUMNS = 400, 300
 LOGIN = (PACS_USERNAME, PACS_PASSWORD)
 
