@@ -84,13 +84,13 @@ dispatch: install  ## dispatch against the running stack in either mode: make di
 worker-host: install  ## workers on this machine for another machine's stack (docs/deployment.md)
 	$(PY) -m services.launcher worker-host --gpus "$(GPUS)"
 
-test-long: install annotator-tools  ## the tests of minutes each, left out of make test (nnU-Net's residual-encoder presets and fine-tuning; the model's export and import, the annotators' round trip and external validation, which share one tiny model); CI runs it
+test-long: install annotator-tools viewer-tools  ## the tests of minutes each, left out of make test (nnU-Net's residual-encoder presets and fine-tuning; the model's export and import, the annotators' round trip and external validation, which share one tiny model); CI runs it
 	$(VENV)/bin/pytest -q -ra -m long
 
 test-slurm: install slurm-tools  ## the SLURM workers' folds on a real one-node SLURM (job table on PostgreSQL), one handed back at its time limit; CI runs it
 	$(VENV)/bin/pytest -q -ra -m slurm tests/services/test_slurm_folds.py
 
-chaos: install  ## the longer fault tests: a fold through a Redis kill -9, minutes without Redis and PostgreSQL
+chaos: install viewer-tools  ## the longer fault tests: a fold through a Redis kill -9, minutes without Redis and PostgreSQL
 	$(VENV)/bin/pytest -q -ra -m chaos tests/services/test_chaos.py
 
 # The annotation tools the round-trip tests run for real, each in a virtual environment of its own (their pins are
