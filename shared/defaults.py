@@ -104,8 +104,15 @@ def is_radiograph_file(path: Path) -> bool:
     name = path.name.lower()
     if name.endswith((*PICTURE_SUFFIXES, *NIFTI_SUFFIXES, DICOM_SUFFIX)):
         return True
-    if "." in name:
-        return False
+    return "." not in name and has_dicom_marker(path)
+
+
+def is_dicom_file(path: Path) -> bool:
+    """A DICOM file by its suffix, or by its 'DICM' marker whatever its name."""
+    return path.name.lower().endswith(DICOM_SUFFIX) or has_dicom_marker(path)
+
+
+def has_dicom_marker(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
             return handle.read(DICOM_MARKER_END)[-4:] == b"DICM"

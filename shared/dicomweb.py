@@ -10,7 +10,6 @@ to the worker in a request file under the data root's private folder, and the ru
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from shared.errors import InputError
+from shared.private_files import write_new_private
 from shared.redact import silence_dicom_libraries
 from shared.settings import Settings
 
@@ -139,13 +139,9 @@ def radiograph_series(client: Any, url: str, request: StudyRequest) -> list[str]
 
 def write_request(private_dir: Path, request: StudyRequest) -> str:
     """The request file the worker reads (0600, in the 0700 private folder); returns its name for the run."""
-    folder = private_dir / REQUESTS
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(private_dir, 0o700)
     name = secrets.token_hex(8)
-    descriptor = os.open(request_path(private_dir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump({"study": request.study, "series": request.series}, handle)
+    content = json.dumps({"study": request.study, "series": request.series})
+    write_new_private(private_dir, request_path(private_dir, name), content)
     return name
 
 

@@ -8,10 +8,10 @@ the browser on to the study with its SEG in the viewport."""
 from __future__ import annotations
 
 import html
-import os
 import secrets
 from urllib.parse import urlencode
 
+from shared.private_files import write_new_private
 from shared.settings import Settings
 
 LINKS_PATH = "/studies/"
@@ -30,10 +30,5 @@ def viewer_link(settings: Settings, pacs_url: str, study: str, series: str | Non
         f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={target}">'
         f'<title>the study in the viewer</title><a href="{target}">open the study in the viewer</a>\n'
     )
-    folder = settings.layout.viewer_links
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(settings.layout.private_dir, 0o700)
-    descriptor = os.open(folder / f"{token}.html", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(page)
+    write_new_private(settings.layout.private_dir, settings.layout.viewer_links / f"{token}.html", page)
     return f"{own[1]}{LINKS_PATH}{token}"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from shared.defaults import IMAGE_SEG, IMAGENET_FILE, SYNTHETIC, is_radiograph_file
+from shared.defaults import IMAGE_SEG, IMAGENET_FILE, SYNTHETIC, is_dicom_file, is_radiograph_file
 
 if TYPE_CHECKING:
     from shared.contract import PacsSource
@@ -218,7 +218,7 @@ def store_to(url: str, files: list[str]) -> str:
         raise click.BadParameter(
             "--store-to goes with files; a PACS study goes back with --store", param_hint="--store-to"
         )
-    if not any(Path(name).suffix.lower() in (".dcm", ".dicom") or _is_dicom(Path(name)) for name in files):
+    if not any(is_dicom_file(Path(name)) for name in files):
         raise click.BadParameter(
             "--store-to sends DICOM radiographs' SEGs and reports, and none of the files is DICOM",
             param_hint="--store-to",
@@ -227,11 +227,6 @@ def store_to(url: str, files: list[str]) -> str:
     client = connect(url, get_settings())
     answered(url, lambda: client.search_for_studies(limit=1))
     return url
-
-
-def _is_dicom(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(132)[128:132] == b"DICM"
 
 
 def pacs_study(url: str, study: str, series: str | None, store: bool, keep_local: bool) -> PacsSource:

@@ -109,9 +109,7 @@ def _predict_study(
         shutil.rmtree(fetched, ignore_errors=True)
     metrics["pacs"] = pacs.url
     if pacs.store:
-        with (out / "predictions.csv").open() as handle:
-            rows = list(csv.DictReader(handle))
-        made = [dicom.folder / row[column] for row in rows for column in ("seg", "report") if row[column]]
+        rows, made = _dicom_outputs(out, dicom.folder)
         ctx.progress(0, None, f"storing {len(made)} SEG and report file(s) in the study at {pacs.url}", force=True)
         metrics["stored"] = store(settings, pacs.url, made)
         link = _viewer_link(settings, pacs.url, study.study, [dicom.folder / row["seg"] for row in rows if row["seg"]])
@@ -129,6 +127,13 @@ def _predict_study(
     return metrics, artifacts
 
 
+def _dicom_outputs(out: Path, folder: Path) -> tuple[list[dict[str, str]], list[Path]]:
+    """predictions.csv's rows, and the SEGs and reports they name (in `folder`)."""
+    with (out / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    return rows, [folder / row[column] for row in rows for column in ("seg", "report") if row[column]]
+
+
 def _store_to(ctx: JobContext, url: str, folder: Path, out: Path) -> dict[str, Any]:
     """--store-to: the DICOM pictures' SEGs and reports sent to the PACS at `url`, each into its own study;
     with the stack's own PACS, a viewer link per study (opened on its first SEG)."""
@@ -137,9 +142,7 @@ def _store_to(ctx: JobContext, url: str, folder: Path, out: Path) -> dict[str, A
     from workers.predict.pacs import store
 
     settings = get_settings()
-    with (out / "predictions.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    made = [folder / row[column] for row in rows for column in ("seg", "report") if row.get(column)]
+    rows, made = _dicom_outputs(out, folder)
     if not made:
         return {"pacs": url, "stored": 0}
     ctx.progress(0, None, f"storing {len(made)} SEG and report file(s) at {url}", force=True)
