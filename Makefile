@@ -117,7 +117,7 @@ annotator-tools: $(TOOLS)/label-studio/.$(LABEL_STUDIO_PIN) $(TOOLS)/datumaro/.$
 # OHIF's built viewer, the npm package's dist/ alone (npm pack: no install of its build dependencies), for PACS=1.
 OHIF_VERSION := 3.13.2
 $(TOOLS)/ohif/.$(OHIF_VERSION):
-	@$(DEBIAN_TOOLS) "$(VIEWER_TOOLS)"
+	@$(DEBIAN_TOOLS) "$(VIEWER_TOOLS)" "$(NPM_TOOLS)"
 	rm -rf $(TOOLS)/ohif && mkdir -p $(TOOLS)/ohif
 	cd $(TOOLS)/ohif && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null && tar xzf ohif-app-$(OHIF_VERSION).tgz && mv package/dist dist && rm -rf package ohif-app-$(OHIF_VERSION).tgz
 	touch $@
@@ -131,7 +131,9 @@ BROWSER_TOOLS := the browser test of the MLflow pages;command -v chromium;chromi
 PACS_TOOLS := the PACS tests;command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so;orthanc orthanc-dicomweb
 SLURM_TOOLS := the SLURM tests;command -v slurmctld && command -v munged;slurm-wlm munge
 COMPOSE_TOOLS := the compose file tests;command -v docker-compose;docker-compose
-VIEWER_TOOLS := the PACS and viewer of PACS=1;command -v nginx && command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so && command -v chromium && command -v npm;orthanc orthanc-dicomweb nginx-light chromium npm
+VIEWER_TOOLS := the PACS and viewer of PACS=1;command -v nginx && command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so && command -v chromium;orthanc orthanc-dicomweb nginx-light chromium
+# A group of its own: a machine with NodeSource's nodejs has npm from it, and Debian's npm conflicts with that.
+NPM_TOOLS := fetching OHIF (npm pack);command -v npm;npm
 
 test-tools:  ## every Debian package the tests use, in one go (make test runs it): installed as root, else named in one line
 	@$(DEBIAN_TOOLS) "$(COMPOSE_TOOLS)" "$(BROWSER_TOOLS)" "$(PACS_TOOLS)" "$(SLURM_TOOLS)"

@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.timeout(1500),
     pytest.mark.long,  # make test-long: one tiny model there serves this, the export and the external validation
 ]
-ROUND_TWO = 402
+ROUND_TWO = 440  # a dataset id no other test on the shared stack uses (the planner presets take 402)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
