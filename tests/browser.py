@@ -58,6 +58,20 @@ class Page:
         self.call("Network.setExtraHTTPHeaders", headers={"Authorization": f"Basic {token}"})
         self.call("Page.navigate", url=url)
 
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_for_text(self, text: str, timeout: float) -> bool:
+        """Whether `text` appears in the page's text (its SVG's too) within `timeout` seconds."""
+        everything = "document.body.innerText + [...document.querySelectorAll('svg text')].map(t => t.textContent)"
+        deadline = time.monotonic() + timeout
+        while text not in (self.evaluate(everything) or ""):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(1)
+        return True
+
     def screenshot(self) -> np.ndarray:
         shot = self.call("Page.captureScreenshot", format="png")
         return np.asarray(Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB"))

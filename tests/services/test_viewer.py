@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import pydicom
@@ -18,10 +19,12 @@ from dicom_files import dicom_from
 from PIL import Image
 from scipy import ndimage
 
+from workers.predict.dicom_report import write_report
 from workers.predict.dicom_seg import Algorithm, write_segmentation
 
 pytestmark = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)  # the PACS is the same on either
 ROWS, COLUMNS = 400, 300
+CATEGORY = "scaphoid"  # the segment's name: a word that appears nowhere else on the viewer's page
 LOGIN = (PACS_USERNAME, PACS_PASSWORD)
 
 
@@ -57,13 +60,15 @@ def test_a_seg_uploaded_shows_over_its_radiograph_in_the_viewer(system: Stack, t
     radiograph = dicom_from(((rows + columns) % 256 // 2 + 40).astype(np.uint8), folder / "dx.dcm")
     mask = fracture_mask()
     algorithm = Algorithm("Dataset400_FracAtlas-nnunet", "r1")
-    write_segmentation(radiograph, ["fracture"], algorithm, folder / "seg.dcm", labels=mask.astype(np.uint8))
+    write_segmentation(radiograph, [CATEGORY], algorithm, folder / "seg.dcm", labels=mask.astype(np.uint8))
+    classifier = Algorithm("Dataset400_FracAtlas-classifier", "r2")
+    report = pydicom.dcmread(write_report(radiograph, 0.87, 0.5, classifier, folder / "report.dcm", mask))
     study = pydicom.dcmread(radiograph).StudyInstanceUID
 
     uploaded = system.dispatch("pacs", "upload", str(folder), "--json")
     assert uploaded.returncode == 0, uploaded.stderr
     answer = json.loads(uploaded.stdout)
-    assert (answer["instances"], answer["studies"]) == (2, 1)
+    assert (answer["instances"], answer["studies"]) == (3, 1)
     [link] = answer["viewer"]
     assert link.startswith(f"{viewer}/studies/") and study not in link, "the link names no patient data"
 
@@ -86,14 +91,58 @@ def test_a_seg_uploaded_shows_over_its_radiograph_in_the_viewer(system: Stack, t
     with chromium() as page:
         page.open(link, LOGIN)
         shot = page.wait_for(lambda seen: red(seen).sum() > 2000, timeout=120)
-    Image.fromarray(shot).save(tmp_path / "viewer.png")
+        Image.fromarray(shot).save(tmp_path / "viewer.png")
+        # The segment's name, in the segmentation panel: opened by its button, as a user does.
+        page.evaluate("document.querySelector('[data-cy=side-panel-header-right]').click()")
+        named = page.wait_for_text(CATEGORY, timeout=30) and page.wait_for_text(f"segmentation by {algorithm.name}", 5)
+        Image.fromarray(page.screenshot()).save(tmp_path / "panel.png")
+
+        # The report: its finding in the study's series list, its probability beside its region.
+        opened = urlencode({"StudyInstanceUIDs": study, "initialSeriesInstanceUID": report.SeriesInstanceUID})
+        page.open(f"{viewer}/viewer?{opened}", LOGIN)
+        written = page.wait_for_text("Probability: 87.00 %", timeout=120)
+        described = page.wait_for_text("fracture present, probability 87%", timeout=5)
+        boxed = page.screenshot()
+        Image.fromarray(boxed).save(tmp_path / "report.png")
+    console = page.console[-15:]
+    assert_seg_over_radiograph(shot, mask, tmp_path / "viewer.png", console)
+    assert named, f"no segment name {CATEGORY!r} or SEG series name on the page (screenshot {tmp_path / 'panel.png'})"
+    assert written and described, f"the report's text not shown (screenshot {tmp_path / 'report.png'}); {console}"
+    assert_box_drawn(boxed, mask, tmp_path / "report.png")
+
+
+def assert_seg_over_radiograph(shot: np.ndarray, mask: np.ndarray, saved: Path, console: list[str]) -> None:
     drawn = red(shot)
-    assert drawn.sum() > 2000, f"no SEG drawn (screenshot {tmp_path / 'viewer.png'}); console: {page.console[-15:]}"
+    assert drawn.sum() > 2000, f"no SEG drawn (screenshot {saved}); console: {console}"
     box = radiograph_box(shot)
     height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
     assert abs(height / width - ROWS / COLUMNS) < 0.03, "the radiograph drawn whole, at its own proportions"
     expected = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
     shown = drawn[box]
     iou = (shown & expected).sum() / (shown | expected).sum()
-    assert iou > 0.85, f"the SEG's colour where the mask is: IoU {iou:.3f} (screenshot {tmp_path / 'viewer.png'})"
+    assert iou > 0.85, f"the SEG's colour where the mask is: IoU {iou:.3f} (screenshot {saved})"
     assert not drawn[: box[0].start].any() and not drawn[box[0].stop :].any(), "nothing red off the radiograph"
+
+
+def assert_box_drawn(shot: np.ndarray, mask: np.ndarray, saved: Path) -> None:
+    """The report's region, OHIF's dashed green outline, along each side of the box around the mask."""
+    r, g, b = (shot[:, :, channel].astype(int) for channel in range(3))
+    green = (g > r + 80) & (g > b + 80)
+    rows, columns = radiograph_box(shot)
+    scale = (rows.stop - rows.start) / ROWS
+    found_rows, found_columns = np.nonzero(mask)
+    top, bottom = (rows.start + scale * v for v in (found_rows.min(), found_rows.max() + 1))
+    left, right = (columns.start + scale * v for v in (found_columns.min(), found_columns.max() + 1))
+
+    def dashed(band: np.ndarray) -> float:  # the share of the side's length with green beside it
+        return float(band.any(axis=0).mean())
+
+    def near(v: float) -> slice:
+        return slice(round(v) - 3, round(v) + 4)
+
+    across, down = slice(round(left), round(right)), slice(round(top), round(bottom))
+    sides = {
+        "top": dashed(green[near(top), across]), "bottom": dashed(green[near(bottom), across]),
+        "left": dashed(green[down, near(left)].T), "right": dashed(green[down, near(right)].T),
+    }  # fmt: skip
+    assert min(sides.values()) > 0.4, f"the report's box not where the mask is: {sides} (screenshot {saved})"

@@ -115,6 +115,7 @@ def write_segmentation(
         # own rows and columns, which is what OHIF's SEG loader reads to lay it over the radiograph.
         orientation = hd.PlaneOrientationSequence("PATIENT", ROWS_AND_COLUMNS)
         segmentation.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = orientation
+    segmentation.SeriesDescription = f"segmentation by {algorithm.name} {algorithm.version}"  # a viewer's series list
     return save(segmentation, out)
 
 

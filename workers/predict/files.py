@@ -234,7 +234,7 @@ def _write_outputs(
         dicom.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         seg = _segmentation(picture, names, labels, maps.per_label, dicom)
         report = f"{stem}_report.dcm"
-        write_report(picture.path, score, threshold, dicom.classifier, dicom.folder / report)
+        write_report(picture.path, score, threshold, dicom.classifier, dicom.folder / report, labels > 0)
     return {
         "name": stem,  # a DICOM input's pseudonym
         "file": str(picture.path),

@@ -41,16 +41,21 @@ def test_fetch_report_and_store_back(tmp_path: Path) -> None:
         assert stat.S_IMODE(fetched.stat().st_mode) == 0o700
         assert np.array_equal(pydicom.dcmread(files[0]).pixel_array, pydicom.dcmread(tmp_path / "dx.dcm").pixel_array)
 
-        report = write_report(files[0], 0.83, 0.5, CLASSIFIER, tmp_path / "report.dcm")
+        fracture = np.zeros(grey.shape, bool)
+        fracture[10:20, 30:45] = fracture[25, 12] = True
+        report = write_report(files[0], 0.83, 0.5, CLASSIFIER, tmp_path / "report.dcm", fracture)
         assert store(LOGIN, orthanc.dicomweb, [report]) == 1
         held = {item["MainDicomTags"]["SOPInstanceUID"]: item for item in orthanc.instances()}
         assert len(held) == 2
         stored = pydicom.dcmread(tmp_path / "report.dcm")
         assert stored.SOPInstanceUID in held and stored.StudyInstanceUID == source.StudyInstanceUID
 
-    assert_report(stored, source, probability=0.83, present=True)
-    absent = pydicom.dcmread(write_report(files[0], 0.2, 0.5, CLASSIFIER, tmp_path / "absent.dcm"))
-    assert_report(absent, source, probability=0.2, present=False)
+    assert_report(stored, source, probability=0.83, present=True, box=(12, 10, 45, 26))
+    assert stored.SeriesDescription == "fracture present, probability 83%"
+    nothing = np.zeros(grey.shape, bool)
+    absent = pydicom.dcmread(write_report(files[0], 0.2, 0.5, CLASSIFIER, tmp_path / "absent.dcm", nothing))
+    assert_report(absent, source, probability=0.2, present=False, box=(0, 0, 64, 48))
+    assert absent.SeriesDescription == "fracture absent, probability 20%"
     assert absent.PatientName == PATIENT["PatientName"], "the report is the study's: its patient is the source's"
 
 
@@ -74,19 +79,28 @@ def test_a_jpeg_2000_study_comes_as_stored_and_a_failing_pacs_speaks_for_itself(
     assert np.array_equal(fetched.pixel_array, pydicom.dcmread(path).pixel_array)
 
 
-def assert_report(dataset: pydicom.Dataset, source: pydicom.Dataset, probability: float, present: bool) -> None:
-    """The report's one image-level group: the probability, the finding, the classifier and the source."""
+def assert_report(
+    dataset: pydicom.Dataset, source: pydicom.Dataset, probability: float, present: bool, box: tuple[int, ...]
+) -> None:
+    """The report's one planar ROI group: the probability, the finding, the classifier, and its region on the
+    source: the closed box (left, top, right, bottom) around the fracture."""
     report = hd.sr.Comprehensive3DSR.from_dataset(dataset)
-    groups = report.content.get_image_measurement_groups()
+    groups = report.content.get_planar_roi_measurement_groups()
     assert len(groups) == 1
     group = groups[0]
-    assert group.get_measurements()[0].value == probability
+    measurement = group.get_measurements()[0]
+    assert measurement.value == pytest.approx(100 * probability) and measurement.unit.value == "%"
+    region = group.roi
+    assert region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+    left, top, right, bottom = box
+    corners = [[left, top], [right, top], [right, bottom], [left, bottom], [left, top]]
+    assert region.value.tolist() == corners
     evaluation = group.get_qualitative_evaluations()[0]
     assert evaluation.name == hd.sr.CodedConcept(*FRACTURE)
     assert evaluation.value.meaning == ("Present" if present else "Absent")
     texts = {item.ConceptNameCodeSequence[0].CodeMeaning: item.get("TextValue") for item in _items(group[0])}
     assert texts["Algorithm Name"] == CLASSIFIER.name and texts["Algorithm Version"] == CLASSIFIER.version
-    assert group.source_images[0].referenced_sop_instance_uid == source.SOPInstanceUID
+    assert region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
 
 
 def _items(item: pydicom.Dataset) -> list[pydicom.Dataset]:
