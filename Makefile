@@ -115,30 +115,31 @@ $(TOOLS)/datumaro/.$(DATUMARO_PIN):
 annotator-tools: $(TOOLS)/label-studio/.$(LABEL_STUDIO_PIN) $(TOOLS)/datumaro/.$(DATUMARO_PIN)  ## Label Studio and Datumaro (CVAT's format library) in .tools/, for the annotators' round trip (tests/workers/predict/test_annotators.py)
 
 # OHIF's built viewer, the npm package's dist/ alone (npm pack: no install of its build dependencies), for PACS=1.
-OHIF_VERSION := 3.13.2
+# The pin in services/viewer/ohif-version, which the viewer image's build reads too.
+OHIF_VERSION := $(shell cat services/viewer/ohif-version)
 $(TOOLS)/ohif/.$(OHIF_VERSION):
 	@$(DEBIAN_TOOLS) "$(VIEWER_TOOLS)" "$(NPM_TOOLS)"
 	rm -rf $(TOOLS)/ohif && mkdir -p $(TOOLS)/ohif
 	cd $(TOOLS)/ohif && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null && tar xzf ohif-app-$(OHIF_VERSION).tgz && mv package/dist dist && rm -rf package ohif-app-$(OHIF_VERSION).tgz
 	touch $@
 
-viewer-tools: $(TOOLS)/ohif/.$(OHIF_VERSION)  ## the stack's own PACS and viewer (PACS=1): Debian's orthanc, orthanc-dicomweb, nginx and chromium (the viewer's test), OHIF in .tools/ohif
+viewer-tools: $(TOOLS)/ohif/.$(OHIF_VERSION)  ## the local stack's own PACS and viewer (PACS=1): Debian's orthanc, orthanc-dicomweb and nginx, OHIF in .tools/ohif (make test adds chromium for the viewer's test)
 	@$(DEBIAN_TOOLS) "$(VIEWER_TOOLS)"
 
 # The Debian packages of each group of tests: as root installed where missing, else one line says what to install.
 DEBIAN_TOOLS := bash tests/debian_tools.sh
-BROWSER_TOOLS := the browser test of the MLflow pages;command -v chromium;chromium
+BROWSER_TOOLS := the browser tests (the MLflow pages, the viewer);command -v chromium;chromium
 PACS_TOOLS := the PACS tests;command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so;orthanc orthanc-dicomweb
 SLURM_TOOLS := the SLURM tests;command -v slurmctld && command -v munged;slurm-wlm munge
 COMPOSE_TOOLS := the compose file tests;command -v docker-compose;docker-compose
-VIEWER_TOOLS := the PACS and viewer of PACS=1;command -v nginx && command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so && command -v chromium;orthanc orthanc-dicomweb nginx-light chromium
+VIEWER_TOOLS := the PACS and viewer of PACS=1;command -v nginx && command -v Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so;orthanc orthanc-dicomweb nginx-light
 # A group of its own: a machine with NodeSource's nodejs has npm from it, and Debian's npm conflicts with that.
 NPM_TOOLS := fetching OHIF (npm pack);command -v npm;npm
 
 test-tools:  ## every Debian package the tests use, in one go (make test runs it): installed as root, else named in one line
 	@$(DEBIAN_TOOLS) "$(COMPOSE_TOOLS)" "$(BROWSER_TOOLS)" "$(PACS_TOOLS)" "$(SLURM_TOOLS)"
 
-browser-tools:  ## Debian's chromium, headless, for the browser test of the MLflow pages (tests/workers/tracking/test_tracking.py)
+browser-tools:  ## Debian's chromium, headless, for the browser tests (the MLflow pages, tests/workers/tracking/test_tracking.py; the viewer, tests/services/test_viewer.py)
 	@$(DEBIAN_TOOLS) "$(BROWSER_TOOLS)"
 
 pacs-tools:  ## Debian's orthanc and orthanc-dicomweb, a real PACS for the DICOMweb round trip (tests/workers/predict/test_pacs.py)

@@ -20,11 +20,12 @@ from services.local import stack
 from services.local.plan import visible_gpus
 from shared.defaults import IGNORED_CELERY_VARIABLES
 from shared.secrets_check import refusal
-from shared.settings import Settings, get_settings
+from shared.settings import PACS_SERVER_FILE, Settings, get_settings
 from shared.tracking_login import refused_login
 
 HEALTHY_TIMEOUT_S = 300
 MLFLOW_PUBLISHED_PORT = 5000  # docker-compose.yml's
+PACS_PORT = 8042  # docker-compose.yml's pacs service, in the stack and published
 
 
 def docker_engine() -> bool:
@@ -71,11 +72,6 @@ def up(local: bool, gpus: str, publish: str, pacs: bool) -> None:
         gpu_override_path(settings).unlink(missing_ok=True)
         stack.up(settings, pacs)
         return
-    if pacs:
-        raise click.ClickException(
-            "PACS=1 starts the PACS and the viewer with the local stack (make up LOCAL=1 PACS=1); the compose "
-            "stack has no pacs and viewer services yet (docs/viewer.md)"
-        )
     refused = refusal(settings)  # .env, as compose reads it
     if refused:
         raise click.ClickException(refused)
@@ -94,11 +90,28 @@ def up(local: bool, gpus: str, publish: str, pacs: bool) -> None:
         click.echo(f"no .env: the stack's passwords are generated and kept in {env_path} (0600)")
     for extra in compose_stack.stage_build_extras():
         click.echo(f"the image build uses {extra}")
-    compose_stack.run_compose(settings, "up", "-d", "--build")
+    if not pacs:
+        _stop_the_pacs(settings, env_path)
+    compose_stack.run_compose(settings, "up", "-d", "--build", profiles=compose_stack.PACS_PROFILE if pacs else ())
     _wait_healthy(settings)
     _refuse_a_refused_login(env_path)
     click.echo(f"Flower: http://127.0.0.1:5555 and MLflow: http://127.0.0.1:5000 (passwords in {env_path})")
+    if pacs:
+        kept = compose_stack.host_data_root(settings, env_path) / "stack" / PACS_SERVER_FILE
+        click.echo(
+            f"Viewer: {json.loads(kept.read_text())['viewer']}  (user and password in {kept})\n"
+            f"PACS: http://pacs:{PACS_PORT}/dicom-web for dispatch and the workers, "
+            f"http://127.0.0.1:{PACS_PORT}/dicom-web from this host"
+        )
     click.echo("next: make demo, or `make dispatch ARGS='jobs'`")
+
+
+def _stop_the_pacs(settings: Settings, env_path: Path) -> None:
+    """`make up` without PACS=1 after a start with it: its PACS and viewer stop, and the stack stops offering
+    them to dispatch and the workers."""
+    if {"pacs", "viewer"} & set(service_states(settings)):
+        compose_stack.run_compose(settings, "rm", "--stop", "--force", "pacs", "viewer")
+    (compose_stack.host_data_root(settings, env_path) / "stack" / PACS_SERVER_FILE).unlink(missing_ok=True)
 
 
 def _refuse_a_refused_login(env_path: Path) -> None:

@@ -1,10 +1,33 @@
-"""A new file in the data root's private folder: the folder (and the private folder above it) 0700, the file
-0600 from its first byte and never one that exists already."""
+"""Files that hold a secret or a patient's data: written 0600 from their first byte, never readable by others
+even for a moment; a new one in the data root's private folder has that folder (and the one above it) 0700."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+
+def write_private(path: Path, content: str) -> Path:
+    """`content` written to `path` (replaced where it exists), 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(content)
+    return path
+
+
+def kept_secret(path: Path, make: str) -> str:
+    """The secret kept at `path`; `make` is written there (0600) the first time. Two processes that ask at once
+    get the same one: only the first creates the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(make)
+    return make.strip()
 
 
 def write_new_private(private_dir: Path, path: Path, content: str) -> Path:

@@ -20,7 +20,7 @@ from shared.tasknames import QUEUE_OF
 REDIS_PASSWORD_FILE = "redis_password"  # under the stack folder, mode 0600, when the local stack runs Redis
 # "url user password", mode 0600, when the local stack runs the MLflow server
 MLFLOW_SERVER_FILE = "mlflow_server"
-# {"dicomweb", "viewer", "user", "password"}, mode 0600, when the local stack runs its own PACS and viewer (PACS=1)
+# {"dicomweb", "viewer", "user", "password"}, mode 0600, when the stack runs its own PACS and viewer (PACS=1)
 PACS_SERVER_FILE = "pacs_server"
 TRACKING_OFF = ("", "none", "off")
 
@@ -101,10 +101,15 @@ class Settings(BaseSettings):
     pacs_username: str | None = Field(default=None, alias="PACS_USERNAME")
     pacs_password: str | None = Field(default=None, alias="PACS_PASSWORD")
     pacs_timeout_seconds: float = Field(default=30.0, alias="PACS_TIMEOUT_SECONDS")
-    # The stack's own PACS (Orthanc) and viewer (OHIF behind nginx) with `make up PACS=1` (docs/viewer.md), on
-    # 127.0.0.1.
+    # The stack's own PACS (Orthanc) and viewer (OHIF behind nginx) with `make up PACS=1` (docs/viewer.md): their
+    # ports; the address they listen on (in compose, every address of their containers, which docker-compose.yml
+    # publishes on 127.0.0.1); how the viewer and the workers reach the PACS (in compose, its service's name);
+    # the viewer's address as a user opens it (its links start with it).
     pacs_port: int = Field(default=8042, alias="PACS_PORT")
     viewer_port: int = Field(default=3000, alias="VIEWER_PORT")
+    pacs_listen: str = Field(default="127.0.0.1", alias="PACS_LISTEN")
+    pacs_host: str = Field(default="127.0.0.1", alias="PACS_HOST")
+    viewer_url: str | None = Field(default=None, alias="VIEWER_URL")
     # The built OHIF that `make viewer-tools` fetches (the compose image has its own).
     ohif_dist: Path = Field(default=Path(".tools/ohif/dist"), alias="OHIF_DIST")
 
@@ -181,7 +186,7 @@ class Settings(BaseSettings):
 
     @property
     def own_pacs(self) -> tuple[str, str] | None:
-        """The local stack's own PACS (PACS=1): its DICOMweb URL and its viewer's; None where it runs none."""
+        """The stack's own PACS (PACS=1): its DICOMweb URL and its viewer's; None where it runs none."""
         kept = self._local_pacs()
         return (kept["dicomweb"], kept["viewer"]) if kept else None
 

@@ -21,6 +21,7 @@ BUILD = {"dockerfile": "services/docker/Dockerfile", "target": "app"}
 CONTAINER_USER = "${APP_UID:-1000}:${APP_GID:-1000}"
 # What worker hosts reach besides MLflow (published on :5000 by docker-compose.yml already).
 PUBLISHED_PORTS = {"redis": 6379, "postgres": 5432}
+PACS_PORTS = {"pacs": 8042, "viewer": 3000}  # docker-compose.yml's, published on 127.0.0.1
 # docker-compose.yml's, with a user's own from .env
 MLFLOW_ALLOWED_HOSTS = "${MLFLOW_ALLOWED_HOSTS:-mlflow:5000,localhost:5000,127.0.0.1:5000}"
 FIRST_HOST_SERVICES = {
@@ -118,6 +119,12 @@ def publish_override(address: str) -> dict[str, Any]:
     that name that address (its guard against DNS rebinding refuses any other Host header with a 403)."""
     services: dict[str, Any] = {name: {"ports": [f"{address}:{port}:{port}"]} for name, port in PUBLISHED_PORTS.items()}
     services["mlflow"] = {"environment": {"MLFLOW_ALLOWED_HOSTS": f"{MLFLOW_ALLOWED_HOSTS},{address}:5000"}}
+    # The stack's own PACS and viewer (PACS=1), beside 127.0.0.1: its links then name that address.
+    for name, port in PACS_PORTS.items():
+        services[name] = {
+            "ports": [f"{address}:{port}:{port}"],
+            "environment": {"VIEWER_URL": f"${{VIEWER_URL:-http://{address}:{PACS_PORTS['viewer']}}}"},
+        }
     return {"services": services}
 
 

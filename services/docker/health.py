@@ -6,6 +6,7 @@ import sys
 import time
 import urllib.request
 
+from services.viewer.site import pacs_login
 from shared.basic_auth import basic_auth_header
 from shared.settings import get_settings
 
@@ -33,6 +34,26 @@ def flower_alive() -> bool:
         return False
 
 
+def answers_with_login(url: str) -> bool:
+    """The stack's own PACS or viewer answers `url` with the login it asks for."""
+    user, password = pacs_login(get_settings())
+    request = urllib.request.Request(url, headers=basic_auth_header(f"{user}:{password}"))
+    try:
+        return urllib.request.urlopen(request, timeout=5).status == 200
+    except OSError:
+        return False
+
+
+def pacs_alive() -> bool:
+    return answers_with_login(f"http://127.0.0.1:{get_settings().pacs_port}/system")
+
+
+def viewer_alive() -> bool:  # through nginx to Orthanc: both answer, and the login is the PACS's
+    settings = get_settings()
+    address = "127.0.0.1" if settings.pacs_listen == "0.0.0.0" else settings.pacs_listen
+    return answers_with_login(f"http://{address}:{settings.viewer_port}/dicom-web/studies?limit=1")
+
+
 def mlflow_alive() -> bool:
     try:
         return urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=5).status == 200
@@ -41,5 +62,11 @@ def mlflow_alive() -> bool:
 
 
 if __name__ == "__main__":
-    check = {"beat": beat_alive, "flower": flower_alive, "mlflow": mlflow_alive}[sys.argv[1]]
+    check = {
+        "beat": beat_alive,
+        "flower": flower_alive,
+        "mlflow": mlflow_alive,
+        "pacs": pacs_alive,
+        "viewer": viewer_alive,
+    }[sys.argv[1]]
     raise SystemExit(0 if check() else 1)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from services.local.plan import write_private
 from services.tracking_store import auth_config, create_databases, database_url
+from shared.private_files import write_private
 from shared.settings import get_settings
 
 RUNS, LOGINS = "mlflow", "mlflow_auth"

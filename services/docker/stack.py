@@ -13,13 +13,14 @@ from pathlib import Path
 import click
 from dotenv import dotenv_values
 
-from services.local.plan import write_private
+from shared.private_files import write_private
 from shared.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 USER_ENV_FILE = PROJECT_ROOT / ".env"
 SECRETS_FILE = "secrets.env"  # under $DATA_ROOT/compose, 0600, when the user has no .env
 IMAGE_UID = 1000  # the `app` user of services/docker/Dockerfile
+PACS_PROFILE = ("pacs",)  # docker-compose.yml's PACS and viewer, started by `make up PACS=1` only
 FLOWER_USER = "admin"
 MLFLOW_USER = "fracatlas"  # the workers' MLflow login in docker-compose.yml
 # What docker-compose.yml asks of .env with ${NAME:?...}; a first start without .env generates each.
@@ -110,12 +111,24 @@ def compose_files(settings: Settings) -> list[str]:
 
 
 def run_compose(
-    settings: Settings, *args: str, check: bool = True, capture: bool = False
+    settings: Settings,
+    *args: str,
+    check: bool = True,
+    capture: bool = False,
+    profiles: tuple[str, ...] = PACS_PROFILE,
 ) -> subprocess.CompletedProcess[str]:
+    """`profiles`: the optional services compose sees. All of them, so that `down`, `ps` and `logs` reach the
+    PACS and viewer where they run; `make up` names them only with PACS=1."""
     env_path = env_file(settings)
     data_root = host_data_root(settings, env_path)
     uid, gid = container_user(data_root)
-    environment = {**os.environ, "HOST_DATA_ROOT": str(data_root), "APP_UID": str(uid), "APP_GID": str(gid)}
+    environment = {
+        **os.environ,
+        "HOST_DATA_ROOT": str(data_root),
+        "APP_UID": str(uid),
+        "APP_GID": str(gid),
+        "COMPOSE_PROFILES": ",".join(profiles),
+    }
     command = [*compose_command(), "--env-file", str(env_path), *compose_files(settings), *args]
     result = subprocess.run(command, cwd=PROJECT_ROOT, env=environment, capture_output=capture, text=True)
     if check and result.returncode != 0:

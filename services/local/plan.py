@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -25,9 +24,11 @@ from services.tracking_store import (
     on_postgres,
     sqlite_in_wal,
 )
-from services.viewer.nginx import htpasswd_line, nginx_binary, nginx_config
-from services.viewer.ohif import app_config, is_built
-from services.viewer.orthanc import DICOMWEB_ROOT, orthanc_binary, orthanc_config
+from services.viewer.nginx import nginx_binary
+from services.viewer.ohif import is_built
+from services.viewer.orthanc import orthanc_binary
+from services.viewer.site import write_pacs, write_viewer
+from shared.private_files import kept_secret, write_private
 from shared.redact import redact_url
 from shared.settings import MLFLOW_SERVER_FILE, PACS_SERVER_FILE, REDIS_PASSWORD_FILE, Settings
 
@@ -78,27 +79,11 @@ def visible_gpus() -> int:
     return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
 
 
-def write_private(path: Path, content: str) -> Path:
-    """Write a file that holds a secret: created 0600, never readable by others even for a moment."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(content)
-    return path
-
-
-def _kept_secret(path: Path, make: str) -> str:
-    if not path.exists():
-        write_private(path, make)
-    return path.read_text().strip()
-
-
 def flower_auth(settings: Settings) -> str:
     """FLOWER_BASIC_AUTH, or a password generated once and kept under DATA_ROOT."""
     if settings.flower_basic_auth:
         return settings.flower_basic_auth
-    return _kept_secret(settings.layout.stack_dir / "flower_basic_auth", f"admin:{secrets.token_urlsafe(12)}")
+    return kept_secret(settings.layout.stack_dir / "flower_basic_auth", f"admin:{secrets.token_urlsafe(12)}")
 
 
 def redis_program(settings: Settings) -> Program:
@@ -114,7 +99,7 @@ def redis_program(settings: Settings) -> Program:
         kept.unlink(missing_ok=True)
     else:
         # "host:port password": settings.broker adds it only to a BROKER_URL that points at this Redis.
-        address, _, password = _kept_secret(kept, f"{host}:{port} {secrets.token_urlsafe(24)}").partition(" ")
+        address, _, password = kept_secret(kept, f"{host}:{port} {secrets.token_urlsafe(24)}").partition(" ")
         if address != f"{host}:{port}":  # BROKER_URL moved: a new password for the new address
             password = secrets.token_urlsafe(24)
             write_private(kept, f"{host}:{port} {password}")
@@ -138,8 +123,8 @@ def mlflow_program(settings: Settings) -> Program:
     find the server and its password in DATA_ROOT/stack/mlflow_server (Settings.tracking_uri)."""
     stack, store = settings.layout.stack_dir, settings.layout.mlflow_dir
     store.mkdir(parents=True, exist_ok=True)
-    password = _kept_secret(stack / "mlflow_admin_password", secrets.token_urlsafe(18))
-    secret_key = _kept_secret(stack / "mlflow_secret_key", secrets.token_urlsafe(32))
+    password = kept_secret(stack / "mlflow_admin_password", secrets.token_urlsafe(18))
+    secret_key = kept_secret(stack / "mlflow_secret_key", secrets.token_urlsafe(32))
     runs, logins = mlflow_stores(settings)
     login_store = auth_config(logins, MLFLOW_USER, password, settings.mlflow_auth_cache_seconds)
     auth = write_private(stack / "mlflow-auth.ini", login_store)
@@ -178,55 +163,18 @@ def mlflow_stores(settings: Settings) -> tuple[str, str]:
     return sqlite_in_wal(store / "mlflow.db"), sqlite_in_wal(store / "basic_auth.db")
 
 
-PACS_USER = "fracatlas"
-
-
 def pacs_programs(settings: Settings) -> list[Program]:
     """The stack's own PACS and viewer (PACS=1): Orthanc, and nginx serving OHIF with Orthanc's /dicom-web on
-    one origin, both on 127.0.0.1. Its login is PACS_USERNAME and PACS_PASSWORD where set, else generated
-    once; DATA_ROOT/stack/pacs_server (0600) is where dispatch and the workers find the PACS, its viewer and
-    the login."""
+    one origin, both on 127.0.0.1 (services/viewer/site.py writes their files)."""
     orthanc, nginx = orthanc_binary(), nginx_binary()
     dist = settings.ohif_dist.resolve()
-    missing = [name for name, found in (("orthanc-dicomweb", orthanc), ("nginx", nginx)) if not found]
-    if missing or not is_built(dist):
-        what = ", ".join([*missing, *([] if is_built(dist) else [f"OHIF in {dist}"])])
+    if not (orthanc and nginx and is_built(dist)):
+        found = (("orthanc-dicomweb", orthanc), ("nginx", nginx), (f"OHIF in {dist}", is_built(dist)))
+        what = ", ".join(name for name, there in found if not there)
         raise click.ClickException(f"PACS=1 needs {what}: `make viewer-tools` installs them (docs/viewer.md)")
-    stack = settings.layout.stack_dir
-    if settings.pacs_username:  # the login the workers send to a PACS: this one takes it too
-        user, password = settings.pacs_username, settings.pacs_password or ""
-    else:
-        user, password = PACS_USER, _kept_secret(stack / "pacs_password", secrets.token_urlsafe(18))
-    settings.layout.private_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(settings.layout.private_dir, 0o700)
-    settings.layout.pacs_dir.mkdir(mode=0o700, exist_ok=True)
-    config = orthanc_config(settings.layout.pacs_dir, settings.pacs_port, user, password)
-    orthanc_file = write_private(stack / "orthanc.json", json.dumps(config, indent=1))
-    folder = stack / "viewer"
-    for temporary in ("client-body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (folder / temporary).mkdir(parents=True, exist_ok=True)
-    write_private(folder / "htpasswd", htpasswd_line(user, password))
-    served_config = folder / "app-config.js"
-    served_config.write_text(app_config())
-    nginx_file = folder / "nginx.conf"
-    nginx_file.write_text(
-        nginx_config(
-            folder,
-            "127.0.0.1",
-            settings.viewer_port,
-            dist,
-            served_config,
-            settings.layout.viewer_links,
-            settings.pacs_port,
-        )
-    )
-    dicomweb = f"http://127.0.0.1:{settings.pacs_port}{DICOMWEB_ROOT.rstrip('/')}"
-    viewer = f"http://127.0.0.1:{settings.viewer_port}"
-    server = {"dicomweb": dicomweb, "viewer": viewer, "user": user, "password": password}
-    write_private(stack / PACS_SERVER_FILE, json.dumps(server))
     return [
-        Program("pacs", [orthanc, str(orthanc_file)], priority=TRACKER_PRIORITY),
-        Program("viewer", [nginx, "-c", str(nginx_file)], priority=WATCHER_PRIORITY),
+        Program("pacs", write_pacs(settings, orthanc), priority=TRACKER_PRIORITY),
+        Program("viewer", write_viewer(settings, nginx, dist), priority=WATCHER_PRIORITY),
     ]
 
 

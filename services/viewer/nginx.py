@@ -25,12 +25,10 @@ def htpasswd_line(user: str, password: str) -> str:
     return f"{user}:{{SSHA}}{base64.b64encode(digest + salt).decode()}\n"
 
 
-def nginx_config(
-    folder: Path, address: str, port: int, dist: Path, app_config: Path, links: Path, pacs_port: int
-) -> str:
+def nginx_config(folder: Path, address: str, port: int, dist: Path, app_config: Path, links: Path, pacs: str) -> str:
     """The server: OHIF's files (its app-config.js the stack's), /dicom-web and /wado passed to Orthanc with the
     browser's login, which Orthanc checks again, and /studies/TOKEN the pages of shared/viewer_links.py in
-    `links`. `folder`: nginx's pid, logs and temporary files."""
+    `links`. `pacs`: Orthanc's host:port. `folder`: nginx's pid, logs and temporary files."""
     # Started as root, nginx would hand its workers to `nobody`, who cannot read the 0600 files.
     user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
     return f"""# Written by services/viewer/nginx.py.
@@ -61,7 +59,7 @@ http {{
       alias {links}/$1.html;
     }}
     location ~ ^/(dicom-web|wado)(/|$) {{
-      proxy_pass http://127.0.0.1:{pacs_port};
+      proxy_pass http://{pacs};
       proxy_set_header Host $http_host;
       proxy_buffering off;
       client_max_body_size 0;

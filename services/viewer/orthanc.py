@@ -1,5 +1,5 @@
-"""Orthanc as the stack's PACS: Debian's build with its DICOMweb plugin, storage under DATA_ROOT/pacs, HTTP on
-127.0.0.1 only, one generated login."""
+"""Orthanc as the stack's PACS: Debian's build with its DICOMweb plugin, storage in the data root's private
+folder, HTTP behind one login (from this machine only, unless it runs in a container of its own)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ def orthanc_binary() -> str | None:
     return found if found and DICOMWEB_PLUGIN.is_file() else None
 
 
-def orthanc_config(storage: Path, port: int, user: str, password: str) -> dict[str, Any]:
-    """Orthanc's configuration (written 0600: it holds the login)."""
+def orthanc_config(storage: Path, port: int, user: str, password: str, remote_access: bool) -> dict[str, Any]:
+    """Orthanc's configuration (written 0600: it holds the login). `remote_access`: answer other addresses than
+    this machine's own (in compose, the viewer and the workers are other containers)."""
     return {
         "Name": "fracatlas",
         "StorageDirectory": str(storage),
@@ -26,7 +27,7 @@ def orthanc_config(storage: Path, port: int, user: str, password: str) -> dict[s
         "HttpPort": port,
         # Pictures come in over DICOMweb (STOW-RS) and `dispatch pacs upload`; no DICOM listener to guard.
         "DicomServerEnabled": False,
-        "RemoteAccessAllowed": False,
+        "RemoteAccessAllowed": remote_access,
         "AuthenticationEnabled": True,
         "RegisteredUsers": {user: password},
         "Plugins": [str(DICOMWEB_PLUGIN)],

@@ -40,7 +40,12 @@ PROJECT_NAME = "fracatlas-e2e"
 HOSTS_NETWORK = "fracatlas-e2e-hosts"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 RUN_TIMEOUT_S = 3600
-IMAGES = ("fracatlas-jobs:0.1.0", "fracatlas-jobs-mlflow:0.1.0")
+IMAGES = (
+    "fracatlas-jobs:0.1.0",
+    "fracatlas-jobs-mlflow:0.1.0",
+    "fracatlas-jobs-pacs:0.1.0",
+    "fracatlas-jobs-viewer:0.1.0",
+)
 VOLUMES = ("redis-data", "postgres-data")
 
 timings: list[tuple[str, float]] = []
@@ -106,7 +111,7 @@ class Stack:
         return sh(PY, "-m", "services.launcher", *args, env=self.env, check=check, capture=capture)
 
     def up(self) -> None:
-        self.launcher("up", "--publish", self.publish)
+        self.launcher("up", "--publish", self.publish, "--pacs")
 
     def compose(self, *args: str, capture: bool = False, check: bool = True) -> str:
         result = run_compose(self.settings, *args, check=False, capture=capture)
@@ -211,6 +216,43 @@ def check_auth(stack: Stack) -> None:
     expected = [401, 200, 401, 200]
     if list(seen.values()) != expected:
         raise SystemExit(f"authentication: expected {expected}, got {seen}")
+
+
+def check_pacs_and_viewer(stack: Stack) -> None:
+    """PACS=1 in compose: a DICOM radiograph of a made-up patient uploaded with `dispatch pacs upload` from the
+    data root; the viewer (another container) answers its link and the study through /dicom-web on its origin,
+    behind the PACS's login, published on this host's 127.0.0.1 and on the PUBLISH address."""
+    sys.path.insert(0, str(PROJECT / "tests"))
+    import numpy as np
+    from dicom_files import dicom_from
+
+    server = json.loads((stack.data_root / "stack" / "pacs_server").read_text())
+    user, password = server["user"], server["password"]
+    folder = stack.data_root / "e2e-dicom"
+    folder.mkdir(exist_ok=True)
+    dicom_from(np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1)), folder / "dx.dcm")
+    for path in (folder, folder / "dx.dcm"):
+        os.chown(path, 1000, 1000)
+    uploaded = stack.dispatch("pacs", "upload", "/data/e2e-dicom")
+    [link] = uploaded["viewer"]
+    viewer = f"http://{stack.publish}:3000"
+    seen = {
+        "viewer without login": status_of("http://127.0.0.1:3000/"),
+        "viewer with login": status_of("http://127.0.0.1:3000/", user, password),
+        "its link, on the PUBLISH address": status_of(link, user, password),
+        "orthanc with a wrong login": status_of("http://127.0.0.1:8042/dicom-web/studies", user, "wrong"),
+    }
+    print(f"    uploaded {uploaded['instances']} instance(s); link {link.split('/studies/')[0]}/studies/...")
+    print("    " + ", ".join(f"{name}: {code}" for name, code in seen.items()))
+    if not link.startswith(f"{viewer}/studies/") or list(seen.values()) != [401, 200, 200, 401]:
+        raise SystemExit(f"PACS and viewer: expected a link under {viewer}/studies/ and 401, 200, 200, 401: {seen}")
+    request = urllib.request.Request(
+        "http://127.0.0.1:3000/dicom-web/studies", headers=basic_auth_header(f"{user}:{password}")
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        studies = json.load(answer)
+    if len(studies) != 1:
+        raise SystemExit(f"the viewer's /dicom-web lists {len(studies)} studies, not the one uploaded")
 
 
 def check_health(stack: Stack) -> None:
@@ -377,6 +419,7 @@ def main() -> None:
         step("make up (build, start, all healthy)", stack.up)
         step("image sizes; no build extras shipped", image_sizes)
         step("Flower and MLflow: 401 without credentials, 200 with", lambda: check_auth(stack))
+        step("PACS=1: an upload, its link and the study on the viewer's origin", lambda: check_pacs_and_viewer(stack))
         ref = step("demo through the stack, with faults", lambda: demo_with_faults(stack))
         step("health after the run", lambda: check_health(stack))
         dataset_id = stack.run(str(ref))["params"].get("dataset_id", 990)

@@ -22,6 +22,7 @@ from shared.settings import Settings
 ENV_FILE = PROJECT / ".env.example"
 APP_IMAGE = "fracatlas-jobs"
 LONG_RUNNING_EXCEPT = {"migrate", "dispatch"}
+OWN_TARGETS = {"mlflow", "pacs", "viewer"}  # services/docker/Dockerfile's images besides `app`
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_rules_of_the_stack(files: dict[str, Path]) -> None:
         assert service["init"] is True and service["environment"]["TINI_KILL_PROCESS_GROUP"] == "1"
         # The containers run as the uid `make up` passes (the data root's), the image's user by default.
         assert service["user"] == "1000:1000", name
-        assert service["build"]["target"] == ("mlflow" if name == "mlflow" else "app"), name
+        assert service["build"]["target"] == (name if name in OWN_TARGETS else "app"), name
         if name not in LONG_RUNNING_EXCEPT:
             assert {"redis", "postgres"} <= set(service["depends_on"]), f"{name} must stop before the broker"
             assert "healthcheck" in service, f"{name} has no health check"
@@ -151,6 +152,18 @@ def test_publish_override_binds_the_first_hosts_services_to_one_address(files: d
     assert merged["services"]["mlflow"]["ports"] == [{"published": 5000, "target": 5000}], "published for every host"
     allowed = merged["services"]["mlflow"]["environment"]["MLFLOW_ALLOWED_HOSTS"].split(",")
     assert allowed == ["mlflow:5000", "localhost:5000", "127.0.0.1:5000", "10.0.0.1:5000"], "worker hosts name it so"
+    for name, port in {"pacs": 8042, "viewer": 3000}.items():  # PACS=1: beside this host's own 127.0.0.1
+        assert merged["services"][name]["ports"] == [f"127.0.0.1:{port}:{port}/tcp", f"10.0.0.1:{port}:{port}/tcp"]
+        assert merged["services"][name]["environment"]["VIEWER_URL"] == "http://10.0.0.1:3000", "its links say so"
+
+
+def test_the_pacs_and_viewer_are_started_only_with_pacs_1_and_published_on_this_host_only() -> None:
+    merged = config(PROJECT / "docker-compose.yml")
+    for name, port in {"pacs": 8042, "viewer": 3000}.items():
+        service = merged["services"][name]
+        assert service["profiles"] == ["pacs"] and service["ports"] == [f"127.0.0.1:{port}:{port}/tcp"], name
+        assert service["environment"]["PACS_HOST"] == "pacs" and service["environment"]["PACS_LISTEN"] == "0.0.0.0"
+    assert merged["services"]["viewer"]["depends_on"]["pacs"]["condition"] == "service_healthy"
 
 
 def test_worker_host_file_runs_only_gpu_workers_against_the_first_host(files: dict[str, Path]) -> None:
@@ -266,3 +279,71 @@ def test_the_example_passwords_are_refused_before_anything_starts(tmp_path: Path
     ):
         assert name in started.stderr
     assert "still hold the example password" in started.stderr
+
+
+def test_the_pacs_and_viewer_start_scripts_serve_one_origin_behind_the_login(tmp_path: Path) -> None:
+    """pacs.sh and viewer.sh as local processes, set up as compose sets them (listening on another address than
+    127.0.0.1, the PACS reached by a name), with their health checks."""
+    from services.viewer.nginx import nginx_binary
+    from services.viewer.ohif import is_built
+    from services.viewer.orthanc import orthanc_binary
+
+    dist = PROJECT / ".tools" / "ohif" / "dist"
+    require(bool(orthanc_binary() and nginx_binary()), "Orthanc's DICOMweb plugin or nginx missing (make viewer-tools)")
+    require(is_built(dist), f"OHIF is not in {dist} (make viewer-tools)")
+    data_root, pacs_port, viewer_port = tmp_path / "data", free_port(), free_port()
+    address, viewer = "127.0.0.2", f"http://127.0.0.2:{viewer_port}"
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "DATA_ROOT": str(data_root),
+        "PACS_PORT": str(pacs_port),
+        "VIEWER_PORT": str(viewer_port),
+        "PACS_LISTEN": address,
+        "PACS_HOST": "localhost",
+        "VIEWER_URL": viewer,
+        "OHIF_DIST": str(dist),
+    }
+    for name in ("PACS_USERNAME", "PACS_PASSWORD"):
+        env.pop(name, None)
+
+    def healthy(role: str) -> bool:
+        check = [sys.executable, "-m", "services.docker.health", role]
+        return subprocess.run(check, env=env, cwd=PROJECT, capture_output=True, timeout=30).returncode == 0
+
+    start = PROJECT / "services" / "docker" / "start"
+    started = []
+    try:
+        for role in ("pacs", "viewer"):
+            started.append(
+                subprocess.Popen(
+                    [str(start / f"{role}.sh")],
+                    env=env,
+                    cwd=PROJECT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+            wait_for(lambda role=role: healthy(role), timeout=60, what=f"the {role} health check")
+        stack = data_root / "stack"
+        server = json.loads((stack / "pacs_server").read_text())
+        assert server["dicomweb"] == f"http://localhost:{pacs_port}/dicom-web" and server["viewer"] == viewer
+        assert server["user"] == "fracatlas" and server["password"] == (stack / "pacs_password").read_text()
+        for secret in ("pacs_server", "pacs_password", "orthanc.json", "viewer/htpasswd"):
+            assert (stack / secret).stat().st_mode & 0o077 == 0, secret
+        assert json.loads((stack / "orthanc.json").read_text())["RemoteAccessAllowed"] is True
+        assert (data_root / "private").stat().st_mode & 0o077 == 0
+
+        import requests
+
+        login = (server["user"], server["password"])
+        assert requests.get(f"{viewer}/", timeout=10).status_code == 401
+        assert requests.get(f"{viewer}/dicom-web/studies", auth=(login[0], "wrong"), timeout=10).status_code == 401
+        assert "<html" in requests.get(f"{viewer}/", auth=login, timeout=10).text.lower()
+        assert requests.get(f"{viewer}/dicom-web/studies", auth=login, timeout=10).json() == []
+    finally:
+        for process in started:
+            os.killpg(process.pid, 15)
+        for process in started:
+            assert process.wait(30) is not None
