@@ -19,6 +19,7 @@ from services.docker.compose import gpu_override, parse_gpus, publish_override, 
 from services.local import stack
 from services.local.plan import visible_gpus
 from shared.defaults import IGNORED_CELERY_VARIABLES
+from shared.layout import DataRoot
 from shared.secrets_check import refusal
 from shared.settings import PACS_SERVER_FILE, Settings, get_settings
 from shared.tracking_login import refused_login
@@ -97,7 +98,7 @@ def up(local: bool, gpus: str, publish: str, pacs: bool) -> None:
     _refuse_a_refused_login(env_path)
     click.echo(f"Flower: http://127.0.0.1:5555 and MLflow: http://127.0.0.1:5000 (passwords in {env_path})")
     if pacs:
-        kept = compose_stack.host_data_root(settings, env_path) / "stack" / PACS_SERVER_FILE
+        kept = _host_pacs_server(settings, env_path)
         click.echo(
             f"Viewer: {json.loads(kept.read_text())['viewer']}  (user and password in {kept})\n"
             f"PACS: http://pacs:{PACS_PORT}/dicom-web for dispatch and the workers, "
@@ -111,7 +112,12 @@ def _stop_the_pacs(settings: Settings, env_path: Path) -> None:
     them to dispatch and the workers."""
     if {"pacs", "viewer"} & set(service_states(settings)):
         compose_stack.run_compose(settings, "rm", "--stop", "--force", "pacs", "viewer")
-    (compose_stack.host_data_root(settings, env_path) / "stack" / PACS_SERVER_FILE).unlink(missing_ok=True)
+    _host_pacs_server(settings, env_path).unlink(missing_ok=True)
+
+
+def _host_pacs_server(settings: Settings, env_path: Path) -> Path:
+    """The pacs service's `pacs_server` file, in the data root as this host mounts it."""
+    return DataRoot(compose_stack.host_data_root(settings, env_path)).stack_dir / PACS_SERVER_FILE
 
 
 def _refuse_a_refused_login(env_path: Path) -> None:
